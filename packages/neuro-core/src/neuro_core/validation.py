@@ -47,8 +47,8 @@ def check_tensor(
     if shape is not None:
         ok = len(shape) == x.ndim and all(s is None or s == d for s, d in zip(shape, x.shape))
         if not ok:
-            want = tuple("*" if s is None else s for s in shape)
-            raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+            want = ", ".join("*" if s is None else str(s) for s in shape)
+            raise ValueError(f"{name} must have shape ({want}), got {tuple(x.shape)}")
     if dtype is not None:
         allowed_dt = (dtype,) if isinstance(dtype, torch.dtype) else tuple(dtype)
         if x.dtype not in allowed_dt:

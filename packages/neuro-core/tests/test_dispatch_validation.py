@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from neuro_core.dispatch import resolve_backend
+from neuro_core.validation import (
+    check_in_range,
+    check_positive,
+    check_same_device,
+    check_tensor,
+)
+
+
+def test_auto_on_cpu_is_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEURO_CPU_COMPILE", raising=False)
+    assert resolve_backend("auto", torch.zeros(1)) == "reference"
+    monkeypatch.setenv("NEURO_CPU_COMPILE", "1")
+    assert resolve_backend("auto", torch.zeros(1)) == "compile"
+    assert resolve_backend("auto", torch.zeros(1), supported=("auto", "reference")) == "reference"
+
+
+def test_triton_on_cpu_needs_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_backend("triton", torch.zeros(1), op="myop")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert resolve_backend("triton", torch.zeros(1)) == "triton"
+
+
+def test_unknown_backend_is_named() -> None:
+    with pytest.raises(ValueError, match="myop: backend must be one of"):
+        resolve_backend("fast", torch.zeros(1), op="myop")
+
+
+def test_check_tensor_messages() -> None:
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="q must have 4 dims"):
+        check_tensor("q", x, ndim=4)
+    with pytest.raises(ValueError, match=r"k must have shape \(2, \*, 4\)"):
+        check_tensor("k", x, shape=(2, None, 4))
+    with pytest.raises(ValueError, match="v must have dtype"):
+        check_tensor("v", x, dtype=torch.float16)
+    with pytest.raises(ValueError, match="beta contains NaN"):
+        check_tensor("beta", torch.tensor([1.0, float("nan")]), finite=True)
+    with pytest.raises(ValueError, match="w must be a torch.Tensor"):
+        check_tensor("w", [1.0])
+    with pytest.raises(ValueError, match="ids must be floating"):
+        check_tensor("ids", torch.zeros(2, dtype=torch.long), floating=True)
+    assert check_tensor("x", x, ndim=(2, 3), shape=(2, 3), dtype=torch.float32, finite=True) is x
+    check_same_device(a=x, b=None, c=torch.ones(1))
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_check_positive_agrees_with_definition(v: float) -> None:
+    ok = v == v and abs(v) != float("inf") and v > 0
+    if ok:
+        assert check_positive("tau_ms", v) == v
+    else:
+        with pytest.raises(ValueError, match="tau_ms"):
+            check_positive("tau_ms", v)
+
+
+def test_check_in_range_open_ends() -> None:
+    assert check_in_range("decay", 1.0, 0.0, 1.0, low_open=True) == 1.0
+    with pytest.raises(ValueError, match=r"decay must be in \(0.0, 1.0\]"):
+        check_in_range("decay", 0.0, 0.0, 1.0, low_open=True)
