@@ -2,4 +2,16 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from neuro_models.config import LlamaConfig
+from neuro_models.llama import KVCache, Llama
+from neuro_models.params import ParamCount, count_parameters, match_parameters
+
+__all__ = [
+    "KVCache",
+    "Llama",
+    "LlamaConfig",
+    "ParamCount",
+    "__version__",
+    "count_parameters",
+    "match_parameters",
+]
