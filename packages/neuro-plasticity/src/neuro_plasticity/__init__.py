@@ -1,5 +1,71 @@
 """Composable plasticity rules (Hebbian, Oja, BCM, STDP, three-factor), chunked Hebbian fast weights with a Triton kernel, and continual-learning tools."""
 
+from neuro_plasticity.hebbian import (
+    BCMState,
+    bcm,
+    foldiak,
+    hebbian,
+    oja,
+    reward_modulated_hebbian,
+)
+from neuro_plasticity.homeostasis import (
+    ThresholdAdaptation,
+    synaptic_scaling,
+    threshold_adaptation,
+)
+from neuro_plasticity.rule import (
+    PlasticityHook,
+    Rule,
+    Transform,
+    chain,
+    clip,
+    eligibility,
+    modulate,
+    on_topology,
+    prune,
+    scale,
+    weight_decay,
+)
+from neuro_plasticity.stdp import (
+    PairTraces,
+    TripletTraces,
+    pair_stdp,
+    three_factor_stdp,
+    triplet_stdp,
+)
+from neuro_plasticity.topology import CSR, Dense, Topology, local_csr
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "CSR",
+    "BCMState",
+    "Dense",
+    "PairTraces",
+    "PlasticityHook",
+    "Rule",
+    "ThresholdAdaptation",
+    "Topology",
+    "Transform",
+    "TripletTraces",
+    "__version__",
+    "bcm",
+    "chain",
+    "clip",
+    "eligibility",
+    "foldiak",
+    "hebbian",
+    "local_csr",
+    "modulate",
+    "oja",
+    "on_topology",
+    "pair_stdp",
+    "prune",
+    "reward_modulated_hebbian",
+    "scale",
+    "synaptic_scaling",
+    "three_factor_stdp",
+    "threshold_adaptation",
+    "triplet_stdp",
+    "weight_decay",
+]
