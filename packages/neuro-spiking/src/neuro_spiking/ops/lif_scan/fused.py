@@ -1,0 +1,249 @@
+"""Multi-step LIF with a hand-written backward: spikes out, membranes recomputed in backward.
+
+The forward runs the recursion of :mod:`.reference` without autograd and saves only the
+membrane at the start of every chunk of ``chunk`` steps (``T/chunk`` checkpoints). The backward
+walks the chunks from last to first, recomputes the chunk's charged membranes ``h_t`` from its
+checkpoint, then runs the adjoint recursion (u_t = h_t − θ, σ' the surrogate derivative):
+
+    dv_T = ∂L/∂v_T + ∂L/∂m_T
+    ds_t = ∂L/∂s_t − ρ·dv_t·[not detach]               (subtract, ρ = θ − v_reset)
+    dh_t = dv_t + ds_t·σ'(u_t)
+    ds_t = ∂L/∂s_t + (v_reset − h_t)·dv_t·[not detach]  (hard)
+    dh_t = dv_t·(1 − s_t) + ds_t·σ'(u_t)
+    ∂L/∂x_t = dh_t,   ∂L/∂β += Σ dh_t·(v_{t−1} − v_rest),   dv_{t−1} = β·dh_t + ∂L/∂m_{t−1}
+
+Saved memory is ``O(T/chunk + chunk)`` membranes instead of the ``O(T)`` intermediates autograd
+keeps for the reference. The chunk step functions are plain torch code: eager by default, or
+``torch.compile``d (``compiled=True``), which fuses each chunk into one loop over neurons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from neuro_spiking.surrogates import Surrogate
+
+
+def _forward_chunk(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    leak_bias: torch.Tensor,
+    threshold: float,
+    v_reset: float,
+    subtract: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps over ``x [K, ...]`` from ``v``; returns ``(h [K, ...], v [K, ...], v_K)``."""
+    hs, vs = [], []
+    for t in range(x.shape[0]):
+        h = beta * v + x[t] + leak_bias
+        s = (h >= threshold).to(h.dtype)
+        if subtract:
+            v = h - (threshold - v_reset) * s
+        else:
+            v = torch.where(s > 0, torch.full_like(h, v_reset), h)
+        hs.append(h)
+        vs.append(v)
+    return torch.stack(hs), torch.stack(vs), v
+
+
+def _forward_spikes(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    leak_bias: torch.Tensor,
+    threshold: float,
+    v_reset: float,
+    subtract: bool,
+    spikes: torch.Tensor,
+    trace: torch.Tensor | None,
+) -> torch.Tensor:
+    """Forward of one chunk writing spikes (and the trace) in place; returns ``v_K``."""
+    rho = threshold - v_reset
+    has_bias = bool(leak_bias.ndim) or bool(leak_bias != 0)
+    for t in range(x.shape[0]):
+        # multiply then add (no FMA) so the membrane is bit-identical to the reference and peers
+        h = torch.mul(v, beta)
+        h += x[t]
+        if has_bias:
+            h += leak_bias
+        fired = h >= threshold
+        spikes[t].copy_(fired)
+        if subtract:
+            v = torch.sub(h, spikes[t], alpha=rho)
+        else:
+            v = h.masked_fill_(fired, v_reset)
+        if trace is not None:
+            trace[t].copy_(v)
+    return v
+
+
+def _backward_chunk(
+    h: torch.Tensor,
+    v_prev: torch.Tensor,
+    grad_s: torch.Tensor,
+    grad_m: torch.Tensor | None,
+    dv: torch.Tensor,
+    beta: torch.Tensor,
+    v_rest: float,
+    threshold: float,
+    v_reset: float,
+    subtract: bool,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    want_beta: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adjoint over one chunk; ``v_prev[k]`` is the membrane before step k, ``dv`` the gradient of
+    the membrane after the last step. Returns ``(dx [K, ...], dv_before_chunk, dbeta_partial)``
+    where ``dbeta_partial`` has the neuron shape ``[B, ...]`` (summed over the chunk's steps)."""
+    dxs = []
+    dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
+    for k in range(h.shape[0] - 1, -1, -1):
+        hk = h[k]
+        sg = surrogate.derivative(hk - threshold)
+        if subtract:
+            ds = grad_s[k] if detach_reset else grad_s[k] - (threshold - v_reset) * dv
+            dh = dv + ds * sg
+        else:
+            fired = (hk >= threshold).to(hk.dtype)
+            ds = grad_s[k] if detach_reset else grad_s[k] + (v_reset - hk) * dv
+            dh = dv * (1 - fired) + ds * sg
+        dxs.append(dh)
+        if want_beta:
+            dbeta = dbeta + dh * (v_prev[k] - v_rest)
+        dv = dh * beta
+        if grad_m is not None and k > 0:
+            dv = dv + grad_m[k - 1]
+    dxs.reverse()
+    return torch.stack(dxs), dv, dbeta
+
+
+_compiled_cache: dict[str, Callable[..., Any]] = {}
+
+
+def _get(name: str, compiled: bool) -> Callable[..., Any]:
+    fn = {"forward": _forward_chunk, "backward": _backward_chunk}[name]
+    if not compiled:
+        return fn
+    if name not in _compiled_cache:
+        _compiled_cache[name] = torch.compile(fn, dynamic=False)
+    return _compiled_cache[name]
+
+
+def _reduce_like(g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum a ``[B, ...]`` gradient down to the (broadcast) shape of ``target``."""
+    while g.ndim > target.ndim:
+        g = g.sum(0)
+    for dim, size in enumerate(target.shape):
+        if size == 1 and g.shape[dim] != 1:
+            g = g.sum(dim, keepdim=True)
+    return g
+
+
+class LIFScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        v0: torch.Tensor,
+        beta: torch.Tensor,
+        v_rest: float,
+        threshold: float,
+        v_reset: float,
+        subtract: bool,
+        detach_reset: bool,
+        surrogate: Surrogate,
+        store_membrane: bool,
+        chunk: int,
+        compiled: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T = x.shape[0]
+        beta_c = beta.to(x.dtype)
+        leak_bias = ((1 - beta_c) * v_rest) if v_rest != 0 else beta_c.new_zeros(())
+        spikes = torch.empty_like(x)
+        trace = torch.empty_like(x) if store_membrane else None
+        checkpoints = []
+        v = v0.to(x.dtype)
+        fwd = _get("forward", True) if compiled else None
+        for start in range(0, T, chunk):
+            checkpoints.append(v)
+            end = min(start + chunk, T)
+            if fwd is not None:
+                h, vs, v = fwd(x[start:end], v, beta_c, leak_bias, threshold, v_reset, subtract)
+                spikes[start:end] = h >= threshold
+                if trace is not None:
+                    trace[start:end] = vs
+            else:
+                v = _forward_spikes(
+                    x[start:end],
+                    v,
+                    beta_c,
+                    leak_bias,
+                    threshold,
+                    v_reset,
+                    subtract,
+                    spikes[start:end],
+                    None if trace is None else trace[start:end],
+                )
+        ctx.save_for_backward(x, beta, *checkpoints)
+        ctx.args = (v_rest, threshold, v_reset, subtract, detach_reset, surrogate, chunk, compiled)
+        ctx.store_membrane = store_membrane
+        if trace is None:
+            trace = x.new_zeros(())
+            ctx.mark_non_differentiable(trace)
+        return spikes, trace, v.clone() if T == 0 else v
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_s: torch.Tensor, grad_m: torch.Tensor, grad_v: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        x, beta, *checkpoints = ctx.saved_tensors
+        v_rest, threshold, v_reset, subtract, detach_reset, surrogate, chunk, compiled = ctx.args
+        T = x.shape[0]
+        beta_c = beta.to(x.dtype)
+        leak_bias = ((1 - beta_c) * v_rest) if v_rest != 0 else beta_c.new_zeros(())
+        want_beta = ctx.needs_input_grad[2]
+        grad_s = torch.zeros_like(x) if grad_s is None else grad_s
+        grad_m = grad_m if ctx.store_membrane and grad_m is not None else None
+        dv = torch.zeros_like(x[0]) if grad_v is None else grad_v.to(x.dtype)
+        if grad_m is not None and T > 0:
+            dv = dv + grad_m[T - 1]
+        dx = torch.empty_like(x)
+        dbeta = torch.zeros_like(x[0]) if want_beta else None
+        fwd, bwd = _get("forward", compiled), _get("backward", compiled)
+        starts = list(range(0, T, chunk))
+        for idx in range(len(starts) - 1, -1, -1):
+            start = starts[idx]
+            end = min(start + chunk, T)
+            v_start = checkpoints[idx]
+            h, vs, _ = fwd(x[start:end], v_start, beta_c, leak_bias, threshold, v_reset, subtract)
+            v_prev = torch.cat([v_start.unsqueeze(0), vs[:-1]]) if want_beta else vs
+            gm = None
+            if grad_m is not None:
+                gm = grad_m[start:end]
+            dx_chunk, dv, db = bwd(
+                h,
+                v_prev,
+                grad_s[start:end],
+                gm,
+                dv,
+                beta_c,
+                v_rest,
+                threshold,
+                v_reset,
+                subtract,
+                detach_reset,
+                surrogate,
+                want_beta,
+            )
+            # the membrane before this chunk also feeds the trace output at step start-1
+            if grad_m is not None and start > 0:
+                dv = dv + grad_m[start - 1]
+            dx[start:end] = dx_chunk
+            if dbeta is not None:
+                dbeta += db
+        dbeta_out = _reduce_like(dbeta, beta).to(beta.dtype) if dbeta is not None else None
+        return (dx, dv, dbeta_out, None, None, None, None, None, None, None, None, None)

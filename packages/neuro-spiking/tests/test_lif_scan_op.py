@@ -1,0 +1,135 @@
+"""The fused LIF op (CPU fused/compile backends and Triton kernels) against its reference."""
+
+import pytest
+import torch
+
+from neuro_core.dispatch import triton_available
+from neuro_core.testing import Tolerance, assert_backends_match
+from neuro_spiking.ops.lif_scan import fused_lif_scan
+from neuro_spiking.surrogates import ATan, FastSigmoid, MultiBit, Rectangular, Sigmoid, Triangle
+
+needs_triton = pytest.mark.skipif(not triton_available(), reason="triton not installed")
+
+
+def away_from_threshold(shape: tuple[int, ...], seed: int, beta: float = 0.8) -> torch.Tensor:
+    """Inputs whose charged membrane stays ≥ 0.02 from the threshold, so that dtype rounding
+    cannot flip a spike: built by running the recursion and nudging near-threshold steps."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g, dtype=torch.float64) * 0.9
+    v = torch.zeros(shape[1:], dtype=torch.float64)
+    for t in range(shape[0]):
+        h = beta * v + x[t]
+        near = (h - 1.0).abs() < 0.02
+        x[t] = torch.where(near, x[t] + 0.05, x[t])
+        h = beta * v + x[t]
+        v = h - (h >= 1.0).to(h.dtype)
+    return x.float()
+
+
+def op(backend: str, **fixed):
+    def run(x, v0, beta):
+        o = fused_lif_scan(x, v0, beta=beta, backend=backend, **fixed)
+        return o.spikes, o.membrane, o.v
+
+    return run
+
+
+CASES = [
+    dict(reset="subtract"),
+    dict(reset="hard", v_reset=-0.3),
+    dict(reset="subtract", detach_reset=True, surrogate=Sigmoid()),
+    dict(reset="hard", detach_reset=True, surrogate=Triangle(width=0.5)),
+    dict(reset="subtract", v_rest=0.1, surrogate=FastSigmoid(), store_membrane=True),
+    dict(reset="subtract", surrogate=Rectangular(), store_membrane=True),
+]
+
+
+@pytest.mark.parametrize("backend", ["fused"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("per_neuron_beta", [False, True])
+def test_fused_matches_reference(backend: str, case: dict, per_neuron_beta: bool) -> None:
+    x = away_from_threshold((13, 3, 7), seed=1)
+    v0 = torch.rand(3, 7) * 0.5
+    beta = torch.linspace(0.7, 0.9, 7) if per_neuron_beta else torch.tensor(0.8)
+    assert_backends_match(
+        op("reference", chunk=4, **case),
+        op(backend, chunk=4, **case),
+        {"x": x, "v0": v0, "beta": beta},
+        dtype=torch.float32,
+        grad=("x", "v0", "beta"),
+    )
+
+
+def test_fused_spikes_and_membrane_bit_identical_to_reference() -> None:
+    x = torch.randn(40, 4, 33) * 0.6 + 0.3
+    a = fused_lif_scan(x, beta=0.9, store_membrane=True, backend="reference")
+    b = fused_lif_scan(x, beta=0.9, store_membrane=True, backend="fused", chunk=7)
+    assert torch.equal(a.spikes, b.spikes)
+    assert a.membrane is not None and b.membrane is not None
+    assert torch.equal(a.membrane, b.membrane)
+    assert a.spikes.sum() > 100
+
+
+@pytest.mark.compile
+@pytest.mark.slow
+def test_compile_backend_matches_reference() -> None:
+    x = away_from_threshold((9, 2, 5), seed=2)
+    case = dict(reset="subtract", store_membrane=True)
+    assert_backends_match(
+        op("reference", **case),
+        op("compile", chunk=4, **case),
+        {"x": x, "v0": torch.zeros(2, 5), "beta": torch.tensor(0.8)},
+        dtype=torch.float32,
+        grad=("x", "v0", "beta"),
+    )
+
+
+@pytest.mark.interpreter
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(("T", "N"), [(7, 33), (12, 5)])
+@pytest.mark.parametrize(
+    "case", [CASES[0], CASES[1], CASES[2], CASES[4]], ids=["sub", "hard", "detach", "trace"]
+)
+def test_triton_matches_reference(dtype: torch.dtype, T: int, N: int, case: dict) -> None:
+    x = away_from_threshold((T, 2, N), seed=T + N)
+    v0 = torch.rand(2, N) * 0.3
+    beta = torch.linspace(0.7, 0.9, N)
+    tol = Tolerance(2e-2, 2e-2) if dtype == torch.float16 else None
+    assert_backends_match(
+        op("reference", **case),
+        op("triton", **case),
+        {"x": x, "v0": v0, "beta": beta},
+        dtype=dtype,
+        grad=("x", "v0", "beta"),
+        tolerance=tol,
+    )
+
+
+def test_validation_names_the_argument() -> None:
+    x = torch.rand(4, 2, 3)
+    with pytest.raises(ValueError, match="beta"):
+        fused_lif_scan(x, beta=1.5)
+    with pytest.raises(ValueError, match="beta"):
+        fused_lif_scan(x, beta=torch.ones(4))
+    with pytest.raises(ValueError, match="threshold"):
+        fused_lif_scan(x, beta=0.9, threshold=0.0, v_reset=0.0)
+    with pytest.raises(ValueError, match="v0"):
+        fused_lif_scan(x, torch.zeros(2, 4), beta=0.9)
+    with pytest.raises(ValueError, match="x must be shaped"):
+        fused_lif_scan(torch.rand(4), beta=0.9)
+    with pytest.raises(ValueError, match="surrogate"):
+        fused_lif_scan(x, beta=0.9, surrogate=MultiBit())
+    with pytest.raises(ValueError, match="backend"):
+        fused_lif_scan(x, beta=0.9, backend="cuda")
+    with pytest.raises(ValueError, match="chunk"):
+        fused_lif_scan(x, beta=0.9, chunk=0)
+
+
+def test_default_surrogate_is_atan() -> None:
+    x = away_from_threshold((5, 1, 4), seed=5).requires_grad_()
+    a = fused_lif_scan(x, beta=0.8, backend="fused")
+    b = fused_lif_scan(x, beta=0.8, backend="reference", surrogate=ATan(slope=2.0))
+    (ga,) = torch.autograd.grad(a.spikes.sum(), x)
+    (gb,) = torch.autograd.grad(b.spikes.sum(), x)
+    torch.testing.assert_close(ga, gb)
