@@ -3,15 +3,21 @@
 __version__ = "0.1.0"
 
 from neuro_models.config import LlamaConfig
+from neuro_models.evaluate import EvalResult, mean_std
 from neuro_models.llama import KVCache, Llama
 from neuro_models.params import ParamCount, count_parameters, match_parameters
+from neuro_models.train import TrainConfig, TrainResult
 
 __all__ = [
+    "EvalResult",
     "KVCache",
     "Llama",
     "LlamaConfig",
     "ParamCount",
+    "TrainConfig",
+    "TrainResult",
     "__version__",
     "count_parameters",
     "match_parameters",
+    "mean_std",
 ]
