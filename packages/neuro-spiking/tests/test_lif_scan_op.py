@@ -11,12 +11,20 @@ from neuro_spiking.surrogates import ATan, FastSigmoid, MultiBit, Rectangular, S
 needs_triton = pytest.mark.skipif(not triton_available(), reason="triton not installed")
 
 
-def away_from_threshold(shape: tuple[int, ...], seed: int, beta: float = 0.8) -> torch.Tensor:
+def away_from_threshold(
+    shape: tuple[int, ...],
+    seed: int,
+    beta: float | torch.Tensor = 0.8,
+    v0: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Inputs whose charged membrane stays ≥ 0.02 from the threshold, so that dtype rounding
-    cannot flip a spike: built by running the recursion and nudging near-threshold steps."""
+    cannot flip a spike: built by running the recursion (subtract reset, θ = 1) and nudging
+    near-threshold steps. A hard reset only lowers later membranes further below threshold."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=g, dtype=torch.float64) * 0.9
-    v = torch.zeros(shape[1:], dtype=torch.float64)
+    if isinstance(beta, torch.Tensor):
+        beta = beta.double()
+    v = torch.zeros(shape[1:], dtype=torch.float64) if v0 is None else v0.double()
     for t in range(shape[0]):
         h = beta * v + x[t]
         near = (h - 1.0).abs() < 0.02
@@ -48,9 +56,9 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("per_neuron_beta", [False, True])
 def test_fused_matches_reference(backend: str, case: dict, per_neuron_beta: bool) -> None:
-    x = away_from_threshold((13, 3, 7), seed=1)
     v0 = torch.rand(3, 7) * 0.5
     beta = torch.linspace(0.7, 0.9, 7) if per_neuron_beta else torch.tensor(0.8)
+    x = away_from_threshold((13, 3, 7), seed=1, beta=beta, v0=v0)
     assert_backends_match(
         op("reference", chunk=4, **case),
         op(backend, chunk=4, **case),
@@ -92,9 +100,9 @@ def test_compile_backend_matches_reference() -> None:
     "case", [CASES[0], CASES[1], CASES[2], CASES[4]], ids=["sub", "hard", "detach", "trace"]
 )
 def test_triton_matches_reference(dtype: torch.dtype, T: int, N: int, case: dict) -> None:
-    x = away_from_threshold((T, 2, N), seed=T + N)
     v0 = torch.rand(2, N) * 0.3
     beta = torch.linspace(0.7, 0.9, N)
+    x = away_from_threshold((T, 2, N), seed=T + N, beta=beta, v0=v0)
     tol = Tolerance(2e-2, 2e-2) if dtype == torch.float16 else None
     assert_backends_match(
         op("reference", **case),

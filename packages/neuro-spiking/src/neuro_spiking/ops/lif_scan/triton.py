@@ -1,0 +1,289 @@
+"""Fused multi-step LIF forward and backward in Triton: one launch each for all T steps.
+
+Each program owns a block of neurons (of the flattened ``B·N``) and keeps their membrane in
+registers (fp32) across the time loop. The forward writes the spikes, optionally the post-reset
+membrane trace, and the charged membrane ``h_t`` (in the input dtype) that the backward needs:
+per step the forward reads x and writes s, h; the backward reads ∂L/∂s and h and writes ∂L/∂x —
+the 6·T·N·bytes traffic floor. The backward recursion is the one in :mod:`.fused`; ``v_{t−1}`` is
+rebuilt from ``h_{t−1}`` (its spike is ``h_{t−1} ≥ θ``). The ∂L/∂β partial sums are written per
+neuron and reduced in torch. Triton is imported when this module is imported, which the
+dispatcher does lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from neuro_core.dispatch import interpreting
+from neuro_spiking.surrogates import Surrogate
+
+_SURROGATE_CODE = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangle": 3, "rectangular": 4}
+
+
+@triton.jit
+def _surrogate(u, alpha, KIND: tl.constexpr):
+    if KIND == 0:
+        z = 1.5707963267948966 * alpha * u
+        g = (alpha * 0.5) / (1.0 + z * z)
+    elif KIND == 1:
+        d = 1.0 + alpha * tl.abs(u)
+        g = 1.0 / (d * d)
+    elif KIND == 2:
+        sg = 1.0 / (1.0 + tl.exp(-alpha * u))
+        g = alpha * sg * (1.0 - sg)
+    elif KIND == 3:
+        g = tl.maximum(1.0 - tl.abs(u) / alpha, 0.0) / alpha
+    else:
+        g = tl.where(tl.abs(u) < alpha * 0.5, 1.0 / alpha, 0.0)
+    return g
+
+
+@triton.jit
+def _lif_fwd(
+    X,
+    V0,
+    BETA,
+    S,
+    M,
+    H,
+    VT,
+    T,
+    BN,
+    NF,
+    v_rest,
+    thr,
+    v_reset,
+    SUBTRACT: tl.constexpr,
+    STORE_M: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
+    v = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    for t in range(T):
+        x = tl.load(X + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        h = v_rest + beta * (v - v_rest) + x
+        s = tl.where(h >= thr, 1.0, 0.0)
+        if SUBTRACT:
+            v = h - (thr - v_reset) * s
+        else:
+            v = tl.where(h >= thr, v_reset, h)
+        tl.store(S + t * BN + offs, s.to(S.dtype.element_ty), mask=mask)
+        tl.store(H + t * BN + offs, h.to(H.dtype.element_ty), mask=mask)
+        if STORE_M:
+            tl.store(M + t * BN + offs, v.to(M.dtype.element_ty), mask=mask)
+    tl.store(VT + offs, v.to(VT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _lif_bwd(
+    H,
+    V0,
+    BETA,
+    GS,
+    GM,
+    GV,
+    DX,
+    DV0,
+    DBETA,
+    T,
+    BN,
+    NF,
+    v_rest,
+    thr,
+    v_reset,
+    alpha,
+    SUBTRACT: tl.constexpr,
+    DETACH: tl.constexpr,
+    HAS_GM: tl.constexpr,
+    KIND: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
+    v0 = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    dv = tl.load(GV + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_GM:
+        dv += tl.load(GM + (T - 1) * BN + offs, mask=mask, other=0.0).to(tl.float32)
+    dbeta = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(T):
+        t = T - 1 - i
+        h = tl.load(H + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        gs = tl.load(GS + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        sg = _surrogate(h - thr, alpha, KIND)
+        if SUBTRACT:
+            if DETACH:
+                ds = gs
+            else:
+                ds = gs - (thr - v_reset) * dv
+            dh = dv + ds * sg
+        else:
+            if DETACH:
+                ds = gs
+            else:
+                ds = gs + (v_reset - h) * dv
+            dh = tl.where(h >= thr, 0.0, dv) + ds * sg
+        tl.store(DX + t * BN + offs, dh.to(DX.dtype.element_ty), mask=mask)
+        has_prev = t > 0
+        tp = tl.maximum(t - 1, 0)
+        hp = tl.load(H + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        if SUBTRACT:
+            vp = hp - (thr - v_reset) * tl.where(hp >= thr, 1.0, 0.0)
+        else:
+            vp = tl.where(hp >= thr, v_reset, hp)
+        vp = tl.where(has_prev, vp, v0)
+        dbeta += dh * (vp - v_rest)
+        dv = dh * beta
+        if HAS_GM:
+            gm = tl.load(GM + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
+            dv += tl.where(has_prev, gm, 0.0)
+    tl.store(DV0 + offs, dv.to(DV0.dtype.element_ty), mask=mask)
+    tl.store(DBETA + offs, dbeta, mask=mask)
+
+
+def _block() -> int:
+    return 64 if interpreting() else 1024
+
+
+class LIFScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        v0: torch.Tensor,
+        beta: torch.Tensor,
+        v_rest: float,
+        threshold: float,
+        v_reset: float,
+        subtract: bool,
+        detach_reset: bool,
+        surrogate: Surrogate,
+        store_membrane: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T = x.shape[0]
+        nf = math.prod(x.shape[2:])
+        bn = x[0].numel() if T else v0.numel()
+        xc = x.contiguous()
+        v0c = v0.to(x.dtype).contiguous()
+        beta_full = beta.detach().to(torch.float32).expand(x.shape[2:]).contiguous()
+        spikes = torch.empty_like(xc)
+        h = torch.empty_like(xc)
+        trace = torch.empty_like(xc) if store_membrane else xc.new_zeros(())
+        v_t = torch.empty_like(v0c)
+        block = _block()
+        if bn > 0:
+            _lif_fwd[(triton.cdiv(bn, block),)](
+                xc,
+                v0c,
+                beta_full,
+                spikes,
+                trace if store_membrane else spikes,
+                h,
+                v_t,
+                T,
+                bn,
+                max(nf, 1),
+                float(v_rest),
+                float(threshold),
+                float(v_reset),
+                SUBTRACT=subtract,
+                STORE_M=store_membrane,
+                BLOCK=block,
+            )
+        ctx.save_for_backward(h, v0c, beta, beta_full)
+        ctx.args = (v_rest, threshold, v_reset, subtract, detach_reset, surrogate, store_membrane)
+        if not store_membrane:
+            ctx.mark_non_differentiable(trace)
+        return spikes, trace, v_t
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any,
+        grad_s: torch.Tensor | None,
+        grad_m: torch.Tensor | None,
+        grad_v: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
+        h, v0c, beta, beta_full = ctx.saved_tensors
+        v_rest, threshold, v_reset, subtract, detach_reset, surrogate, store_membrane = ctx.args
+        T = h.shape[0]
+        bn = v0c.numel()
+        nf = beta_full.numel()
+        gs = torch.zeros_like(h) if grad_s is None else grad_s.contiguous()
+        has_gm = store_membrane and grad_m is not None
+        gm = grad_m.contiguous() if has_gm and grad_m is not None else gs
+        gv = torch.zeros_like(v0c) if grad_v is None else grad_v.to(v0c.dtype).contiguous()
+        dx = torch.empty_like(h)
+        dv0 = torch.empty_like(v0c)
+        dbeta = torch.empty(v0c.shape, dtype=torch.float32, device=h.device)
+        block = _block()
+        if bn > 0:
+            _lif_bwd[(triton.cdiv(bn, block),)](
+                h,
+                v0c,
+                beta_full,
+                gs,
+                gm,
+                gv,
+                dx,
+                dv0,
+                dbeta,
+                T,
+                bn,
+                max(nf, 1),
+                float(v_rest),
+                float(threshold),
+                float(v_reset),
+                float(surrogate.alpha),
+                SUBTRACT=subtract,
+                DETACH=detach_reset,
+                HAS_GM=has_gm,
+                KIND=_SURROGATE_CODE[surrogate.kind],
+                BLOCK=block,
+            )
+        dbeta_out = None
+        if ctx.needs_input_grad[2]:
+            g = dbeta
+            while g.ndim > beta.ndim:
+                g = g.sum(0)
+            for dim, size in enumerate(beta.shape):
+                if size == 1 and g.shape[dim] != 1:
+                    g = g.sum(dim, keepdim=True)
+            dbeta_out = g.to(beta.dtype)
+        return (dx, dv0, dbeta_out, None, None, None, None, None, None, None)
+
+
+def lif_scan_triton(
+    x: torch.Tensor,
+    v0: torch.Tensor,
+    beta: torch.Tensor,
+    v_rest: float,
+    threshold: float,
+    v_reset: float,
+    reset: str,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    store_membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Triton LIF scan; same contract as :func:`.reference.lif_scan_reference`."""
+    s, m, v = LIFScanTriton.apply(
+        x,
+        v0,
+        beta,
+        v_rest,
+        threshold,
+        v_reset,
+        reset == "subtract",
+        detach_reset,
+        surrogate,
+        store_membrane,
+    )
+    return s, (m if store_membrane else None), v
