@@ -1,0 +1,216 @@
+"""``modulated_attention``: causal attention with precision, key bias, pair gate, gain and entropy.
+
+One dispatcher; see :mod:`.reference` for the equation. Backends:
+
+``"reference"``  the materialized spec (``[B, H, T, T]`` memory).
+``"sdpa"``       ``F.scaled_dot_product_attention`` when the features allow it: no ``key_bias``,
+                 ``pair_gate``, ``window`` or entropy (β is folded into q, g multiplies the output).
+``"blockwise"``  the exact CPU path with O(T·block) memory and a recomputing backward.
+``"triton"``     the flash-style kernel (CUDA, or the CPU interpreter in tests).
+``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA and ``"blockwise"`` on CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, overload
+
+import torch
+import torch.nn.functional as F
+
+from neuro_attention.ops.modulated_attention.blockwise import modulated_attention_blockwise
+from neuro_attention.ops.modulated_attention.reference import (
+    attention_probabilities_reference,
+    modulated_attention_reference,
+)
+from neuro_core.dispatch import resolve_backend
+from neuro_core.validation import check_same_device, check_tensor
+
+AttentionBackend = Literal["auto", "reference", "sdpa", "blockwise", "triton"]
+_SUPPORTED: tuple[str, ...] = ("auto", "reference", "sdpa", "blockwise", "triton")
+
+PairGate = tuple[torch.Tensor, torch.Tensor, int]
+
+
+@functools.cache
+def _sdpa_has_gqa() -> bool:
+    # enable_gqa appeared in torch 2.5; SDPA is a builtin without an inspectable signature
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 5)
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
+    return value
+
+
+def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain) -> None:  # type: ignore[no-untyped-def]
+    check_tensor("q", q, ndim=4, floating=True)
+    b, t, h, d = q.shape
+    check_tensor("k", k, ndim=4, dtype=q.dtype, device=q.device)
+    hkv = k.shape[2]
+    check_tensor("k", k, shape=(b, t, None, d))
+    check_tensor("v", v, shape=(b, t, hkv, d), dtype=q.dtype, device=q.device)
+    if hkv == 0 or h % hkv:
+        raise ValueError(f"k: the number of query heads H={h} must be divisible by H_kv={hkv}")
+    if window is not None:
+        _check_int("window", window)
+    mods: dict[str, torch.Tensor | None] = {"query_scale": query_scale, "key_bias": key_bias}
+    if pair_gate is not None:
+        if not isinstance(pair_gate, tuple) or len(pair_gate) != 3:
+            raise ValueError("pair_gate must be a tuple (a [B,T,H], b [B,T,H], W)")
+        _check_int("pair_gate window W", pair_gate[2])
+        mods["pair_gate a"], mods["pair_gate b"] = pair_gate[0], pair_gate[1]
+    check_same_device(
+        q=q, k=k, v=v, **{n.replace(" ", "_"): x for n, x in mods.items()}, head_gain=head_gain
+    )
+    for name, x in mods.items():
+        if x is None:
+            continue
+        shape = (b, t, hkv) if name == "key_bias" else (b, t, h)
+        check_tensor(name, x, shape=shape, dtype=q.dtype, finite=True)
+    if head_gain is not None:
+        check_tensor("head_gain", head_gain, ndim=(1, 3), dtype=q.dtype, finite=True)
+        if tuple(head_gain.shape) not in ((h,), (b, t, h)):
+            raise ValueError(
+                f"head_gain must have shape ({h},) or {(b, t, h)}, got {tuple(head_gain.shape)}"
+            )
+
+
+def _sdpa(q, k, v, causal, query_scale, head_gain):  # type: ignore[no-untyped-def]
+    if query_scale is not None:
+        q = q * query_scale[..., None]
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    group = q.shape[2] // k.shape[2]
+    if group == 1:
+        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+    elif _sdpa_has_gqa():
+        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, enable_gqa=True)
+    else:
+        kt, vt = kt.repeat_interleave(group, 1), vt.repeat_interleave(group, 1)
+        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+    out = out.transpose(1, 2)
+    if head_gain is not None:
+        out = out * head_gain[..., None]
+    return out
+
+
+@overload
+def modulated_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = ...,
+    window: int | None = ...,
+    query_scale: torch.Tensor | None = ...,
+    key_bias: torch.Tensor | None = ...,
+    pair_gate: PairGate | None = ...,
+    head_gain: torch.Tensor | None = ...,
+    return_entropy: Literal[False] = ...,
+    backend: AttentionBackend = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def modulated_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = ...,
+    window: int | None = ...,
+    query_scale: torch.Tensor | None = ...,
+    key_bias: torch.Tensor | None = ...,
+    pair_gate: PairGate | None = ...,
+    head_gain: torch.Tensor | None = ...,
+    return_entropy: Literal[True],
+    backend: AttentionBackend = ...,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def modulated_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    query_scale: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    pair_gate: PairGate | None = None,
+    head_gain: torch.Tensor | None = None,
+    return_entropy: bool = False,
+    backend: AttentionBackend = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Attention with per-token precision, key bias, factorized pair gate, head gain and entropy.
+
+    The equation is in :mod:`neuro_attention.ops.modulated_attention.reference`.
+
+    Args:
+        q: ``[B, T, H, D]`` queries.
+        k, v: ``[B, T, H_kv, D]`` keys and values, ``H % H_kv == 0`` (head h reads kv head
+            ``h // (H / H_kv)``).
+        causal: mask keys after the query (default True).
+        window: if set (≥ 1), also mask keys with ``|i − j| ≥ window``.
+        query_scale: ``[B, T, H]`` precision β multiplying the logits of query i (default 1).
+        key_bias: ``[B, T, H_kv]`` additive logit bias of key j.
+        pair_gate: ``(a [B, T, H], b [B, T, H], W)``: adds ``log σ(a_i + b_j)`` to pairs with
+            ``|i − j| < W``; pairs further apart are ungated (not masked).
+        head_gain: ``[H]`` or ``[B, T, H]`` gain multiplying each head's output.
+        return_entropy: also return the attention entropy ``[B, T, H]`` (nats).
+        backend: see the module docstring.
+
+    Returns:
+        ``out [B, T, H, D]`` in ``q.dtype``, or ``(out, entropy)`` with ``return_entropy=True``.
+
+    Raises:
+        ValueError: naming the argument, for mismatched shapes, dtypes or devices, H not
+            divisible by H_kv, window or W < 1, or non-finite modulation values.
+    """
+    _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain)
+    chosen = resolve_backend(backend, q, supported=_SUPPORTED, op="modulated_attention")
+    sdpa_ok = key_bias is None and pair_gate is None and window is None and not return_entropy
+    if backend == "auto":
+        chosen = "sdpa" if sdpa_ok else ("triton" if chosen == "triton" else "blockwise")
+    if chosen == "sdpa":
+        if not sdpa_ok:
+            raise ValueError(
+                "backend='sdpa' supports only query_scale and head_gain (no key_bias, pair_gate, "
+                "window or return_entropy)"
+            )
+        return _sdpa(q, k, v, causal, query_scale, head_gain)
+    kwargs: dict[str, Any] = dict(
+        causal=causal,
+        window=window,
+        query_scale=query_scale,
+        key_bias=key_bias,
+        pair_gate=pair_gate,
+        head_gain=head_gain,
+    )
+    if chosen == "reference":
+        out, ent = modulated_attention_reference(q, k, v, **kwargs)
+        return (out, ent) if return_entropy else out
+    if chosen == "triton":
+        from neuro_attention.ops.modulated_attention.triton import modulated_attention_triton
+
+        out, ent_opt = modulated_attention_triton(q, k, v, return_entropy=return_entropy, **kwargs)
+    else:
+        out, ent_opt = modulated_attention_blockwise(
+            q, k, v, return_entropy=return_entropy, **kwargs
+        )
+    if return_entropy:
+        assert ent_opt is not None
+        return out, ent_opt
+    return out
+
+
+__all__ = [
+    "AttentionBackend",
+    "PairGate",
+    "attention_probabilities_reference",
+    "modulated_attention",
+    "modulated_attention_blockwise",
+    "modulated_attention_reference",
+]

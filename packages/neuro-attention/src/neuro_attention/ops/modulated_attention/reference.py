@@ -1,0 +1,119 @@
+"""Modulated causal attention, the readable spec (materializes ``[B, H, T, T]``; use it for tests).
+
+For query ``i``, query head ``h`` (key/value head ``κ(h) = h // (H / H_kv)``, grouped-query
+attention) and key ``j``:
+
+    s_ij = β_ih · (q_ih · k_jκ) / √D                      precision (NCN β, Aura temperatures)
+         + c_jκ                                           key_bias (habituation, novelty)
+         + 1[|i − j| < W] · log σ(a_ih + b_jh)             pair_gate (synaptic modulation matrix)
+    s_ij = −∞  where j > i (causal) or |i − j| ≥ window    masks
+    p_ij = softmax_j(s_ij)
+    o_ih = g_h · Σ_j p_ij v_jκ                            head_gain (synaptic scaling, NCN gain)
+    H_ih = −Σ_j p_ij log p_ij                             entropy, in [0, log(#visible keys)]
+
+Sources: the pairwise synaptic modulation matrix S_ij = σ(w·[q_i; k_j] + c) of NeuroLlama's
+``SynapticModulationMatrix`` (reference-systems §1.4) is linear inside the sigmoid, so
+S_ij = σ(a_i + b_j) with a_i = w_q·q_i and b_j = w_k·k_j + c; adding log S_ij to the logits is the
+published "multiply the probabilities by S", followed by the row renormalization the sketch forgot.
+Pairs outside the gate window get S = 1 (ungated, **not** masked), as the published module leaves
+keys outside its window unmodulated; use ``window`` to mask them instead. NCN's precision β
+multiplies the query before SDPA's 1/√D (Mmorgan-ML, eq. 14) and its gain g multiplies the attention
+output (§4.1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def attention_probabilities_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    query_scale: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+) -> torch.Tensor:
+    """The attention probabilities ``p [B, H, T, T]`` of the spec, in at least fp32.
+
+    Args:
+        q: ``[B, T, H, D]``.
+        k: ``[B, T, H_kv, D]`` with ``H % H_kv == 0``.
+        causal: mask keys ``j > i``.
+        window: mask keys with ``|i − j| ≥ window`` (sliding window), or None.
+        query_scale: ``[B, T, H]`` β, or None (β = 1).
+        key_bias: ``[B, T, H_kv]`` c, or None.
+        pair_gate: ``(a [B, T, H], b [B, T, H], W)``, or None.
+    """
+    dt = torch.promote_types(q.dtype, torch.float32)
+    t, h, d = q.shape[1:]
+    group = h // k.shape[2]
+    qf = q.to(dt).transpose(1, 2)  # [B, H, T, D]
+    kf = k.to(dt).repeat_interleave(group, dim=2).transpose(1, 2)
+    s = qf @ kf.transpose(-1, -2) / math.sqrt(d)  # [B, H, T, T]
+    if query_scale is not None:
+        s = s * query_scale.to(dt).transpose(1, 2)[..., :, None]
+    if key_bias is not None:
+        c = key_bias.to(dt).repeat_interleave(group, dim=2).transpose(1, 2)
+        s = s + c[..., None, :]
+    i = torch.arange(t, device=q.device)[:, None]
+    j = torch.arange(t, device=q.device)[None, :]
+    if pair_gate is not None:
+        a, b, w = pair_gate
+        logit = a.to(dt).transpose(1, 2)[..., :, None] + b.to(dt).transpose(1, 2)[..., None, :]
+        s = s + torch.where((i - j).abs() < w, F.logsigmoid(logit), 0.0)
+    allowed = torch.ones(t, t, dtype=torch.bool, device=q.device)
+    if causal:
+        allowed &= j <= i
+    if window is not None:
+        allowed &= (i - j).abs() < window
+    s = s.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(s, dim=-1)
+
+
+def modulated_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    query_scale: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+    head_gain: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialized modulated attention; see the module docstring for the equation.
+
+    Args:
+        q, k, causal, window, query_scale, key_bias, pair_gate: as in
+            :func:`attention_probabilities_reference`.
+        v: ``[B, T, H_kv, D]``.
+        head_gain: ``[H]`` or ``[B, T, H]`` g, or None.
+
+    Returns:
+        ``(out [B, T, H, D], entropy [B, T, H])`` in ``q.dtype`` (computed in at least fp32).
+    """
+    p = attention_probabilities_reference(
+        q,
+        k,
+        causal=causal,
+        window=window,
+        query_scale=query_scale,
+        key_bias=key_bias,
+        pair_gate=pair_gate,
+    )
+    group = q.shape[2] // k.shape[2]
+    vf = v.to(p.dtype).repeat_interleave(group, dim=2).transpose(1, 2)
+    out = (p @ vf).transpose(1, 2)  # [B, T, H, D]
+    if head_gain is not None:
+        out = out * head_gain.to(p.dtype)[..., None]
+    # log p is −∞ at masked pairs; 0·log p is taken as 0 there (also in the gradient)
+    log_p = torch.where(p > 0, p, 1.0).log()
+    entropy = -(p * log_p).sum(-1).transpose(1, 2)
+    return out.to(q.dtype), entropy.to(q.dtype)

@@ -1,0 +1,279 @@
+"""The fused op: spec properties, CPU paths vs the spec, bad input."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neuro_attention.ops.modulated_attention import (
+    attention_probabilities_reference,
+    modulated_attention,
+    modulated_attention_blockwise,
+    modulated_attention_reference,
+)
+from neuro_core.testing import assert_backends_match
+
+FEATURES = ("query_scale", "key_bias", "pair_gate", "head_gain")
+
+
+def make_inputs(
+    b=2, t=19, h=4, hkv=2, d=12, seed=0, gate_w=5, gain_per_token=True, dtype=torch.float32
+):  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s: int) -> torch.Tensor:
+        return torch.randn(*s, generator=g, dtype=dtype)
+
+    return {
+        "q": r(b, t, h, d),
+        "k": r(b, t, hkv, d),
+        "v": r(b, t, hkv, d),
+        "query_scale": torch.rand(b, t, h, generator=g, dtype=dtype) * 1.5 + 0.25,
+        "key_bias": r(b, t, hkv),
+        "pair_gate": (r(b, t, h) * 2, r(b, t, h) * 2, gate_w),
+        "head_gain": r(b, t, h) if gain_per_token else r(h),
+    }
+
+
+def select(inputs: dict, features: tuple[str, ...]) -> dict:  # type: ignore[type-arg]
+    return {n: x for n, x in inputs.items() if n in ("q", "k", "v") or n in features}
+
+
+def grads_of(inputs: dict) -> tuple[str, ...]:  # type: ignore[type-arg]
+    return tuple(n for n in ("q", "k", "v", "query_scale", "key_bias", "head_gain") if n in inputs)
+
+
+def op(backend: str, causal: bool, window: int | None, entropy: bool, **kw):  # type: ignore[no-untyped-def]
+    return modulated_attention(
+        **kw, causal=causal, window=window, return_entropy=entropy, backend=backend
+    )  # type: ignore[call-overload]
+
+
+def naive_loop(q, k, v, a=None, b=None, w=None):  # type: ignore[no-untyped-def]
+    """Independent loop over queries of the gated spec: p ∝ softmax(s)·σ(a_i + b_j) in the band."""
+    bsz, t, h, d = q.shape
+    group = h // k.shape[2]
+    out = torch.zeros(bsz, t, h, d, dtype=torch.float64)
+    for bi in range(bsz):
+        for hi in range(h):
+            kh, vh = k[bi, :, hi // group].double(), v[bi, :, hi // group].double()
+            for i in range(t):
+                logits = kh[: i + 1] @ q[bi, i, hi].double() / math.sqrt(d)
+                p = torch.softmax(logits, 0)
+                if a is not None:
+                    for j in range(i + 1):
+                        if i - j < w:
+                            p[j] = p[j] * torch.sigmoid(
+                                a[bi, i, hi].double() + b[bi, j, hi].double()
+                            )
+                    p = p / p.sum()
+                out[bi, i, hi] = p @ vh[: i + 1]
+    return out
+
+
+def test_reference_pair_gate_is_renormalized_probability_gating() -> None:
+    """log σ added to the logits == multiply probabilities by σ inside the band, then renormalize;
+    pairs with i − j ≥ W are ungated (S = 1), not masked."""
+    x = make_inputs(b=1, t=9, h=2, hkv=1, d=5, gate_w=3)
+    a, b, w = x["pair_gate"]
+    out, _ = modulated_attention_reference(x["q"], x["k"], x["v"], pair_gate=(a, b, w))
+    torch.testing.assert_close(
+        out.double(), naive_loop(x["q"], x["k"], x["v"], a, b, w), atol=1e-5, rtol=1e-5
+    )
+    p = attention_probabilities_reference(x["q"], x["k"], pair_gate=(a, b, w))
+    assert bool((p[..., 8, :6] > 0).all()), "keys beyond the gate window must stay visible"
+
+
+def test_features_off_equals_sdpa() -> None:
+    x = make_inputs(b=2, t=23, h=6, hkv=3, d=10)
+    q, k, v = x["q"], x["k"], x["v"]
+    want = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.repeat_interleave(2, 2).transpose(1, 2),
+        v.repeat_interleave(2, 2).transpose(1, 2),
+        is_causal=True,
+    ).transpose(1, 2)
+    for backend in ("reference", "blockwise", "sdpa", "auto"):
+        torch.testing.assert_close(
+            modulated_attention(q, k, v, backend=backend), want, atol=1e-5, rtol=1e-5
+        )  # type: ignore[arg-type]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    t=st.integers(1, 14),
+    hkv=st.integers(1, 2),
+    group=st.integers(1, 2),
+    d=st.integers(1, 9),
+    causal=st.booleans(),
+    window=st.one_of(st.none(), st.integers(1, 6)),
+    seed=st.integers(0, 999),
+    scale=st.floats(0.1, 4.0),
+)
+def test_probabilities_and_entropy_properties(
+    t, hkv, group, d, causal, window, seed, scale
+) -> None:  # type: ignore[no-untyped-def]
+    x = make_inputs(b=2, t=t, h=hkv * group, hkv=hkv, d=d, seed=seed, gate_w=3)
+    x["q"] = x["q"] * scale
+    kw = dict(
+        causal=causal,
+        window=window,
+        query_scale=x["query_scale"],
+        key_bias=x["key_bias"],
+        pair_gate=x["pair_gate"],
+    )
+    p = attention_probabilities_reference(x["q"], x["k"], **kw)  # type: ignore[arg-type]
+    torch.testing.assert_close(p.sum(-1), torch.ones(p.shape[:-1]))
+    i = torch.arange(t)[:, None]
+    j = torch.arange(t)[None, :]
+    visible = torch.ones(t, t, dtype=torch.bool)
+    if causal:
+        visible &= j <= i
+    if window is not None:
+        visible &= (i - j).abs() < window
+    assert bool((p[..., ~visible] == 0).all())
+    _, ent = modulated_attention(
+        x["q"], x["k"], x["v"], return_entropy=True, backend="blockwise", **kw
+    )  # type: ignore[arg-type]
+    bound = visible.sum(-1).double().log().float()  # log(i + 1) for causal attention without window
+    assert bool((ent >= -1e-5).all())
+    assert bool((ent <= bound[None, :, None] + 1e-5).all())
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 999), t=st.integers(1, 12), per_token=st.booleans())
+def test_unit_gain_and_unit_precision_are_identities(seed: int, t: int, per_token: bool) -> None:
+    x = make_inputs(b=2, t=t, h=4, hkv=2, d=6, seed=seed)
+    q, k, v = x["q"], x["k"], x["v"]
+    base = modulated_attention(q, k, v, backend="reference")
+    ones_gain = torch.ones(2, t, 4) if per_token else torch.ones(4)
+    for backend in ("reference", "blockwise", "sdpa"):
+        got = modulated_attention(
+            q, k, v, query_scale=torch.ones(2, t, 4), head_gain=ones_gain, backend=backend
+        )  # type: ignore[arg-type]
+        torch.testing.assert_close(got, base, atol=1e-5, rtol=1e-5)
+
+
+def test_entropy_bound_is_reached_by_uniform_attention() -> None:
+    """With q = 0 every visible key is equally likely: entropy = log(i + 1) exactly."""
+    x = make_inputs(b=1, t=11, h=2, hkv=2, d=4)
+    _, ent = modulated_attention(
+        torch.zeros_like(x["q"]), x["k"], x["v"], return_entropy=True, backend="blockwise"
+    )
+    want = torch.arange(1, 12, dtype=torch.float32).log()[None, :, None].expand(1, 11, 2)
+    torch.testing.assert_close(ent, want)
+
+
+CASES = [
+    # (features, causal, window, entropy, gqa)
+    ((), True, None, True, True),
+    (("query_scale",), True, None, False, False),
+    (("key_bias",), True, 4, True, True),
+    (("pair_gate",), True, None, True, False),
+    (("pair_gate",), False, 6, False, True),
+    (("head_gain",), False, None, True, True),
+    (("query_scale", "head_gain"), True, 3, False, True),
+    (("key_bias", "pair_gate"), False, None, True, False),
+    (FEATURES, True, None, True, True),
+    (FEATURES, True, 5, True, False),
+    (FEATURES, False, 7, True, True),
+    (FEATURES, False, None, False, True),
+]
+
+
+@pytest.mark.parametrize(("features", "causal", "window", "entropy", "gqa"), CASES)
+@pytest.mark.parametrize("block", [4, 128])
+def test_blockwise_matches_reference(features, causal, window, entropy, gqa, block) -> None:  # type: ignore[no-untyped-def]
+    x = select(
+        make_inputs(t=21, h=4, hkv=2 if gqa else 4, d=11, gain_per_token=block == 4), features
+    )
+
+    def blockwise(**kw):  # type: ignore[no-untyped-def]
+        out, ent = modulated_attention_blockwise(
+            **kw, causal=causal, window=window, return_entropy=entropy, block=block
+        )
+        return (out, ent) if entropy else out
+
+    assert_backends_match(
+        partial(op, "reference", causal, window, entropy),
+        blockwise,
+        x,
+        dtype=torch.float32,
+        grad=grads_of(x),
+    )
+
+
+def test_blockwise_gradient_of_pair_gate_inputs() -> None:
+    x = make_inputs(t=17, d=7)
+    a, b, w = x["pair_gate"]
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    g = torch.Generator().manual_seed(3)
+    up = torch.randn(2, 17, 4, 7, generator=g)
+    upe = torch.randn(2, 17, 4, generator=g)
+    grads = []
+    for backend in ("reference", "blockwise"):
+        out, ent = modulated_attention(
+            x["q"], x["k"], x["v"], pair_gate=(a, b, w), return_entropy=True, backend=backend
+        )  # type: ignore[arg-type]
+        grads.append(torch.autograd.grad((out * up).sum() + (ent * upe).sum(), [a, b]))
+    for got, want in zip(grads[1], grads[0]):
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=2e-4)
+
+
+def test_sdpa_backend_matches_reference_with_precision_and_gain() -> None:
+    x = select(make_inputs(t=15, h=4, hkv=1), ("query_scale", "head_gain"))
+    assert_backends_match(
+        partial(op, "reference", True, None, False),
+        partial(op, "sdpa", True, None, False),
+        x,
+        dtype=torch.float32,
+        grad=grads_of(x),
+    )
+
+
+def test_sdpa_backend_refuses_features_it_cannot_compute() -> None:
+    x = make_inputs()
+    with pytest.raises(ValueError, match="sdpa"):
+        modulated_attention(x["q"], x["k"], x["v"], key_bias=x["key_bias"], backend="sdpa")
+
+
+def test_bad_input_names_the_argument() -> None:
+    x = make_inputs()
+    q, k, v = x["q"], x["k"], x["v"]
+    with pytest.raises(ValueError, match=r"^k"):
+        modulated_attention(q, k[:, :-1], v)
+    with pytest.raises(ValueError, match=r"^v"):
+        modulated_attention(q, k, v[..., :-1])
+    with pytest.raises(ValueError, match=r"^k"):
+        modulated_attention(q, k.double(), v)
+    with pytest.raises(ValueError, match="divisible"):
+        modulated_attention(q[:, :, :3], k, v)
+    with pytest.raises(ValueError, match="window"):
+        modulated_attention(q, k, v, window=0)
+    with pytest.raises(ValueError, match="pair_gate window W"):
+        modulated_attention(q, k, v, pair_gate=(x["pair_gate"][0], x["pair_gate"][1], 0))
+    with pytest.raises(ValueError, match="query_scale"):
+        modulated_attention(q, k, v, query_scale=x["query_scale"][:, :, :2])
+    with pytest.raises(ValueError, match="query_scale"):
+        modulated_attention(q, k, v, query_scale=x["query_scale"].double())
+    bad = x["key_bias"].clone()
+    bad[0, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match="key_bias"):
+        modulated_attention(q, k, v, key_bias=bad)
+    inf = x["pair_gate"][1].clone()
+    inf[1, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="pair_gate b"):
+        modulated_attention(q, k, v, pair_gate=(x["pair_gate"][0], inf, 3))
+    with pytest.raises(ValueError, match="head_gain"):
+        modulated_attention(q, k, v, head_gain=torch.ones(3))
+    with pytest.raises(ValueError, match="backend"):
+        modulated_attention(q, k, v, backend="cuda")  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="on meta"):
+        modulated_attention(q, k, v, key_bias=x["key_bias"].to("meta"))
