@@ -78,6 +78,7 @@ _RESUME_FREE = {
     "compile",
     "parallel",
     "plot",
+    "lr_decay_steps",  # compared after resolution ("lr_decay_steps_resolved")
 }
 
 
