@@ -13,6 +13,8 @@ from neuro_plasticity.homeostasis import (
     synaptic_scaling,
     threshold_adaptation,
 )
+from neuro_plasticity.layers import HebbianAttention, HebbianFastWeights, RewardModulatedHebbian
+from neuro_plasticity.ops.fast_weights import FastWeightState, fast_weights, fast_weights_step
 from neuro_plasticity.rule import (
     PlasticityHook,
     Rule,
@@ -41,8 +43,12 @@ __all__ = [
     "CSR",
     "BCMState",
     "Dense",
+    "FastWeightState",
+    "HebbianAttention",
+    "HebbianFastWeights",
     "PairTraces",
     "PlasticityHook",
+    "RewardModulatedHebbian",
     "Rule",
     "ThresholdAdaptation",
     "Topology",
@@ -53,6 +59,8 @@ __all__ = [
     "chain",
     "clip",
     "eligibility",
+    "fast_weights",
+    "fast_weights_step",
     "foldiak",
     "hebbian",
     "local_csr",
