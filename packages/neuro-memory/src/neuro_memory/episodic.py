@@ -264,7 +264,7 @@ def read(
 
     Args:
         state: the memory (``k ≤ state.size``).
-        queries: ``[Q, Dk]`` finite; cast to the state's dtype.
+        queries: ``[Q, Dk]`` finite (checked in eager mode only); cast to the state's dtype.
         k: number of memories per query, ``1 ≤ k ≤ state.size``.
         params: hyper-parameters (``eps``; ``capacity`` must match the state).
         candidates: optional ``[Q, C]`` long slot indices to search instead of the whole bank
@@ -287,7 +287,8 @@ def read(
         shape=(None, state.keys.shape[1]),
         floating=True,
         device=device,
-        finite=True,
+        # A data-dependent check cannot be traced by torch.compile(fullgraph=True); eager checks.
+        finite=not torch.compiler.is_compiling(),
     )
     size = state.size
     _check_k(k, size)
