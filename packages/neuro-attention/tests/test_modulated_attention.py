@@ -17,6 +17,7 @@ from neuro_attention.ops.modulated_attention import (
     modulated_attention_blockwise,
     modulated_attention_reference,
 )
+from neuro_core.dispatch import triton_available
 from neuro_core.testing import assert_backends_match
 
 FEATURES = ("query_scale", "key_bias", "pair_gate", "head_gain")
@@ -37,19 +38,29 @@ def make_inputs(
         "query_scale": torch.rand(b, t, h, generator=g, dtype=dtype) * 1.5 + 0.25,
         "key_bias": r(b, t, hkv),
         "pair_gate": (r(b, t, h) * 2, r(b, t, h) * 2, gate_w),
+        "gate_a": r(b, t, h) * 2,
+        "gate_b": r(b, t, h) * 2,
+        "gate_w": gate_w,
         "head_gain": r(b, t, h) if gain_per_token else r(h),
     }
 
 
 def select(inputs: dict, features: tuple[str, ...]) -> dict:  # type: ignore[type-arg]
-    return {n: x for n, x in inputs.items() if n in ("q", "k", "v") or n in features}
+    """q, k, v and the chosen features; the pair gate travels as gate_a, gate_b, gate_w."""
+    names = {"q", "k", "v", *features} - {"pair_gate"}
+    if "pair_gate" in features:
+        names |= {"gate_a", "gate_b", "gate_w"}
+    return {n: x for n, x in inputs.items() if n in names}
 
 
 def grads_of(inputs: dict) -> tuple[str, ...]:  # type: ignore[type-arg]
-    return tuple(n for n in ("q", "k", "v", "query_scale", "key_bias", "head_gain") if n in inputs)
+    names = ("q", "k", "v", "query_scale", "key_bias", "head_gain", "gate_a", "gate_b")
+    return tuple(n for n in names if n in inputs)
 
 
 def op(backend: str, causal: bool, window: int | None, entropy: bool, **kw):  # type: ignore[no-untyped-def]
+    if "gate_a" in kw:
+        kw["pair_gate"] = (kw.pop("gate_a"), kw.pop("gate_b"), kw.pop("gate_w"))
     return modulated_attention(
         **kw, causal=causal, window=window, return_entropy=entropy, backend=backend
     )  # type: ignore[call-overload]
@@ -195,6 +206,8 @@ def test_blockwise_matches_reference(features, causal, window, entropy, gqa, blo
     )
 
     def blockwise(**kw):  # type: ignore[no-untyped-def]
+        if "gate_a" in kw:
+            kw["pair_gate"] = (kw.pop("gate_a"), kw.pop("gate_b"), kw.pop("gate_w"))
         out, ent = modulated_attention_blockwise(
             **kw, causal=causal, window=window, return_entropy=entropy, block=block
         )
@@ -207,24 +220,6 @@ def test_blockwise_matches_reference(features, causal, window, entropy, gqa, blo
         dtype=torch.float32,
         grad=grads_of(x),
     )
-
-
-def test_blockwise_gradient_of_pair_gate_inputs() -> None:
-    x = make_inputs(t=17, d=7)
-    a, b, w = x["pair_gate"]
-    a.requires_grad_(True)
-    b.requires_grad_(True)
-    g = torch.Generator().manual_seed(3)
-    up = torch.randn(2, 17, 4, 7, generator=g)
-    upe = torch.randn(2, 17, 4, generator=g)
-    grads = []
-    for backend in ("reference", "blockwise"):
-        out, ent = modulated_attention(
-            x["q"], x["k"], x["v"], pair_gate=(a, b, w), return_entropy=True, backend=backend
-        )  # type: ignore[arg-type]
-        grads.append(torch.autograd.grad((out * up).sum() + (ent * upe).sum(), [a, b]))
-    for got, want in zip(grads[1], grads[0]):
-        torch.testing.assert_close(got, want, atol=2e-4, rtol=2e-4)
 
 
 def test_sdpa_backend_matches_reference_with_precision_and_gain() -> None:
@@ -277,3 +272,38 @@ def test_bad_input_names_the_argument() -> None:
         modulated_attention(q, k, v, backend="cuda")  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="on meta"):
         modulated_attention(q, k, v, key_bias=x["key_bias"].to("meta"))
+
+
+needs_triton = pytest.mark.skipif(not triton_available(), reason="triton not installed")
+
+# Pairwise covering of the feature flags (each feature on and off with each mask mode, GQA, entropy,
+# both dtypes) instead of the full product: the interpreter costs seconds per case.
+TRITON_CASES = [
+    # (features, causal, window, entropy, gqa, dtype, t, d)
+    ((), True, None, False, True, torch.float32, 17, 16),
+    ((), False, None, True, False, torch.float16, 23, 24),
+    (FEATURES, True, None, True, True, torch.float32, 33, 11),
+    (FEATURES, True, None, True, True, torch.float16, 19, 16),
+    (FEATURES, False, 7, True, False, torch.float32, 21, 13),
+    (FEATURES, True, 5, False, True, torch.float16, 29, 24),
+    (("query_scale", "head_gain"), True, None, False, True, torch.float32, 18, 20),
+    (("key_bias",), False, None, True, True, torch.float32, 17, 16),
+    (("pair_gate",), True, 9, True, False, torch.float32, 40, 17),
+    (("key_bias", "pair_gate"), False, 4, False, True, torch.float16, 25, 16),
+]
+
+
+@pytest.mark.interpreter
+@needs_triton
+@pytest.mark.parametrize(
+    ("features", "causal", "window", "entropy", "gqa", "dtype", "t", "d"), TRITON_CASES
+)
+def test_triton_matches_reference(features, causal, window, entropy, gqa, dtype, t, d) -> None:  # type: ignore[no-untyped-def]
+    x = select(make_inputs(b=1, t=t, h=4 if gqa else 2, hkv=2, d=d, gate_w=6), features)
+    assert_backends_match(
+        partial(op, "reference", causal, window, entropy),
+        partial(op, "triton", causal, window, entropy),
+        x,
+        dtype=dtype,
+        grad=grads_of(x),
+    )

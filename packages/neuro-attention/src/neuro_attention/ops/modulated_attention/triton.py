@@ -1,0 +1,688 @@
+"""Flash-style modulated attention in Triton: online softmax forward and a two-kernel backward.
+
+Never materializes ``[B, H, T, T]``: the forward keeps per row the running max m, the running sum
+l, the output accumulator and (for the entropy) the running Σ exp(s − m)·s, and saves only the
+row log-sum-exp lse and entropy H. The backward recomputes p = exp(s − lse) block by block:
+
+    dS_ij = p_ij · (dP_ij − C_i − dH_i · log p_ij),   C_i = dO_i·o_i + dH_i·H_i
+
+one kernel per key block accumulates dK, dV, the key-bias gradient (summed over the query heads
+of its group) and the pair-gate ``b`` gradient; one kernel per query block accumulates dQ, dβ and
+the pair-gate ``a`` gradient, so no atomics are needed and results are deterministic.
+The head gain multiplies the output outside the kernel (one elementwise op, autograd handles it).
+Triton is imported when this module is imported, which the dispatcher does lazily.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from neuro_core.dispatch import interpreting
+
+
+@triton.jit
+def _logits(
+    q,
+    k,
+    qs,
+    kb,
+    ga,
+    gb,
+    offs_m,
+    offs_n,
+    m_ok,
+    n_ok,
+    WINDOW,
+    GATE_W,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    HAS_KB: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Logits of a [BLOCK_M, BLOCK_N] tile, the visibility mask, and the gate's σ(−x) (or 0)."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qs[:, None]
+    if HAS_KB:
+        s += kb[None, :]
+    rel = offs_m[:, None] - offs_n[None, :]
+    sig_neg = tl.zeros_like(s)
+    if HAS_GATE:
+        x = ga[:, None] + gb[None, :]
+        band = (rel < GATE_W) & (rel > -GATE_W)
+        # log σ(x) = min(x, 0) − log(1 + e^{−|x|}), stable for both signs
+        s += tl.where(band, tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x))), 0.0)
+        sig_neg = tl.where(band, 1.0 / (1.0 + tl.exp(x)), 0.0)
+    valid = m_ok[:, None] & n_ok[None, :]
+    if CAUSAL:
+        valid = valid & (rel >= 0)
+    if HAS_WINDOW:
+        valid = valid & (rel < WINDOW) & (rel > -WINDOW)
+    return s, valid, sig_neg
+
+
+@triton.jit
+def _key_range(
+    start_m,
+    T,
+    WINDOW,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+):
+    lo = 0
+    hi = T
+    if CAUSAL:
+        hi = tl.minimum(T, start_m + BLOCK_M)
+    if HAS_WINDOW:
+        lo = tl.maximum(0, start_m - WINDOW + 1)
+        lo = (lo // BLOCK_N) * BLOCK_N
+        if not CAUSAL:
+            hi = tl.minimum(T, start_m + BLOCK_M + WINDOW - 1)
+    return lo, hi
+
+
+@triton.jit
+def _fwd_kernel(
+    Q,
+    K,
+    V,
+    QS,
+    KB,
+    GA,
+    GB,
+    O,
+    LSE,
+    ENT,
+    sqb,
+    sqt,
+    sqh,
+    skb,
+    skt,
+    skh,
+    svb,
+    svt,
+    svh,
+    T,
+    H,
+    HKV,
+    D,
+    sm_scale,
+    WINDOW,
+    GATE_W,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    HAS_QS: tl.constexpr,
+    HAS_KB: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    RETURN_ENT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // (H // HKV)
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < T
+    d_ok = offs_d < D
+    q = tl.load(
+        Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :],
+        mask=m_ok[:, None] & d_ok[None, :],
+        other=0.0,
+    )
+    row = (b * T + offs_m) * H + h
+    qs = tl.full([BLOCK_M], sm_scale, tl.float32)
+    if HAS_QS:
+        qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
+    ga = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_GATE:
+        ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    ps_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    lo, hi = _key_range(start_m, T, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < T
+        k = tl.load(
+            K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :],
+            mask=n_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        v = tl.load(
+            V + b * svb + offs_n[:, None] * svt + hk * svh + offs_d[None, :],
+            mask=n_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        kb = tl.zeros([BLOCK_N], tl.float32)
+        if HAS_KB:
+            kb = tl.load(KB + (b * T + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+        gb = tl.zeros([BLOCK_N], tl.float32)
+        if HAS_GATE:
+            gb = tl.load(GB + (b * T + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+        s, valid, _ = _logits(
+            q,
+            k,
+            qs,
+            kb,
+            ga,
+            gb,
+            offs_m,
+            offs_n,
+            m_ok,
+            n_ok,
+            WINDOW,
+            GATE_W,
+            CAUSAL,
+            HAS_WINDOW,
+            HAS_KB,
+            HAS_GATE,
+            PRECISION,
+        )
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if RETURN_ENT:
+            ps_i = ps_i * alpha + tl.sum(p * tl.where(valid, s, 0.0), 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    l_safe = tl.where(l_i > 0, l_i, 1.0)
+    lse = m_i + tl.log(l_safe)
+    out = acc / l_safe[:, None]
+    # OUT is a fresh contiguous [B, T, H, D] buffer
+    tl.store(
+        O + (row[:, None] * D + offs_d[None, :]),
+        out.to(O.dtype.element_ty),
+        mask=m_ok[:, None] & d_ok[None, :],
+    )
+    tl.store(LSE + row, lse, mask=m_ok)
+    if RETURN_ENT:
+        tl.store(ENT + row, lse - ps_i / l_safe, mask=m_ok)
+
+
+@triton.jit
+def _bwd_dkdv_kernel(
+    Q,
+    K,
+    V,
+    QS,
+    KB,
+    GA,
+    GB,
+    DO,
+    LSE,
+    CORR,
+    DENT,
+    DK,
+    DV,
+    DKB,
+    DGB,
+    sqb,
+    sqt,
+    sqh,
+    skb,
+    skt,
+    skh,
+    svb,
+    svt,
+    svh,
+    T,
+    H,
+    HKV,
+    D,
+    sm_scale,
+    WINDOW,
+    GATE_W,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    HAS_QS: tl.constexpr,
+    HAS_KB: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    HAS_ENT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_bk = tl.program_id(1)
+    b = pid_bk // HKV
+    hk = pid_bk % HKV
+    group = H // HKV
+    start_n = pid_n * BLOCK_N
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    n_ok = offs_n < T
+    d_ok = offs_d < D
+    nd_ok = n_ok[:, None] & d_ok[None, :]
+    k = tl.load(
+        K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=nd_ok, other=0.0
+    )
+    v = tl.load(
+        V + b * svb + offs_n[:, None] * svt + hk * svh + offs_d[None, :], mask=nd_ok, other=0.0
+    )
+    kb = tl.zeros([BLOCK_N], tl.float32)
+    if HAS_KB:
+        kb = tl.load(KB + (b * T + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dkb = tl.zeros([BLOCK_N], tl.float32)
+    lo = 0
+    hi = T
+    if CAUSAL:
+        lo = (start_n // BLOCK_M) * BLOCK_M
+    if HAS_WINDOW:
+        hi = tl.minimum(T, start_n + BLOCK_N + WINDOW - 1)
+        if not CAUSAL:
+            lo = (tl.maximum(0, start_n - WINDOW + 1) // BLOCK_M) * BLOCK_M
+    for g in range(0, group):
+        h = hk * group + g
+        gb = tl.zeros([BLOCK_N], tl.float32)
+        if HAS_GATE:
+            gb = tl.load(GB + (b * T + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+        dgb = tl.zeros([BLOCK_N], tl.float32)
+        for start_m in range(lo, hi, BLOCK_M):
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            m_ok = offs_m < T
+            md_ok = m_ok[:, None] & d_ok[None, :]
+            q = tl.load(
+                Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :],
+                mask=md_ok,
+                other=0.0,
+            )
+            row = (b * T + offs_m) * H + h
+            do = tl.load(DO + row[:, None] * D + offs_d[None, :], mask=md_ok, other=0.0)
+            qs = tl.full([BLOCK_M], sm_scale, tl.float32)
+            if HAS_QS:
+                qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
+            ga = tl.zeros([BLOCK_M], tl.float32)
+            if HAS_GATE:
+                ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
+            lse = tl.load(LSE + row, mask=m_ok, other=0.0)
+            corr = tl.load(CORR + row, mask=m_ok, other=0.0)
+            s, valid, sig_neg = _logits(
+                q,
+                k,
+                qs,
+                kb,
+                ga,
+                gb,
+                offs_m,
+                offs_n,
+                m_ok,
+                n_ok,
+                WINDOW,
+                GATE_W,
+                CAUSAL,
+                HAS_WINDOW,
+                HAS_KB,
+                HAS_GATE,
+                PRECISION,
+            )
+            logp = tl.where(valid, s - lse[:, None], 0.0)
+            p = tl.where(valid, tl.exp(logp), 0.0)
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
+            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION).to(tl.float32)
+            ds = p * (dp - corr[:, None])
+            if HAS_ENT:
+                dent = tl.load(DENT + row, mask=m_ok, other=0.0)
+                ds -= dent[:, None] * p * logp
+            dk += tl.dot(tl.trans((ds * qs[:, None]).to(q.dtype)), q, input_precision=PRECISION)
+            if HAS_KB:
+                dkb += tl.sum(ds, 0)
+            if HAS_GATE:
+                dgb += tl.sum(ds * sig_neg, 0)
+        if HAS_GATE:
+            tl.store(DGB + (b * T + offs_n) * H + h, dgb, mask=n_ok)
+    base = (b * T + offs_n) * HKV + hk
+    tl.store(DK + base[:, None] * D + offs_d[None, :], dk, mask=nd_ok)
+    tl.store(DV + base[:, None] * D + offs_d[None, :], dv, mask=nd_ok)
+    if HAS_KB:
+        tl.store(DKB + base, dkb, mask=n_ok)
+
+
+@triton.jit
+def _bwd_dq_kernel(
+    Q,
+    K,
+    V,
+    QS,
+    KB,
+    GA,
+    GB,
+    DO,
+    LSE,
+    CORR,
+    DENT,
+    DQ,
+    DQS,
+    DGA,
+    sqb,
+    sqt,
+    sqh,
+    skb,
+    skt,
+    skh,
+    svb,
+    svt,
+    svh,
+    T,
+    H,
+    HKV,
+    D,
+    sm_scale,
+    WINDOW,
+    GATE_W,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    HAS_QS: tl.constexpr,
+    HAS_KB: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    HAS_ENT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // (H // HKV)
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < T
+    d_ok = offs_d < D
+    md_ok = m_ok[:, None] & d_ok[None, :]
+    q = tl.load(
+        Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], mask=md_ok, other=0.0
+    )
+    row = (b * T + offs_m) * H + h
+    do = tl.load(DO + row[:, None] * D + offs_d[None, :], mask=md_ok, other=0.0)
+    qs = tl.full([BLOCK_M], sm_scale, tl.float32)
+    if HAS_QS:
+        qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
+    ga = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_GATE:
+        ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
+    lse = tl.load(LSE + row, mask=m_ok, other=0.0)
+    corr = tl.load(CORR + row, mask=m_ok, other=0.0)
+    dent = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_ENT:
+        dent = tl.load(DENT + row, mask=m_ok, other=0.0)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    dga = tl.zeros([BLOCK_M], tl.float32)
+    lo, hi = _key_range(start_m, T, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < T
+        nd_ok = n_ok[:, None] & d_ok[None, :]
+        k = tl.load(
+            K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=nd_ok, other=0.0
+        )
+        v = tl.load(
+            V + b * svb + offs_n[:, None] * svt + hk * svh + offs_d[None, :], mask=nd_ok, other=0.0
+        )
+        kb = tl.zeros([BLOCK_N], tl.float32)
+        if HAS_KB:
+            kb = tl.load(KB + (b * T + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+        gb = tl.zeros([BLOCK_N], tl.float32)
+        if HAS_GATE:
+            gb = tl.load(GB + (b * T + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+        s, valid, sig_neg = _logits(
+            q,
+            k,
+            qs,
+            kb,
+            ga,
+            gb,
+            offs_m,
+            offs_n,
+            m_ok,
+            n_ok,
+            WINDOW,
+            GATE_W,
+            CAUSAL,
+            HAS_WINDOW,
+            HAS_KB,
+            HAS_GATE,
+            PRECISION,
+        )
+        logp = tl.where(valid, s - lse[:, None], 0.0)
+        p = tl.where(valid, tl.exp(logp), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION).to(tl.float32)
+        ds = p * (dp - corr[:, None])
+        if HAS_ENT:
+            ds -= dent[:, None] * p * logp
+        acc += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+        if HAS_GATE:
+            dga += tl.sum(ds * sig_neg, 1)
+    tl.store(DQ + row[:, None] * D + offs_d[None, :], acc * qs[:, None], mask=md_ok)
+    if HAS_QS:
+        tl.store(DQS + row, sm_scale * tl.sum(q.to(tl.float32) * acc, 1), mask=m_ok)
+    if HAS_GATE:
+        tl.store(DGA + row, dga, mask=m_ok)
+
+
+def _config(d: int, dtype: torch.dtype) -> dict[str, object]:
+    block_d = max(16, triton.next_power_of_2(d))
+    if interpreting():
+        return {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_D": block_d}
+    if block_d > 256:
+        raise ValueError(
+            f"modulated_attention: the Triton kernel supports head dims up to 256, got {d}"
+        )
+    block = 64 if block_d <= 128 else 32
+    return {
+        "BLOCK_M": block,
+        "BLOCK_N": block,
+        "BLOCK_D": block_d,
+        "num_warps": 4 if block_d <= 64 else 8,
+        "num_stages": 2,
+    }
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # fp32 inputs are computed in full fp32 (no TF32) so that they match the reference closely
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _flags(qs, kb, ga, causal, window, gate_w, precision):  # type: ignore[no-untyped-def]
+    return {
+        "CAUSAL": causal,
+        "HAS_WINDOW": window is not None,
+        "HAS_QS": qs is not None,
+        "HAS_KB": kb is not None,
+        "HAS_GATE": ga is not None,
+        "PRECISION": precision,
+    }
+
+
+class TritonModulatedAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, qs, kb, ga, gb, causal, window, gate_w, entropy):  # type: ignore[override]
+        b, t, h, d = q.shape
+        hkv = k.shape[2]
+        q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
+        qs, kb, ga, gb = (None if x is None else x.contiguous() for x in (qs, kb, ga, gb))
+        o = torch.empty(b, t, h, d, dtype=q.dtype, device=q.device)
+        lse = torch.empty(b, t, h, dtype=torch.float32, device=q.device)
+        ent = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if entropy else lse
+        sm_scale = 1.0 / math.sqrt(d)
+        cfg = _config(d, q.dtype)
+        prec = _precision(q.dtype)
+        flags = _flags(qs, kb, ga, causal, window, gate_w, prec)
+        dummy = lse
+        if t > 0 and b * h > 0:
+            grid = (triton.cdiv(t, cfg["BLOCK_M"]), b * h)  # type: ignore[operator]
+            _fwd_kernel[grid](
+                q,
+                k,
+                v,
+                qs if qs is not None else dummy,
+                kb if kb is not None else dummy,
+                ga if ga is not None else dummy,
+                gb if gb is not None else dummy,
+                o,
+                lse,
+                ent,
+                q.stride(0),
+                q.stride(1),
+                q.stride(2),
+                k.stride(0),
+                k.stride(1),
+                k.stride(2),
+                v.stride(0),
+                v.stride(1),
+                v.stride(2),
+                t,
+                h,
+                hkv,
+                d,
+                sm_scale,
+                window or 1,
+                gate_w or 1,
+                RETURN_ENT=entropy,
+                **flags,
+                **cfg,
+            )
+        ctx.save_for_backward(q, k, v, qs, kb, ga, gb, o, lse, ent if entropy else None)
+        ctx.meta = (causal, window, gate_w, entropy, sm_scale)
+        return o, (ent.to(q.dtype) if entropy else q.new_zeros(b, t, h))
+
+    @staticmethod
+    def backward(ctx, do, dent):  # type: ignore[override]
+        q, k, v, qs, kb, ga, gb, o, lse, ent = ctx.saved_tensors
+        causal, window, gate_w, entropy, sm_scale = ctx.meta
+        b, t, h, d = q.shape
+        hkv = k.shape[2]
+        do = do.contiguous()
+        corr = (do.float() * o.float()).sum(-1)
+        has_ent = entropy and dent is not None
+        if has_ent:
+            dent = dent.float().contiguous()
+            corr = corr + dent * ent
+        corr = corr.contiguous()
+        dq = torch.empty(b, t, h, d, dtype=torch.float32, device=q.device)
+        dk = torch.empty(b, t, hkv, d, dtype=torch.float32, device=q.device)
+        dv = torch.empty_like(dk)
+        dkb = (
+            torch.empty(b, t, hkv, dtype=torch.float32, device=q.device) if kb is not None else None
+        )
+        dqs = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if qs is not None else None
+        dga = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if ga is not None else None
+        dgb = torch.empty_like(dga) if dga is not None else None
+        cfg = _config(d, q.dtype)
+        flags = _flags(qs, kb, ga, causal, window, gate_w, _precision(q.dtype))
+        dummy = lse
+        common = (
+            q,
+            k,
+            v,
+            qs if qs is not None else dummy,
+            kb if kb is not None else dummy,
+            ga if ga is not None else dummy,
+            gb if gb is not None else dummy,
+            do,
+            lse,
+            corr,
+            dent if has_ent else dummy,
+        )
+        strides = (
+            q.stride(0),
+            q.stride(1),
+            q.stride(2),
+            k.stride(0),
+            k.stride(1),
+            k.stride(2),
+            v.stride(0),
+            v.stride(1),
+            v.stride(2),
+        )
+        scalars = (t, h, hkv, d, sm_scale, window or 1, gate_w or 1)
+        if t > 0 and b * h > 0:
+            _bwd_dkdv_kernel[(triton.cdiv(t, cfg["BLOCK_N"]), b * hkv)](  # type: ignore[operator]
+                *common,
+                dk,
+                dv,
+                dkb if dkb is not None else dummy,
+                dgb if dgb is not None else dummy,
+                *strides,
+                *scalars,
+                HAS_ENT=has_ent,
+                **flags,
+                **cfg,
+            )
+            _bwd_dq_kernel[(triton.cdiv(t, cfg["BLOCK_M"]), b * h)](  # type: ignore[operator]
+                *common,
+                dq,
+                dqs if dqs is not None else dummy,
+                dga if dga is not None else dummy,
+                *strides,
+                *scalars,
+                HAS_ENT=has_ent,
+                **flags,
+                **cfg,
+            )
+
+        def cast(x, like):  # type: ignore[no-untyped-def]
+            return None if x is None or like is None else x.to(like.dtype)
+
+        return (
+            dq.to(q.dtype),
+            dk.to(k.dtype),
+            dv.to(v.dtype),
+            cast(dqs, qs),
+            cast(dkb, kb),
+            cast(dga, ga),
+            cast(dgb, gb),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def modulated_attention_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    query_scale: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+    head_gain: torch.Tensor | None = None,
+    return_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Triton path; same contract as the reference (inputs are assumed validated).
+
+    Returns:
+        ``(out [B, T, H, D], entropy [B, T, H] or None)``.
+    """
+    ga = gb = None
+    gate_w = None
+    if pair_gate is not None:
+        ga, gb, gate_w = pair_gate
+    out, ent = TritonModulatedAttention.apply(
+        q, k, v, query_scale, key_bias, ga, gb, causal, window, gate_w, return_entropy
+    )
+    if head_gain is not None:
+        out = out * head_gain[..., None]
+    return out, (ent if return_entropy else None)
