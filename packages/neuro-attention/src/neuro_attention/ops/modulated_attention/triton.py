@@ -95,7 +95,7 @@ def _fwd_kernel(
     KB,
     GA,
     GB,
-    O,
+    OUT,
     LSE,
     ENT,
     sqb,
@@ -205,8 +205,8 @@ def _fwd_kernel(
     out = acc / l_safe[:, None]
     # OUT is a fresh contiguous [B, T, H, D] buffer
     tl.store(
-        O + (row[:, None] * D + offs_d[None, :]),
-        out.to(O.dtype.element_ty),
+        OUT + (row[:, None] * D + offs_d[None, :]),
+        out.to(OUT.dtype.element_ty),
         mask=m_ok[:, None] & d_ok[None, :],
     )
     tl.store(LSE + row, lse, mask=m_ok)
