@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -56,7 +58,48 @@ def requirements_of(package: str) -> list[str]:
     return [local("neuro-core")]
 
 
+# Heavy third-party wheels every session needs. They are installed once into a shared layer that
+# each session's venv sees through a .pth file, instead of unpacking ~1 GB of torch + triton into
+# every venv. The layer holds no neuro-* package, so a session still proves that one package
+# installs and passes its tests with only its own declared dependencies.
+# NEURO_SHARED_LAYER=0 turns this off (every venv then installs everything itself).
+BASE_REQUIREMENTS = ["torch>=2.4", "numpy>=1.24", "triton>=3.2", "pytest>=7", "hypothesis>=6"]
+BASE_DIR = ROOT / ".nox" / "_shared_layer"
+
+
+def shared_layer_site() -> Path | None:
+    """Create (once) the shared layer and return its site-packages, or None when disabled."""
+    if os.environ.get("NEURO_SHARED_LAYER", "1") == "0":
+        return None
+    stamp = BASE_DIR / "requirements.stamp"
+    wanted = "\n".join([*BASE_REQUIREMENTS, *constraints()])
+    python = BASE_DIR / "bin" / "python"
+    if not (stamp.exists() and stamp.read_text() == wanted and python.exists()):
+        shutil.rmtree(BASE_DIR, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BASE_DIR)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-compile", *constraints(),
+             *BASE_REQUIREMENTS],
+            check=True,
+        )
+        stamp.write_text(wanted)
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    return Path(site)
+
+
 def install(session: nox.Session, *args: str) -> None:
+    """pip install into the session venv, seeing the shared layer, with the CPU constraints."""
+    layer = shared_layer_site()
+    if layer is not None:
+        own_site = session.run(
+            "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            silent=True,
+        )
+        assert isinstance(own_site, str)
+        Path(own_site.strip(), "_neuro_shared_layer.pth").write_text(f"{layer}\n")
     session.install(*constraints(), *args)
 
 

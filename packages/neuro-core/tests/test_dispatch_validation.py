@@ -5,6 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from neuro_core import dispatch
 from neuro_core.dispatch import resolve_backend
 from neuro_core.validation import (
     check_in_range,
@@ -23,11 +24,18 @@ def test_auto_on_cpu_is_reference(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_triton_on_cpu_needs_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "triton_available", lambda: True)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA"):
         resolve_backend("triton", torch.zeros(1), op="myop")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert resolve_backend("triton", torch.zeros(1)) == "triton"
+
+
+def test_triton_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "triton_available", lambda: False)
+    with pytest.raises(ValueError, match="pip install triton"):
+        resolve_backend("triton", torch.zeros(1))
 
 
 def test_unknown_backend_is_named() -> None:
