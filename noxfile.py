@@ -78,14 +78,24 @@ def shared_layer_site() -> Path | None:
         shutil.rmtree(BASE_DIR, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(BASE_DIR)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--no-compile", *constraints(),
-             *BASE_REQUIREMENTS],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-compile",
+                *constraints(),
+                *BASE_REQUIREMENTS,
+            ],
             check=True,
         )
         stamp.write_text(wanted)
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return Path(site)
 
@@ -95,7 +105,9 @@ def install(session: nox.Session, *args: str) -> None:
     layer = shared_layer_site()
     if layer is not None:
         own_site = session.run(
-            "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            "python",
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
             silent=True,
         )
         assert isinstance(own_site, str)
@@ -122,8 +134,18 @@ def tests(session: nox.Session, package: str) -> None:
     install(session, *requirements_of(package), local(package, "test"))
     # Run from the package folder so the tests import the installed package, not a sibling's src.
     session.chdir(ROOT / "packages" / package)
-    session.run("python", "-m", "pytest", "tests", "--rootdir", str(ROOT), "-c",
-                str(ROOT / "pyproject.toml"), *pytest_args(session), env=env)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests",
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        *pytest_args(session),
+        env=env,
+    )
 
 
 @nox.session(python=PYTHON)
@@ -158,15 +180,26 @@ def bench(session: nox.Session) -> None:
     HTML history to ``benchmarks/html``. Extra arguments go to ``asv run`` (e.g. ``-- --bench rms``).
     Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-avx512bf16``).
     """
-    install(session, "asv>=0.6", "virtualenv", *[local(p, "report") if p == "neuro-models"
-                                                 else local(p) for p in PACKAGES])
+    install(
+        session,
+        "asv>=0.6",
+        "virtualenv",
+        *[local(p, "report") if p == "neuro-models" else local(p) for p in PACKAGES],
+    )
     machine = os.environ.get("ASV_MACHINE", "cpu-2core-avx512bf16")
     session.chdir(ROOT / "benchmarks")
     commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
     session.run("asv", "machine", "--yes", "--machine", machine)
     session.run(
-        "asv", "run", "--python=same", "--machine", machine, "--set-commit-hash", commit,
-        "--show-stderr", *session.posargs,
+        "asv",
+        "run",
+        "--python=same",
+        "--machine",
+        machine,
+        "--set-commit-hash",
+        commit,
+        "--show-stderr",
+        *session.posargs,
     )
     session.run("asv", "publish")
     session.log(f"asv results in benchmarks/results/{machine}; HTML in benchmarks/html/index.html")
@@ -178,6 +211,7 @@ def reproduce(session: nox.Session) -> None:
 
     ``nox -s reproduce -- --list`` lists them; ``-- --scale smoke`` runs the one-minute check.
     """
-    install(session, *[local(p, "report,data") if p == "neuro-models" else local(p)
-                       for p in PACKAGES])
+    install(
+        session, *[local(p, "report,data") if p == "neuro-models" else local(p) for p in PACKAGES]
+    )
     session.run("python", str(ROOT / "reproductions" / "run.py"), *session.posargs)

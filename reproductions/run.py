@@ -22,7 +22,9 @@ PRIORITY = ["ncn-tinystories"]
 
 def available() -> list[str]:
     names = sorted(p.name for p in HERE.iterdir() if (p / "run.py").is_file())
-    return sorted(names, key=lambda n: (n not in PRIORITY, PRIORITY.index(n) if n in PRIORITY else 0, n))
+    return sorted(
+        names, key=lambda n: (n not in PRIORITY, PRIORITY.index(n) if n in PRIORITY else 0, n)
+    )
 
 
 def first_line(path: Path) -> str:
@@ -35,7 +37,9 @@ def first_line(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="reproductions to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the reproductions and exit")
     args, rest = parser.parse_known_args(argv)

@@ -103,15 +103,19 @@ def check_package(pkg_dir: Path) -> list[Violation]:
             kernel_import = mod.startswith("neuro_") and "triton" in full.split(".")
             if module_level and not optional_module and kernel_import:
                 violations.append(
-                    Violation(path, line, f"{full} is a kernel module: import it lazily, inside a function")
+                    Violation(
+                        path,
+                        line,
+                        f"{full} is a kernel module: import it lazily, inside a function",
+                    )
                 )
                 continue
             if mod == own:
                 continue
-            if mod.startswith("neuro_") and own != "neuro_models":
-                if own == "neuro_core" or mod in COMPONENTS:
-                    violations.append(Violation(path, line, f"{own} must not import {mod}"))
-                    continue
+            forbidden_edge = own == "neuro_core" or mod in COMPONENTS
+            if mod.startswith("neuro_") and own != "neuro_models" and forbidden_edge:
+                violations.append(Violation(path, line, f"{own} must not import {mod}"))
+                continue
             allowed = runtime_imports if module_level and not optional_module else lazy_imports
             if mod not in allowed:
                 where = "at module level" if module_level else "even lazily"

@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from depcheck import check_package, check_repo
 
 PACKAGES = Path(__file__).resolve().parents[1] / "packages"
@@ -20,24 +19,36 @@ def test_repo_obeys_dependency_rules() -> None:
 def test_every_package_is_checked() -> None:
     names = {p.name for p in PACKAGES.iterdir() if (p / "pyproject.toml").exists()}
     expected = {
-        "neuro-core", "neuro-attention", "neuro-plasticity", "neuro-memory",
-        "neuro-spiking", "neuro-objectives", "neuro-models",
+        "neuro-core",
+        "neuro-attention",
+        "neuro-plasticity",
+        "neuro-memory",
+        "neuro-spiking",
+        "neuro-objectives",
+        "neuro-models",
     }
     assert expected <= names
 
 
-def _fake_package(tmp: Path, name: str, source: str, deps: str = '"torch", "numpy", "neuro-core"',
-                  extras: str = 'triton = ["triton"]') -> Path:
+def _fake_package(
+    tmp: Path,
+    name: str,
+    source: str,
+    deps: str = '"torch", "numpy", "neuro-core"',
+    extras: str = 'triton = ["triton"]',
+) -> Path:
     pkg = tmp / name
     mod = name.replace("-", "_")
     (pkg / "src" / mod).mkdir(parents=True)
-    (pkg / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (pkg / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [project]
         name = "{name}"
         dependencies = [{deps}]
         [project.optional-dependencies]
         {extras}
-    """))
+    """)
+    )
     (pkg / "src" / mod / "__init__.py").write_text(textwrap.dedent(source))
     return pkg
 
@@ -46,7 +57,11 @@ def _fake_package(tmp: Path, name: str, source: str, deps: str = '"torch", "nump
     ("source", "deps", "fragment"),
     [
         ("import neuro_attention\n", None, "must not import neuro_attention"),
-        ("def f():\n    from neuro_plasticity import rules\n", None, "must not import neuro_plasticity"),
+        (
+            "def f():\n    from neuro_plasticity import rules\n",
+            None,
+            "must not import neuro_plasticity",
+        ),
         ("import scipy\n", None, "imports scipy at module level"),
         ("import triton\n", None, "imports triton at module level"),
         ("def f():\n    import pandas\n", None, "imports pandas even lazily"),
@@ -54,7 +69,9 @@ def _fake_package(tmp: Path, name: str, source: str, deps: str = '"torch", "nump
         ("from neuro_spiking.ops.lif.triton import lif\n", None, "import it lazily"),
     ],
 )
-def test_checker_catches_forbidden_edges(tmp_path: Path, source: str, deps: str | None, fragment: str) -> None:
+def test_checker_catches_forbidden_edges(
+    tmp_path: Path, source: str, deps: str | None, fragment: str
+) -> None:
     kwargs = {"deps": deps} if deps else {}
     pkg = _fake_package(tmp_path, "neuro-spiking", source, **kwargs)
     problems = check_package(pkg)
@@ -85,7 +102,9 @@ def test_core_may_not_import_components(tmp_path: Path) -> None:
 
 def test_models_may_import_components(tmp_path: Path) -> None:
     pkg = _fake_package(
-        tmp_path, "neuro-models", "import neuro_attention\nimport neuro_spiking\n",
+        tmp_path,
+        "neuro-models",
+        "import neuro_attention\nimport neuro_spiking\n",
         deps='"torch", "neuro-attention", "neuro-spiking"',
     )
     assert check_package(pkg) == []

@@ -51,9 +51,9 @@ def test_check_tensor_messages() -> None:
         check_tensor("k", x, shape=(2, None, 4))
     with pytest.raises(ValueError, match="v must have dtype"):
         check_tensor("v", x, dtype=torch.float16)
-    with pytest.raises(ValueError, match="beta contains NaN"):
+    with pytest.raises(ValueError, match=r"beta contains NaN"):
         check_tensor("beta", torch.tensor([1.0, float("nan")]), finite=True)
-    with pytest.raises(ValueError, match="w must be a torch.Tensor"):
+    with pytest.raises(ValueError, match=r"w must be a torch\.Tensor"):
         check_tensor("w", [1.0])
     with pytest.raises(ValueError, match="ids must be floating"):
         check_tensor("ids", torch.zeros(2, dtype=torch.long), floating=True)

@@ -40,7 +40,9 @@ def test_output_has_unit_rms_without_weight() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("shape", [(3, 7, 60), (1, 1), (5, 129), (2, 63, 33)])
 @pytest.mark.parametrize("with_weight", [True, False])
-def test_triton_matches_reference(dtype: torch.dtype, shape: tuple[int, ...], with_weight: bool) -> None:
+def test_triton_matches_reference(
+    dtype: torch.dtype, shape: tuple[int, ...], with_weight: bool
+) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g) * 2
     w = torch.randn(shape[-1], generator=g) if with_weight else None

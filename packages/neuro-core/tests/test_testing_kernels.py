@@ -32,19 +32,23 @@ def forgets_last_element(x: torch.Tensor) -> torch.Tensor:
 
 def test_matching_candidate_passes() -> None:
     x = torch.randn(5, 7)
-    assert_backends_match(reference, lambda x: torch.tanh(x) * 2, {"x": x}, dtype=torch.float32, grad=("x",))
+    assert_backends_match(
+        reference, lambda x: torch.tanh(x) * 2, {"x": x}, dtype=torch.float32, grad=("x",)
+    )
 
 
 def test_wrong_output_is_caught() -> None:
     with pytest.raises(AssertionError, match="output 0"):
-        assert_backends_match(reference, lambda x: torch.tanh(x) * 2.01, {"x": torch.randn(4, 4)},
-                              dtype=torch.float32)
+        assert_backends_match(
+            reference, lambda x: torch.tanh(x) * 2.01, {"x": torch.randn(4, 4)}, dtype=torch.float32
+        )
 
 
 def test_wrong_gradient_is_caught() -> None:
     with pytest.raises(AssertionError, match="gradient of x"):
-        assert_backends_match(reference, _WrongGrad.apply, {"x": torch.randn(4, 4)},
-                              dtype=torch.float32, grad=("x",))
+        assert_backends_match(
+            reference, _WrongGrad.apply, {"x": torch.randn(4, 4)}, dtype=torch.float32, grad=("x",)
+        )
 
 
 def test_unwritten_element_is_caught_by_poisoning() -> None:
@@ -57,11 +61,16 @@ def test_poisoning_is_undone() -> None:
     with poisoned_allocations():
         assert torch.isnan(torch.empty(3)).all()
         assert torch.isnan(torch.empty_like(torch.zeros(2))).all()
-    assert torch.empty is not None and torch.empty(2).dtype == torch.float32
+    assert torch.empty(2).dtype == torch.float32
     assert not torch.isnan(torch.zeros(2)).any()
 
 
 def test_fp16_candidate_uses_fp16_tolerance() -> None:
     x = torch.randn(16, 16)
-    assert_backends_match(reference, lambda x: torch.tanh(x.float()).half() * 2, {"x": x},
-                          dtype=torch.float16, grad=("x",))
+    assert_backends_match(
+        reference,
+        lambda x: torch.tanh(x.float()).half() * 2,
+        {"x": x},
+        dtype=torch.float16,
+        grad=("x",),
+    )

@@ -43,7 +43,9 @@ def check_tensor(
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in allowed:
-            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dims, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dims, got shape {tuple(x.shape)}"
+            )
     if shape is not None:
         ok = len(shape) == x.ndim and all(s is None or s == d for s, d in zip(shape, x.shape))
         if not ok:
@@ -87,7 +89,13 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
 
 
 def check_in_range(
-    name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+    name: str,
+    value: float,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> float:
     """Check ``low ≤ value ≤ high`` (with optional open ends), naming the argument on failure."""
     v = float(value)

@@ -81,7 +81,9 @@ class ContractSpec:
     def __post_init__(self) -> None:
         unknown = set(self.expect_fail) - set(CONTRACTS)
         if unknown:
-            raise ValueError(f"expect_fail has unknown contracts {sorted(unknown)}; known: {CONTRACTS}")
+            raise ValueError(
+                f"expect_fail has unknown contracts {sorted(unknown)}; known: {CONTRACTS}"
+            )
         if self.batch < 2:
             raise ValueError(f"batch must be ≥ 2 for batch independence, got {self.batch}")
         if self.seq_len < 3:
@@ -111,6 +113,15 @@ def _splice(x: Any, y: Any, select: Callable[[torch.Tensor], Any]) -> Any:
     raise TypeError(f"cannot splice inputs of type {type(x).__name__}")
 
 
+def _after(t: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Selector of the positions after ``t`` (dim 1)."""
+
+    def select(z: torch.Tensor) -> torch.Tensor:
+        return z[:, t + 1 :]
+
+    return select
+
+
 def _build(spec: ContractSpec, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return spec.build().eval()
@@ -129,7 +140,11 @@ def _run(spec: ContractSpec, module: nn.Module, x: Any) -> torch.Tensor:
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape:
         return float("inf")
-    return float((a.float() - b.float()).abs().nan_to_num(nan=float("inf")).max()) if a.numel() else 0.0
+    return (
+        float((a.float() - b.float()).abs().nan_to_num(nan=float("inf")).max())
+        if a.numel()
+        else 0.0
+    )
 
 
 def _causality(spec: ContractSpec) -> None:
@@ -137,7 +152,7 @@ def _causality(spec: ContractSpec) -> None:
     x, noise = _inputs(spec, 1), _inputs(spec, 2)
     y = _run(spec, module, x)
     for t in sorted({0, spec.seq_len // 2, spec.seq_len - 2}):
-        x2 = _splice(x, noise, lambda z, t=t: z[:, t + 1 :])
+        x2 = _splice(x, noise, _after(t))
         d = _max_diff(_run(spec, module, x2)[:, : t + 1], y[:, : t + 1])
         if d > spec.atol:
             raise AssertionError(

@@ -129,13 +129,16 @@ def assert_backends_match(
 
     ref_in, cand_in = prepare(torch.float32), prepare(dtype)
     ref_out = _as_tuple(reference(**ref_in))
+
     def ctx() -> contextlib.AbstractContextManager[None]:
         return poisoned_allocations() if poison else contextlib.nullcontext()
 
     with ctx():
         cand_out = _as_tuple(candidate(**cand_in))
     if len(ref_out) != len(cand_out):
-        raise AssertionError(f"reference returned {len(ref_out)} outputs, candidate {len(cand_out)}")
+        raise AssertionError(
+            f"reference returned {len(ref_out)} outputs, candidate {len(cand_out)}"
+        )
 
     gen = torch.Generator().manual_seed(seed)
     ref_terms, cand_terms = [], []
@@ -145,10 +148,15 @@ def assert_backends_match(
                 raise AssertionError(f"output {i}: one backend returned None")
             continue
         if r.shape != c.shape:
-            raise AssertionError(f"output {i}: shape {tuple(c.shape)} != reference {tuple(r.shape)}")
+            raise AssertionError(
+                f"output {i}: shape {tuple(c.shape)} != reference {tuple(r.shape)}"
+            )
         torch.testing.assert_close(
-            c.detach().float(), r.detach().float(), atol=tol.atol, rtol=tol.rtol,
-            msg=lambda m, i=i: f"output {i} differs from the reference: {m}",
+            c.detach().float(),
+            r.detach().float(),
+            atol=tol.atol,
+            rtol=tol.rtol,
+            msg=_prefixed(f"output {i} differs from the reference"),
         )
         if grad and r.requires_grad and r.is_floating_point():
             up = torch.randn(r.shape, generator=gen, dtype=torch.float32).to(r.device)
@@ -158,10 +166,12 @@ def assert_backends_match(
         return
     if not ref_terms:
         raise AssertionError("grad requested but no output requires grad")
-    ref_grads = torch.autograd.grad(sum(ref_terms), [_find(ref_in, g) for g in grad], allow_unused=True)
+    ref_grads = torch.autograd.grad(
+        torch.stack(ref_terms).sum(), [_find(ref_in, g) for g in grad], allow_unused=True
+    )
     with ctx():
         cand_grads = torch.autograd.grad(
-            sum(cand_terms), [_find(cand_in, g) for g in grad], allow_unused=True
+            torch.stack(cand_terms).sum(), [_find(cand_in, g) for g in grad], allow_unused=True
         )
     for name, rg, cg in zip(grad, ref_grads, cand_grads):
         if rg is None and cg is None:
@@ -169,9 +179,19 @@ def assert_backends_match(
         if rg is None or cg is None:
             raise AssertionError(f"grad of {name}: one backend returned no gradient")
         torch.testing.assert_close(
-            cg.float(), rg.float(), atol=gtol.atol, rtol=gtol.rtol,
-            msg=lambda m, name=name: f"gradient of {name} differs from the reference: {m}",
+            cg.float(),
+            rg.float(),
+            atol=gtol.atol,
+            rtol=gtol.rtol,
+            msg=_prefixed(f"gradient of {name} differs from the reference"),
         )
+
+
+def _prefixed(text: str) -> Callable[[str], str]:
+    def message(detail: str) -> str:
+        return f"{text}: {detail}"
+
+    return message
 
 
 def _find(inputs: Mapping[str, object], name: str) -> torch.Tensor:

@@ -15,7 +15,9 @@ import triton.language as tl
 
 
 @triton.jit
-def _rmsnorm_fwd(X, W, Y, RSTD, stride_x, stride_y, N, eps, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
+def _rmsnorm_fwd(
+    X, W, Y, RSTD, stride_x, stride_y, N, eps, HAS_W: tl.constexpr, BLOCK: tl.constexpr
+):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     mask = cols < N
@@ -30,8 +32,20 @@ def _rmsnorm_fwd(X, W, Y, RSTD, stride_x, stride_y, N, eps, HAS_W: tl.constexpr,
 
 @triton.jit
 def _rmsnorm_bwd(
-    X, W, DY, DX, DW_PARTIAL, RSTD, stride_x, stride_dy, stride_dx, M, N,
-    HAS_W: tl.constexpr, BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr,
+    X,
+    W,
+    DY,
+    DX,
+    DW_PARTIAL,
+    RSTD,
+    stride_x,
+    stride_dy,
+    stride_dx,
+    M,
+    N,
+    HAS_W: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ROWS_PER_PROGRAM: tl.constexpr,
 ):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
@@ -58,7 +72,9 @@ def _rmsnorm_bwd(
 def _block(n: int) -> int:
     block = triton.next_power_of_2(n)
     if block > 65536:
-        raise ValueError(f"rms_norm: the Triton kernel supports a last dimension up to 65536, got {n}")
+        raise ValueError(
+            f"rms_norm: the Triton kernel supports a last dimension up to 65536, got {n}"
+        )
     return block
 
 
@@ -71,9 +87,11 @@ class RMSNormFunction(torch.autograd.Function):
         y = torch.empty_like(x2)
         rstd = torch.empty(m, dtype=torch.float32, device=x.device)
         has_w = weight is not None
-        w = weight.contiguous() if has_w else x2
+        w = weight.contiguous() if weight is not None else x2
         if m > 0:
-            _rmsnorm_fwd[(m,)](x2, w, y, rstd, x2.stride(0), y.stride(0), n, eps, HAS_W=has_w, BLOCK=_block(n))
+            _rmsnorm_fwd[(m,)](
+                x2, w, y, rstd, x2.stride(0), y.stride(0), n, eps, HAS_W=has_w, BLOCK=_block(n)
+            )
         ctx.save_for_backward(x2, weight if has_w else None, rstd)
         ctx.shape = shape
         return y.reshape(shape)
@@ -90,9 +108,20 @@ class RMSNormFunction(torch.autograd.Function):
         has_w = weight is not None
         if m > 0:
             _rmsnorm_bwd[(n_programs,)](
-                x2, weight if has_w else x2, dy2, dx, dw_partial, rstd,
-                x2.stride(0), dy2.stride(0), dx.stride(0), m, n,
-                HAS_W=has_w, BLOCK=_block(n), ROWS_PER_PROGRAM=rows_per_program,
+                x2,
+                weight if has_w else x2,
+                dy2,
+                dx,
+                dw_partial,
+                rstd,
+                x2.stride(0),
+                dy2.stride(0),
+                dx.stride(0),
+                m,
+                n,
+                HAS_W=has_w,
+                BLOCK=_block(n),
+                ROWS_PER_PROGRAM=rows_per_program,
             )
         dw = dw_partial.sum(0).to(weight.dtype) if has_w and ctx.needs_input_grad[1] else None
         return dx.reshape(ctx.shape), dw, None
