@@ -35,22 +35,23 @@ def _forward_chunk(
     threshold: float,
     v_reset: float,
     subtract: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Steps over ``x [K, ...]`` from ``v``; returns ``(h [K, ...], v [K, ...], v_K)``."""
-    hs, vs = [], []
+    store_membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Forward over ``x [K, ...]`` from ``v``; returns ``(spikes, trace or None, v_K)``.
+
+    Written for ``torch.compile`` (the loop unrolls into one fused kernel)."""
+    spikes, trace = [], []
     for t in range(x.shape[0]):
         h = beta * v + x[t] + leak_bias
         s = (h >= threshold).to(h.dtype)
-        if subtract:
-            v = h - (threshold - v_reset) * s
-        else:
-            v = torch.where(s > 0, torch.full_like(h, v_reset), h)
-        hs.append(h)
-        vs.append(v)
-    return torch.stack(hs), torch.stack(vs), v
+        v = h - (threshold - v_reset) * s if subtract else torch.where(s > 0, v_reset, h)
+        spikes.append(s)
+        if store_membrane:
+            trace.append(v)
+    return torch.stack(spikes), (torch.stack(trace) if store_membrane else None), v
 
 
-def _forward_spikes(
+def _forward_inplace(
     x: torch.Tensor,
     v: torch.Tensor,
     beta: torch.Tensor,
@@ -61,7 +62,7 @@ def _forward_spikes(
     spikes: torch.Tensor,
     trace: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Forward of one chunk writing spikes (and the trace) in place; returns ``v_K``."""
+    """Eager forward of one chunk writing spikes (and the trace) in place; returns ``v_K``."""
     rho = threshold - v_reset
     has_bias = bool(leak_bias.ndim) or bool(leak_bias != 0)
     for t in range(x.shape[0]):
@@ -70,24 +71,22 @@ def _forward_spikes(
         h += x[t]
         if has_bias:
             h += leak_bias
-        fired = h >= threshold
-        spikes[t].copy_(fired)
-        if subtract:
-            v = torch.sub(h, spikes[t], alpha=rho)
-        else:
-            v = h.masked_fill_(fired, v_reset)
+        st = spikes[t]
+        torch.ge(h, threshold, out=st)
+        v = torch.sub(h, st, alpha=rho) if subtract else h.masked_fill_(st > 0, v_reset)
         if trace is not None:
             trace[t].copy_(v)
     return v
 
 
 def _backward_chunk(
-    h: torch.Tensor,
-    v_prev: torch.Tensor,
+    x: torch.Tensor,
+    v_start: torch.Tensor,
     grad_s: torch.Tensor,
     grad_m: torch.Tensor | None,
     dv: torch.Tensor,
     beta: torch.Tensor,
+    leak_bias: torch.Tensor,
     v_rest: float,
     threshold: float,
     v_reset: float,
@@ -96,21 +95,30 @@ def _backward_chunk(
     surrogate: Surrogate,
     want_beta: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Adjoint over one chunk; ``v_prev[k]`` is the membrane before step k, ``dv`` the gradient of
-    the membrane after the last step. Returns ``(dx [K, ...], dv_before_chunk, dbeta_partial)``
-    where ``dbeta_partial`` has the neuron shape ``[B, ...]`` (summed over the chunk's steps)."""
+    """Recompute the chunk's membranes from ``v_start``, then run the adjoint backwards.
+
+    ``dv`` is the gradient of the membrane after the chunk's last step. Returns
+    ``(dx [K, ...], dv before the chunk, dbeta partial [B, ...] summed over the chunk)``."""
+    hs, v_prev = [], []
+    v = v_start
+    for t in range(x.shape[0]):
+        v_prev.append(v)
+        h = beta * v + x[t] + leak_bias
+        hs.append(h)
+        s = (h >= threshold).to(h.dtype)
+        v = h - (threshold - v_reset) * s if subtract else torch.where(s > 0, v_reset, h)
     dxs = []
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
-    for k in range(h.shape[0] - 1, -1, -1):
-        hk = h[k]
+    for k in range(x.shape[0] - 1, -1, -1):
+        hk = hs[k]
         sg = surrogate.derivative(hk - threshold)
         if subtract:
             ds = grad_s[k] if detach_reset else grad_s[k] - (threshold - v_reset) * dv
             dh = dv + ds * sg
         else:
-            fired = (hk >= threshold).to(hk.dtype)
+            fired = hk >= threshold
             ds = grad_s[k] if detach_reset else grad_s[k] + (v_reset - hk) * dv
-            dh = dv * (1 - fired) + ds * sg
+            dh = torch.where(fired, 0.0, dv) + ds * sg
         dxs.append(dh)
         if want_beta:
             dbeta = dbeta + dh * (v_prev[k] - v_rest)
@@ -125,7 +133,7 @@ _compiled_cache: dict[str, Callable[..., Any]] = {}
 
 
 def _get(name: str, compiled: bool) -> Callable[..., Any]:
-    fn = {"forward": _forward_chunk, "backward": _backward_chunk}[name]
+    fn: Callable[..., Any] = {"forward": _forward_chunk, "backward": _backward_chunk}[name]
     if not compiled:
         return fn
     if name not in _compiled_cache:
@@ -172,12 +180,21 @@ class LIFScanFunction(torch.autograd.Function):
             checkpoints.append(v)
             end = min(start + chunk, T)
             if fwd is not None:
-                h, vs, v = fwd(x[start:end], v, beta_c, leak_bias, threshold, v_reset, subtract)
-                spikes[start:end] = h >= threshold
+                s_c, m_c, v = fwd(
+                    x[start:end],
+                    v,
+                    beta_c,
+                    leak_bias,
+                    threshold,
+                    v_reset,
+                    subtract,
+                    store_membrane,
+                )
+                spikes[start:end] = s_c
                 if trace is not None:
-                    trace[start:end] = vs
+                    trace[start:end] = m_c
             else:
-                v = _forward_spikes(
+                v = _forward_inplace(
                     x[start:end],
                     v,
                     beta_c,
@@ -213,24 +230,20 @@ class LIFScanFunction(torch.autograd.Function):
             dv = dv + grad_m[T - 1]
         dx = torch.empty_like(x)
         dbeta = torch.zeros_like(x[0]) if want_beta else None
-        fwd, bwd = _get("forward", compiled), _get("backward", compiled)
+        bwd = _get("backward", compiled)
         starts = list(range(0, T, chunk))
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
             end = min(start + chunk, T)
-            v_start = checkpoints[idx]
-            h, vs, _ = fwd(x[start:end], v_start, beta_c, leak_bias, threshold, v_reset, subtract)
-            v_prev = torch.cat([v_start.unsqueeze(0), vs[:-1]]) if want_beta else vs
-            gm = None
-            if grad_m is not None:
-                gm = grad_m[start:end]
+            gm = grad_m[start:end] if grad_m is not None else None
             dx_chunk, dv, db = bwd(
-                h,
-                v_prev,
+                x[start:end],
+                checkpoints[idx],
                 grad_s[start:end],
                 gm,
                 dv,
                 beta_c,
+                leak_bias,
                 v_rest,
                 threshold,
                 v_reset,
@@ -239,7 +252,7 @@ class LIFScanFunction(torch.autograd.Function):
                 surrogate,
                 want_beta,
             )
-            # the membrane before this chunk also feeds the trace output at step start-1
+            # the membrane before this chunk is also the trace output of step start − 1
             if grad_m is not None and start > 0:
                 dv = dv + grad_m[start - 1]
             dx[start:end] = dx_chunk
