@@ -1,0 +1,258 @@
+"""``NeuroAttention``: one configurable attention layer composing the mechanisms on the fused op.
+
+Every mechanism becomes one of the op's inputs (β, key bias, pair gate, head gain) or a per-token
+operation on the head outputs, so any subset composes without materializing ``[T, T]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from neuro_attention.columns import LateralInhibition
+from neuro_attention.habituation import HabituatingAttention
+from neuro_attention.modulation import MemoryTemperature
+from neuro_attention.ops.modulated_attention import AttentionBackend, modulated_attention
+from neuro_attention.population import (
+    AdaptiveHeadTemperature,
+    ConfidenceWeightedVoting,
+    EntropyBasedVoting,
+    PopulationCodedAttention,
+)
+from neuro_attention.synaptic import (
+    NeuromodulatedAttention,
+    SynapticModulationMatrix,
+    SynapticScaling,
+)
+from neuro_core.validation import check_positive, check_tensor
+
+Rotary = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuroAttentionConfig:
+    """Typed configuration of :class:`NeuroAttention`; every switch defaults to off (plain GQA).
+
+    Attributes:
+        d_model: model width.
+        num_heads: query heads H.
+        num_kv_heads: key/value heads (= columns); None means H.
+        head_dim: D; None means d_model // H.
+        bias: biases in the q/k/v/o projections.
+        window: sliding-window mask size, or None.
+        synaptic_scaling: learnable per-head gain α (:class:`SynapticScaling`).
+        neuromodulated_gates: per-token head gates from the prefix mean (:class:`NeuromodulatedAttention`).
+        pair_gate_window: W of the synaptic modulation matrix, or None for off.
+        habituation: content-based key habituation (:class:`HabituatingAttention`).
+        habituation_rate, recovery_rate, max_habituation: its parameters (published defaults).
+        memory_temperature: Aura's per-token "memory" temperature (:class:`MemoryTemperature`).
+        adaptive_temperature: β from the previous layer's entropy (needs ``prev_entropy``).
+        lateral_inhibition: inhibition between columns (:class:`LateralInhibition`).
+        population_tuning: per-head tuning curves (:class:`PopulationCodedAttention`).
+        voting: combine heads by "entropy" or "confidence" voting into one D-vector (W_o: D → d)
+            instead of concatenating them ("none").
+        return_entropy: return the per-head attention entropy.
+        backend: backend of the fused op.
+    """
+
+    d_model: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    bias: bool = False
+    window: int | None = None
+    synaptic_scaling: bool = False
+    neuromodulated_gates: bool = False
+    pair_gate_window: int | None = None
+    habituation: bool = False
+    habituation_rate: float = 0.1
+    recovery_rate: float = 0.01
+    max_habituation: float = 0.9
+    memory_temperature: bool = False
+    adaptive_temperature: bool = False
+    lateral_inhibition: bool = False
+    population_tuning: bool = False
+    voting: Literal["none", "entropy", "confidence"] = "none"
+    return_entropy: bool = False
+    backend: AttentionBackend = "auto"
+
+    def __post_init__(self) -> None:
+        check_positive("d_model", self.d_model)
+        check_positive("num_heads", self.num_heads)
+        if self.num_kv_heads is not None and (
+            self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads
+        ):
+            raise ValueError(
+                f"num_kv_heads must divide num_heads={self.num_heads}, got {self.num_kv_heads}"
+            )
+        if self.head_dim is None and self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model={self.d_model} must be divisible by num_heads or head_dim given"
+            )
+        if self.voting not in ("none", "entropy", "confidence"):
+            raise ValueError(
+                f"voting must be 'none', 'entropy' or 'confidence', got {self.voting!r}"
+            )
+        for name in ("window", "pair_gate_window"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be ≥ 1 or None, got {v}")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def dim_head(self) -> int:
+        return self.head_dim or self.d_model // self.num_heads
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> NeuroAttentionConfig:
+        """Build from a dict; unknown keys raise ``ValueError`` (no silently ignored knobs)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown NeuroAttentionConfig fields: {sorted(unknown)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class NeuroAttentionOutput(NamedTuple):
+    """``out [B, T, d]`` and, with ``return_entropy``, ``entropy [B, T, H]`` (else None)."""
+
+    out: torch.Tensor
+    entropy: torch.Tensor | None
+
+
+class NeuroAttention(nn.Module):
+    """Attention layer composing any subset of the brain-inspired mechanisms on the fused op.
+
+    Parameters: the GQA projections d·H·D + 2·d·H_kv·D + (H·D or D)·d, plus those of each enabled
+    mechanism (see each class). With every switch off it is plain causal GQA attention.
+    External per-token signals (NCN's β and g, Aura's prosody β) enter as ``query_scale`` and
+    ``head_gain`` and multiply the internal ones.
+    """
+
+    def __init__(self, config: NeuroAttentionConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        h, hkv, d = c.num_heads, c.kv_heads, c.dim_head
+        self.wq = nn.Linear(c.d_model, h * d, bias=c.bias)
+        self.wk = nn.Linear(c.d_model, hkv * d, bias=c.bias)
+        self.wv = nn.Linear(c.d_model, hkv * d, bias=c.bias)
+        self.wo = nn.Linear(d if c.voting != "none" else h * d, c.d_model, bias=c.bias)
+        self.scaling = SynapticScaling(h) if c.synaptic_scaling else None
+        self.gates = NeuromodulatedAttention(c.d_model, h) if c.neuromodulated_gates else None
+        self.pair = (
+            SynapticModulationMatrix(d, window=c.pair_gate_window) if c.pair_gate_window else None
+        )
+        self.habituation = (
+            HabituatingAttention(
+                habituation_rate=c.habituation_rate,
+                recovery_rate=c.recovery_rate,
+                max_habituation=c.max_habituation,
+            )
+            if c.habituation
+            else None
+        )
+        self.memory = MemoryTemperature(c.d_model, h) if c.memory_temperature else None
+        self.temperature = AdaptiveHeadTemperature() if c.adaptive_temperature else None
+        self.inhibition = LateralInhibition(hkv) if c.lateral_inhibition else None
+        self.population = PopulationCodedAttention(h, d) if c.population_tuning else None
+        self.entropy_vote = EntropyBasedVoting() if c.voting == "entropy" else None
+        self.confidence_vote = ConfidenceWeightedVoting(h, d) if c.voting == "confidence" else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        query_scale: torch.Tensor | None = None,
+        head_gain: torch.Tensor | None = None,
+        prev_entropy: torch.Tensor | None = None,
+        rotary: Rotary | None = None,
+    ) -> NeuroAttentionOutput:
+        """``x [B, T, d] → NeuroAttentionOutput``.
+
+        Args:
+            x: layer input.
+            query_scale: external β ``[B, T, H]`` (e.g. NCN precision, Aura prosody).
+            head_gain: external g ``[H]`` or ``[B, T, H]`` (e.g. NCN gain).
+            prev_entropy: ``[B, T, H]`` entropy of the previous layer, required by
+                ``adaptive_temperature``.
+            rotary: optional ``(q, k) -> (q, k)`` positional transform on ``[B, T, heads, D]``.
+        """
+        c = self.config
+        check_tensor("x", x, ndim=3, shape=(None, None, c.d_model), floating=True)
+        b, t, _ = x.shape
+        h, hkv, d = c.num_heads, c.kv_heads, c.dim_head
+        q = self.wq(x).view(b, t, h, d)
+        k = self.wk(x).view(b, t, hkv, d)
+        v = self.wv(x).view(b, t, hkv, d)
+        if rotary is not None:
+            q, k = rotary(q, k)
+        beta = None if query_scale is None else query_scale.to(q.dtype)
+        if self.memory is not None:
+            beta = self._mul(beta, self.memory(x).to(q.dtype))
+        if self.temperature is not None:
+            if prev_entropy is None:
+                raise ValueError("prev_entropy is required when adaptive_temperature is on")
+            beta = self._mul(beta, self.temperature(prev_entropy).to(q.dtype))
+        gain = None if head_gain is None else head_gain.to(q.dtype)
+        if self.scaling is not None:
+            gain = self._mul(gain, self.scaling.gain().to(q.dtype))
+        if self.gates is not None:
+            gain = self._mul(gain, self.gates(x).to(q.dtype))
+        key_bias = self.habituation.key_bias(k)[0] if self.habituation is not None else None
+        pair = self.pair(q, k) if self.pair is not None else None
+        want_entropy = c.return_entropy or self.entropy_vote is not None
+        heads, entropy = (
+            modulated_attention(
+                q,
+                k,
+                v,
+                window=c.window,
+                query_scale=beta,
+                key_bias=key_bias,
+                pair_gate=pair,
+                head_gain=gain,
+                return_entropy=True,
+                backend=c.backend,
+            )
+            if want_entropy
+            else (
+                modulated_attention(
+                    q,
+                    k,
+                    v,
+                    window=c.window,
+                    query_scale=beta,
+                    key_bias=key_bias,
+                    pair_gate=pair,
+                    head_gain=gain,
+                    backend=c.backend,
+                ),
+                None,
+            )
+        )
+        if self.inhibition is not None:
+            heads = self.inhibition(heads.reshape(b, t, hkv, (h // hkv) * d)).reshape(b, t, h, d)
+        if self.population is not None:
+            heads = self.population(heads)[0]
+        if self.entropy_vote is not None:
+            assert entropy is not None
+            y = self.entropy_vote(heads, entropy)[0]
+        elif self.confidence_vote is not None:
+            y = self.confidence_vote(heads)[0]
+        else:
+            y = heads.reshape(b, t, h * d)
+        return NeuroAttentionOutput(self.wo(y), entropy if c.return_entropy else None)
+
+    @staticmethod
+    def _mul(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
+        return b if a is None else a * b
+
+
+__all__ = ["NeuroAttention", "NeuroAttentionConfig", "NeuroAttentionOutput"]

@@ -1,0 +1,117 @@
+"""Synaptic attention (NeuroLlama §1.4): per-head scaling, neuromodulated head gates, pair gate.
+
+Sources: reference-systems §1.4 (NeuroLlama ``SynapticScaling``, ``NeuromodulatedAttention``,
+``SynapticModulationMatrix``). Every module here produces a signal for
+:func:`neuro_attention.modulated_attention` (``head_gain`` or ``pair_gate``), so none of them ever
+materializes a ``[T, T]`` matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuro_core.validation import check_positive, check_tensor
+
+
+class SynapticScaling(nn.Module):
+    """Learnable per-head output gain: ``o_h ← α_h · o_h``, α initialised to 1 (H parameters).
+
+    The published module scales the post-softmax probabilities of head h by α_h, which is the same
+    as scaling the head's output. It is a pure reparameterization (α_h can be folded into the
+    columns of W_o), so it changes optimisation dynamics, never the reachable loss: a useful null
+    control for every other mechanism. Use :meth:`gain` as ``head_gain`` of the fused op.
+    """
+
+    def __init__(self, num_heads: int) -> None:
+        super().__init__()
+        check_positive("num_heads", num_heads)
+        self.alpha = nn.Parameter(torch.ones(num_heads))
+
+    def gain(self) -> torch.Tensor:
+        """``[H]`` gains for ``modulated_attention(head_gain=...)``."""
+        return self.alpha
+
+    def forward(self, heads: torch.Tensor) -> torch.Tensor:
+        """``heads [B, T, H, D] → [B, T, H, D]`` scaled per head."""
+        check_tensor("heads", heads, ndim=4, shape=(None, None, self.alpha.shape[0], None))
+        return heads * self.alpha.to(heads.dtype)[:, None]
+
+    @torch.no_grad()
+    def update_alpha(self, head: int, delta: float) -> None:
+        """External (non-gradient) update ``α_head += delta``, as in the published API."""
+        if not 0 <= head < self.alpha.shape[0]:
+            raise ValueError(f"head must be in [0, {self.alpha.shape[0]}), got {head}")
+        self.alpha[head] += delta
+
+
+class NeuromodulatedAttention(nn.Module):
+    """Per-token head gates from a causal prefix mean of the layer input.
+
+        c_t = (1/t) Σ_{s≤t} x_s
+        g_t = σ(W₂ · SiLU(W₁ c_t + b₁) + b₂) ∈ (0, 1)^H
+
+    with W₁: d → d/4 and W₂: d/4 → H; parameters d·d/4 + d/4 + (d/4)·H + H.
+    Changed from the published module: its context is the mean over the **whole** sequence, which
+    lets every position see future tokens; we use the prefix mean, so gates are ``[B, T, H]``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, *, reduction: int = 4) -> None:
+        super().__init__()
+        check_positive("d_model", d_model)
+        check_positive("reduction", reduction)
+        hidden = max(1, d_model // reduction)
+        self.fc1 = nn.Linear(d_model, hidden)
+        self.fc2 = nn.Linear(hidden, num_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, d] → gates [B, T, H]`` for ``modulated_attention(head_gain=...)``."""
+        check_tensor("x", x, ndim=3, shape=(None, None, self.fc1.in_features), floating=True)
+        steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
+        context = x.cumsum(dim=1) / steps
+        return torch.sigmoid(self.fc2(F.silu(self.fc1(context))))
+
+
+class SynapticModulationMatrix(nn.Module):
+    """Factorized pairwise modulation S_ij = σ(w·[q_i; k_j] + c) = σ(a_i + b_j) inside a window.
+
+        a_i = w_q·q_i,   b_j = w_k·k_j + c,   logit_ij += log S_ij  for |i − j| < W
+
+    Parameters 2·d_h + 1 (shared by all heads, as published). Changed from the published sketch:
+    it builds the ``[T, T, 2·d_h]`` concatenation and multiplies probabilities without
+    renormalizing; the factorized form is exact, costs O(T·d_h), and adding log S to the logits
+    renormalizes. Keys with ``|i − j| ≥ W`` stay ungated (S = 1), as published. Default W = 512
+    (published default).
+    """
+
+    def __init__(self, head_dim: int, *, window: int = 512) -> None:
+        super().__init__()
+        check_positive("head_dim", head_dim)
+        if window < 1:
+            raise ValueError(f"window must be ≥ 1, got {window}")
+        self.window = int(window)
+        self.w_q = nn.Parameter(torch.zeros(head_dim))
+        self.w_k = nn.Parameter(torch.zeros(head_dim))
+        # σ(4) ≈ 0.98: starts close to "no modulation" (S = 1) while keeping gradients alive
+        self.bias = nn.Parameter(torch.tensor(4.0))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``q [B, T, H, D]``, ``k [B, T, H_kv, D]`` → ``pair_gate = (a [B,T,H], b [B,T,H], W)``."""
+        check_tensor("q", q, ndim=4, shape=(None, None, None, self.w_q.shape[0]))
+        check_tensor("k", k, ndim=4, shape=(q.shape[0], q.shape[1], None, self.w_q.shape[0]))
+        a = q @ self.w_q.to(q.dtype)
+        b = k @ self.w_k.to(k.dtype) + self.bias.to(k.dtype)
+        b = b.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
+        return a, b, self.window
+
+    def dense(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The published ``[B, H, T, T]`` matrix S (for tests and inspection; O(T²) memory)."""
+        a, b, w = self.forward(q, k)
+        t = q.shape[1]
+        rel = torch.arange(t, device=q.device)[:, None] - torch.arange(t, device=q.device)[None, :]
+        s = torch.sigmoid(a.transpose(1, 2)[..., :, None] + b.transpose(1, 2)[..., None, :])
+        return torch.where(rel.abs() < w, s, torch.ones_like(s))
+
+
+__all__ = ["NeuromodulatedAttention", "SynapticModulationMatrix", "SynapticScaling"]

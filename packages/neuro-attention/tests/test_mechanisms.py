@@ -1,0 +1,573 @@
+"""Mechanism modules: contract catalogue plus analytic tests of each published claim we keep or fix."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from neuro_attention import (
+    AdaptiveHeadTemperature,
+    AttentionDecay,
+    ConfidenceWeightedVoting,
+    CorticalColumnAttention,
+    EntropyBasedVoting,
+    HabituatingAttention,
+    HierarchicalColumnOrganizer,
+    LateralInhibition,
+    MemoryTemperature,
+    NeuroAttention,
+    NeuroAttentionConfig,
+    NeuromodulatedAttention,
+    NeuromodulatorySignals,
+    NoveltyDetector,
+    PopulationCodedAttention,
+    PopulationVectorDecoder,
+    ProsodyQueryGate,
+    SynapticModulationMatrix,
+    SynapticScaling,
+    column_specialization,
+    habituation_exposure,
+    js_divergence,
+    modulated_attention,
+)
+from neuro_attention.ops.modulated_attention import attention_probabilities_reference
+from neuro_core.testing import ContractSpec, check_contract, contract_cases, register
+
+B, H, HKV, D, DM = 3, 4, 2, 8, 16
+
+
+def randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen)
+
+
+def qkv(gen: torch.Generator, b: int, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return randn(gen, b, t, H, D), randn(gen, b, t, HKV, D), randn(gen, b, t, HKV, D)
+
+
+class _PairGated(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.smm = SynapticModulationMatrix(D, window=4)
+        nn.init.normal_(self.smm.w_q)
+        nn.init.normal_(self.smm.w_k)
+
+    def forward(self, x: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        q, k, v = x
+        return modulated_attention(q, k, v, pair_gate=self.smm(q, k))
+
+
+class _DecayStack(nn.Module):
+    """Two layers of cross-layer decay on reference probabilities, then p·v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decay = AttentionDecay(0.5)
+
+    def forward(self, x: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        q, k, v = x
+        _, count = self.decay(attention_probabilities_reference(q, k))
+        p2, _ = self.decay(attention_probabilities_reference(q * 0.5, k), count)
+        return torch.einsum("bhij,bjhd->bihd", p2, v.repeat_interleave(H // HKV, 2))
+
+
+def all_on(voting: str) -> NeuroAttentionConfig:
+    return NeuroAttentionConfig(
+        d_model=DM,
+        num_heads=H,
+        num_kv_heads=HKV,
+        window=6,
+        synaptic_scaling=True,
+        neuromodulated_gates=True,
+        pair_gate_window=3,
+        habituation=True,
+        memory_temperature=True,
+        adaptive_temperature=True,
+        lateral_inhibition=True,
+        population_tuning=True,
+        voting=voting,  # type: ignore[arg-type]
+        return_entropy=True,
+    )
+
+
+def _with_signals(m: nn.Module, x: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    h, beta, gain, ent = x
+    return m(h, query_scale=beta, head_gain=gain, prev_entropy=ent).out
+
+
+def _signals(gen: torch.Generator, b: int, t: int) -> tuple[torch.Tensor, ...]:
+    return (
+        randn(gen, b, t, DM),
+        torch.rand(b, t, H, generator=gen) + 0.5,
+        randn(gen, b, t, H),
+        torch.rand(b, t, H, generator=gen),
+    )
+
+
+def _first(m: nn.Module, x: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    out = m(*x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+SPECS = [
+    register(
+        ContractSpec(
+            name="neuro_attention.SynapticScaling",
+            build=lambda: SynapticScaling(H),
+            make_input=lambda g, b, t: randn(g, b, t, H, D),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.NeuromodulatedAttention",
+            build=lambda: NeuromodulatedAttention(DM, H),
+            make_input=lambda g, b, t: randn(g, b, t, DM),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.SynapticModulationMatrix", build=_PairGated, make_input=qkv
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.CorticalColumnAttention",
+            build=lambda: CorticalColumnAttention(DM, 2, 2, D),
+            make_input=lambda g, b, t: randn(g, b, t, DM),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.LateralInhibition",
+            build=lambda: LateralInhibition(HKV, init_logit=0.0),
+            make_input=lambda g, b, t: randn(g, b, t, HKV, D),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.HabituatingAttention",
+            build=lambda: HabituatingAttention(habituation_rate=2.0),
+            make_input=qkv,
+            forward=_first,
+        )
+    ),
+    register(
+        ContractSpec(name="neuro_attention.AttentionDecay", build=_DecayStack, make_input=qkv)
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.NoveltyDetector",
+            build=NoveltyDetector,
+            make_input=lambda g, b, t: torch.rand(b, t, H, generator=g) * 4,
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.PopulationCodedAttention",
+            build=lambda: PopulationCodedAttention(H, D),
+            make_input=lambda g, b, t: randn(g, b, t, H, D),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.ConfidenceWeightedVoting",
+            build=lambda: ConfidenceWeightedVoting(H, D),
+            make_input=lambda g, b, t: randn(g, b, t, H, D),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.EntropyBasedVoting",
+            build=EntropyBasedVoting,
+            forward=_first,
+            make_input=lambda g, b, t: (randn(g, b, t, H, D), torch.rand(b, t, H, generator=g)),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.PopulationVectorDecoder",
+            build=lambda: PopulationVectorDecoder(DM, 11),
+            make_input=lambda g, b, t: randn(g, b, t, DM),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.AdaptiveHeadTemperature",
+            build=AdaptiveHeadTemperature,
+            make_input=lambda g, b, t: torch.rand(b, t, H, generator=g) * 3,
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.ProsodyQueryGate",
+            build=lambda: ProsodyQueryGate(H),
+            forward=_first,
+            make_input=lambda g, b, t: (randn(g, b, t, 4), randn(g, b, t), randn(g, b, t)),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.MemoryTemperature",
+            build=lambda: MemoryTemperature(DM, H),
+            make_input=lambda g, b, t: randn(g, b, t, DM),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.NeuromodulatorySignals",
+            build=lambda: NeuromodulatorySignals(1, H),
+            forward=lambda m, x: torch.cat(m(*x), -1),
+            make_input=lambda g, b, t: (
+                torch.rand(b, t, 3, generator=g),
+                torch.rand(b, t, 3, generator=g),
+            ),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.NeuroAttention[plain]",
+            build=lambda: NeuroAttention(
+                NeuroAttentionConfig(d_model=DM, num_heads=H, num_kv_heads=HKV)
+            ),
+            forward=lambda m, x: m(x).out,
+            make_input=lambda g, b, t: randn(g, b, t, DM),
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.NeuroAttention[all,entropy-vote]",
+            build=lambda: NeuroAttention(all_on("entropy")),
+            forward=_with_signals,
+            make_input=_signals,
+        )
+    ),
+    register(
+        ContractSpec(
+            name="neuro_attention.NeuroAttention[all,confidence-vote]",
+            build=lambda: NeuroAttention(all_on("confidence")),
+            forward=_with_signals,
+            make_input=_signals,
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "contract"), contract_cases(SPECS))
+def test_contracts(spec: ContractSpec, contract: str) -> None:
+    check_contract(spec, contract)
+
+
+# --- synaptic -------------------------------------------------------------------------------------
+
+
+def test_synaptic_scaling_is_a_reparameterization_of_the_output_projection() -> None:
+    torch.manual_seed(0)
+    heads = torch.randn(2, 5, H, D)
+    s = SynapticScaling(H)
+    with torch.no_grad():
+        s.alpha.copy_(torch.tensor([0.5, 2.0, -1.0, 3.0]))
+    wo = torch.randn(DM, H * D)
+    folded = wo * s.alpha.detach().repeat_interleave(D)[None, :]
+    torch.testing.assert_close(
+        s(heads).reshape(2, 5, -1) @ wo.T, heads.reshape(2, 5, -1) @ folded.T
+    )
+    s.update_alpha(1, 0.25)
+    assert float(s.alpha.detach()[1]) == 2.25
+
+
+def test_neuromodulated_gates_use_the_prefix_mean() -> None:
+    torch.manual_seed(0)
+    m = NeuromodulatedAttention(DM, H)
+    x = torch.randn(2, 7, DM)
+    want = torch.stack(
+        [torch.sigmoid(m.fc2(F.silu(m.fc1(x[:, : t + 1].mean(1))))) for t in range(7)], 1
+    )
+    torch.testing.assert_close(m(x), want)
+    assert sum(p.numel() for p in m.parameters()) == DM * (DM // 4) + DM // 4 + (DM // 4) * H + H
+
+
+def test_pair_gate_equals_published_concat_form_and_renormalized_gating() -> None:
+    torch.manual_seed(0)
+    smm = SynapticModulationMatrix(D, window=3)
+    nn.init.normal_(smm.w_q)
+    nn.init.normal_(smm.w_k)
+    q, k, v = torch.randn(1, 9, 2, D), torch.randn(1, 9, 2, D), torch.randn(1, 9, 2, D)
+    # the published form: σ(w · [q_i; k_j] + c) over the explicit concatenation
+    w = torch.cat([smm.w_q, smm.w_k]).detach()
+    cat = torch.cat([q[:, :, None].expand(1, 9, 9, 2, D), k[:, None].expand(1, 9, 9, 2, D)], -1)
+    s_pub = torch.sigmoid(cat @ w + smm.bias.detach()).permute(0, 3, 1, 2)  # [B, H, i, j]
+    rel = torch.arange(9)[:, None] - torch.arange(9)[None, :]
+    s_pub = torch.where(rel.abs() < 3, s_pub, 1.0)
+    torch.testing.assert_close(smm.dense(q, k).detach(), s_pub)
+    p = attention_probabilities_reference(q, k) * s_pub
+    p = p / p.sum(-1, keepdim=True)
+    want = torch.einsum("bhij,bjhd->bihd", p, v)
+    torch.testing.assert_close(
+        modulated_attention(q, k, v, pair_gate=smm(q, k)).detach(), want, atol=1e-5, rtol=1e-5
+    )
+    assert sum(p.numel() for p in smm.parameters()) == 2 * D + 1
+
+
+# --- columns --------------------------------------------------------------------------------------
+
+
+def test_js_divergence_bounds() -> None:
+    p = torch.tensor([0.5, 0.5, 0.0, 0.0])
+    q = torch.tensor([0.0, 0.0, 0.3, 0.7])
+    torch.testing.assert_close(js_divergence(p, p), torch.tensor(0.0))
+    torch.testing.assert_close(js_divergence(p, q), torch.tensor(math.log(2)))
+
+
+def test_column_specialization_zero_for_identical_columns_and_in_range() -> None:
+    probs = attention_probabilities_reference(torch.randn(2, 6, 2, D), torch.randn(2, 6, 1, D))
+    same = torch.cat([probs, probs], 1)
+    assert float(column_specialization(same, 2)) == pytest.approx(0.0, abs=1e-6)
+    m = CorticalColumnAttention(DM, 3, 2, D)
+    out, div = m(torch.randn(2, 10, DM))
+    assert out.shape == (2, 10, DM)
+    assert 0.0 < float(div) <= math.log(2)
+
+
+def test_lateral_inhibition_starts_as_identity_and_inhibits_when_learned() -> None:
+    x = torch.randn(2, 5, 3, 4)
+    li = LateralInhibition(3)
+    torch.testing.assert_close(li(x), x, atol=1e-3, rtol=0)
+    with torch.no_grad():
+        li.logits.fill_(30.0)  # σ = 1: y_g = x_g − Σ_{g'≠g} x_g'
+    want = 2 * x - x.sum(2, keepdim=True)
+    torch.testing.assert_close(li(x), want)
+    li2 = LateralInhibition(3, init_logit=0.0)
+    li2(x).pow(2).sum().backward()
+    assert li2.logits.grad is not None
+    assert float(li2.logits.grad.diagonal().abs().max()) == 0.0
+    assert float(li2.logits.grad.abs().sum()) > 0.0
+    delta = li.anti_hebbian_delta(torch.ones(2, 5, 3))
+    torch.testing.assert_close(delta, 0.01 * (1 - torch.eye(3)))
+
+
+def test_hierarchical_organizer_matches_published_example() -> None:
+    org = HierarchicalColumnOrganizer(num_layers=32)
+    torch.testing.assert_close(org.specialization_targets(15), torch.tensor([0.1, 0.7, 0.2]))
+    assert [org.tier(i) for i in (0, 9, 10, 19, 20, 31)] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="layer"):
+        org.tier(32)
+
+
+# --- habituation ----------------------------------------------------------------------------------
+
+
+def test_habituation_strictly_reduces_weight_on_a_repeated_key() -> None:
+    """Keys are orthonormal except position 5, which repeats position 2: only key 5 is habituated."""
+    t, d = 8, 8
+    k = torch.eye(d)[None, :, None, :].clone()  # [1, T, 1, D], key j = e_j
+    k[0, 5, 0] = k[0, 2, 0]
+    hab = HabituatingAttention(habituation_rate=1.0)
+    bias, _ = hab.key_bias(k)
+    assert float(bias[0, 5, 0]) < 0.0
+    assert bool((bias[0, [0, 1, 2, 3, 4, 6, 7], 0] == 0).all())
+    q = torch.ones(1, t, 1, d)
+    v = torch.randn(1, t, 1, d)
+    p_plain = attention_probabilities_reference(q, k)[0, 0, 7]
+    p_hab = attention_probabilities_reference(q, k, key_bias=bias)[0, 0, 7]
+    assert float(p_hab[5]) < float(p_plain[5])
+    out, _ = hab(q, k, v)
+    torch.testing.assert_close(out[0, 7, 0], p_hab @ v[0, :, 0])
+
+
+def test_habituation_state_carry_equals_full_sequence() -> None:
+    k = torch.randn(2, 13, 2, 5)
+    hab = HabituatingAttention()
+    full, _ = hab.key_bias(k)
+    first, state = hab.key_bias(k[:, :6])
+    second, _ = hab.key_bias(k[:, 6:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), full)
+
+
+def test_habituation_exposure_matches_a_loop() -> None:
+    k = torch.randn(1, 6, 1, 3)
+    c, _ = habituation_exposure(k, 0.7)
+    kn = F.normalize(k[0, :, 0], dim=-1)
+    for j in range(6):
+        m = sum((0.7 ** (j - 1 - s)) * kn[s] for s in range(j)) if j else torch.zeros(3)
+        assert float(c[0, j, 0]) == pytest.approx(max(0.0, float(kn[j] @ m)), abs=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.0, 1e6), min_size=2, max_size=12))
+def test_novelty_boost_is_bounded_in_one_two(values: list[float]) -> None:
+    x = torch.tensor(values)[None, :, None].expand(1, len(values), 2).contiguous()
+    boost, novel = NoveltyDetector()(x)
+    assert bool((boost >= 1).all())
+    assert bool((boost <= 2).all())
+    assert bool((boost[novel] > 1.5).all())
+
+
+def test_novelty_flags_a_jump() -> None:
+    x = torch.ones(1, 10, 1)
+    x[0, 7] = 5.0
+    boost, novel = NoveltyDetector()(x)
+    assert novel[0, :, 0].tolist() == [i == 7 for i in range(10)]
+    assert float(boost[0, 7, 0]) > 1.9
+
+
+def test_attention_decay_renormalizes_and_keeps_causal_zeros() -> None:
+    p = attention_probabilities_reference(torch.randn(1, 6, 2, 4), torch.randn(1, 6, 2, 4))
+    p2, _ = AttentionDecay(0.5)(p, p)
+    torch.testing.assert_close(p2.sum(-1), torch.ones(1, 2, 6))
+    assert bool((p2[p == 0] == 0).all())
+    uniform = torch.tril(torch.ones(6, 6)) / torch.arange(1, 7)[:, None]
+    flat, _ = AttentionDecay(0.5)(uniform[None, None].expand(1, 2, 6, 6), p)
+    # the pair attended most by the first layer loses the most relative weight
+    i = 5
+    ratio = flat[0, :, i, : i + 1] / uniform[i, : i + 1]
+    worst = p[0, :, i, : i + 1].argmax(-1)
+    assert bool((ratio.argmin(-1) == worst).all())
+
+
+# --- population coding ----------------------------------------------------------------------------
+
+
+def test_population_tuning_peaks_at_alignment() -> None:
+    pop = PopulationCodedAttention(1, 2, kappa=2.0)
+    with torch.no_grad():
+        pop.preferred.copy_(torch.tensor([[1.0, 0.0]]))
+    angles = torch.linspace(0, math.pi, 7)
+    heads = torch.stack([angles.cos(), angles.sin()], -1)[None, :, None, :]  # [1, 7, 1, 2]
+    a = pop.activation(heads)[0, :, 0].detach()
+    assert float(a[0]) == pytest.approx(1.0)
+    assert bool((a[1:] < a[:-1]).all()), "activation must fall monotonically with the angle"
+    assert float(a[3]) == pytest.approx(math.exp(-2.0))  # orthogonal: exp(κ(0 − 1))
+
+
+def test_confidence_voting_drops_unconfident_heads() -> None:
+    vote = ConfidenceWeightedVoting(3, 2, threshold=0.3)
+    with torch.no_grad():
+        vote.bias.copy_(torch.tensor([2.0, -3.0, 0.0]))  # σ = 0.88, 0.05, 0.5
+    heads = torch.randn(1, 4, 3, 2)
+    _, w = vote(heads)
+    assert bool((w[..., 1] == 0).all())
+    torch.testing.assert_close(w.sum(-1), torch.ones(1, 4))
+    c = torch.sigmoid(torch.tensor([2.0, 0.0]))
+    want_w = c / c.sum()
+    torch.testing.assert_close(w[0, 0, [0, 2]], want_w)
+    with torch.no_grad():
+        vote.bias.fill_(-9.0)
+    _, w2 = vote(heads)
+    torch.testing.assert_close(w2.sum(-1), torch.ones(1, 4))
+
+
+def test_entropy_voting_prefers_sharp_heads() -> None:
+    heads = torch.randn(1, 3, 2, 4)
+    _, w = EntropyBasedVoting()(heads, torch.tensor([[[0.1, 2.0]] * 3]))
+    assert bool((w[..., 0] > w[..., 1]).all())
+    out_eq, _ = EntropyBasedVoting()(heads, torch.ones(1, 3, 2))
+    torch.testing.assert_close(out_eq, heads.mean(2))
+
+
+def test_adaptive_temperature_range_and_identity() -> None:
+    aht = AdaptiveHeadTemperature()
+    beta = aht(torch.rand(2, 5, 8) * 10)
+    assert bool((beta >= 0.5).all())
+    assert bool((beta <= 2.0).all())
+    torch.testing.assert_close(aht(torch.full((1, 3, 4), 1.7)), torch.ones(1, 3, 4))
+
+
+def test_decoder_confidence_is_top_k_mass() -> None:
+    dec = PopulationVectorDecoder(4, 10)
+    _, conf = dec.decode_with_confidence(torch.randn(2, 3, 4), top_k=10)
+    torch.testing.assert_close(conf, torch.ones(2, 3))
+    _, conf1 = dec.decode_with_confidence(torch.randn(2, 3, 4), top_k=1)
+    assert bool((conf1 < 1).all())
+    assert bool((conf1 >= 0.1).all())
+
+
+# --- external modulation --------------------------------------------------------------------------
+
+
+def test_prosody_gate_matches_published_formula() -> None:
+    g = ProsodyQueryGate(H)
+    p, a, v = torch.randn(2, 5, 4), torch.randn(2, 5), torch.randn(2, 5)
+    want = (1 + torch.sigmoid(g.proj(p))) * (
+        (1 + 0.2 * torch.tanh(a)) * (1 + 0.05 * torch.tanh(v))
+    )[..., None]
+    torch.testing.assert_close(g(p, a, v), want)
+    beta = g(torch.rand(2, 5, 4) * 50, torch.randn(2, 5) * 50, torch.randn(2, 5) * 50)
+    assert bool((beta >= 0.8 * 0.95).all())
+    assert bool((beta <= 2 * 1.2 * 1.05).all())
+
+
+def test_memory_temperature_range() -> None:
+    beta = MemoryTemperature(DM, H)(torch.randn(2, 5, DM) * 100)
+    assert beta.shape == (2, 5, H)
+    assert bool((beta >= 1).all())
+    assert bool((beta <= 1.5).all())
+
+
+def test_ncn_signals_select_the_layer_and_drive_the_op() -> None:
+    beta = torch.rand(2, 6, 3) + 0.5
+    gain = torch.rand(2, 6, 3) * 2
+    qs, hg = NeuromodulatorySignals(2, H)(beta, gain)
+    torch.testing.assert_close(qs, beta[:, :, 2, None].expand(2, 6, H))
+    q, k, v = torch.randn(2, 6, H, D), torch.randn(2, 6, H, D), torch.randn(2, 6, H, D)
+    # NCN: q ← β q before SDPA, x += g · attn
+    want = gain[:, :, 2, None, None] * F.scaled_dot_product_attention(
+        (q * beta[:, :, 2, None, None]).transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        is_causal=True,
+    ).transpose(1, 2)
+    torch.testing.assert_close(
+        modulated_attention(q, k, v, query_scale=qs, head_gain=hg), want, atol=1e-5, rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="beta"):
+        NeuromodulatorySignals(5, H)(beta, gain)
+
+
+# --- the composed layer ---------------------------------------------------------------------------
+
+
+def test_neuro_attention_plain_is_gqa_attention() -> None:
+    torch.manual_seed(0)
+    m = NeuroAttention(NeuroAttentionConfig(d_model=DM, num_heads=H, num_kv_heads=HKV))
+    x = torch.randn(2, 7, DM)
+    dh = DM // H
+    q = m.wq(x).view(2, 7, H, dh).transpose(1, 2)
+    k = m.wk(x).view(2, 7, HKV, dh).repeat_interleave(2, 2).transpose(1, 2)
+    v = m.wv(x).view(2, 7, HKV, dh).repeat_interleave(2, 2).transpose(1, 2)
+    want = m.wo(
+        F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(2, 7, -1)
+    )
+    torch.testing.assert_close(m(x).out, want, atol=1e-5, rtol=1e-5)
+    ones = m(x, query_scale=torch.ones(2, 7, H), head_gain=torch.ones(H)).out
+    torch.testing.assert_close(ones, want, atol=1e-5, rtol=1e-5)
+    n_params = sum(p.numel() for p in m.parameters())
+    assert n_params == DM * H * dh + 2 * DM * HKV * dh + H * dh * DM
+
+
+def test_neuro_attention_all_on_trains_every_parameter() -> None:
+    torch.manual_seed(0)
+    m = NeuroAttention(all_on("entropy"))
+    x, beta, gain, ent = _signals(torch.Generator().manual_seed(0), 2, 9)
+    out = m(x, query_scale=beta, head_gain=gain, prev_entropy=ent)
+    assert out.entropy is not None
+    assert out.entropy.shape == (2, 9, H)
+    out.out.pow(2).sum().backward()
+    frozen = [n for n, p in m.named_parameters() if p.grad is None]
+    assert not frozen, f"parameters without gradient: {frozen}"
+
+
+def test_neuro_attention_config_rejects_bad_fields() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        NeuroAttentionConfig.from_dict({"d_model": 8, "num_heads": 2, "dropout": 0.1})
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        NeuroAttentionConfig(d_model=8, num_heads=4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="voting"):
+        NeuroAttentionConfig(d_model=8, num_heads=2, voting="max")  # type: ignore[arg-type]
+    m = NeuroAttention(NeuroAttentionConfig(d_model=8, num_heads=2, adaptive_temperature=True))
+    with pytest.raises(ValueError, match="prev_entropy"):
+        m(torch.randn(1, 3, 8))
