@@ -247,3 +247,23 @@ def test_input_validation_names_the_argument():
     for fn, name in cases:
         with pytest.raises(ValueError, match=name):
             fn()
+
+
+def test_chunked_read_equals_one_shot(monkeypatch):
+    import neuro_memory.episodic as episodic
+
+    params = EpisodicParams(capacity=10)
+    state, _, _ = _filled(params, 9)
+    q = torch.randn(13, 5, requires_grad=True)
+    whole = read(state, q, 3, params)
+    monkeypatch.setattr(episodic, "MAX_SCORES", 20)  # two queries per chunk
+    chunked = read(state, q, 3, params)
+    # Same slots; scores to float rounding (BLAS may block a smaller matmul differently).
+    torch.testing.assert_close(chunked.indices, whole.indices, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.values, whole.values, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.scores, whole.scores)
+    (g1,) = torch.autograd.grad(whole.scores.sum(), q)
+    (g2,) = torch.autograd.grad(chunked.scores.sum(), q)
+    torch.testing.assert_close(g1, g2)
+    empty = read(state, torch.randn(0, 5), 3, params)
+    assert empty.values.shape == (0, 3, 3)

@@ -53,7 +53,9 @@ def _spec(query: str, **kw: object) -> ContractSpec:
 
 
 SPECS = [
-    register(_spec("token", compile=True)),
+    # Inductor's compile contract takes 20-40 s on the shared 2-core CI machine; the graph-break
+    # check below traces the same module with fullgraph=True on the eager backend instead.
+    register(_spec("token")),
     # The published whole-sequence query: the contract must catch its leak of future tokens.
     register(_spec("sequence_mean", expect_fail=frozenset({"causality"}))),
 ]
@@ -62,6 +64,17 @@ SPECS = [
 @pytest.mark.parametrize(("spec", "contract"), contract_cases(SPECS))
 def test_contracts(spec: ContractSpec, contract: str) -> None:
     check_contract(spec, contract)
+
+
+@pytest.mark.compile
+def test_traces_without_graph_breaks():
+    torch.manual_seed(0)
+    layer = MemoryRetrieval(C, DK, DV, params=RetrievalParams(k=3), memory=MEMORY).eval()
+    x = torch.randn(2, 7, C)
+    torch._dynamo.reset()
+    traced = torch.compile(layer, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x, STATE), layer(x, STATE))
 
 
 def _numpy_reference(layer: MemoryRetrieval, x: np.ndarray, state, k: int, tau: float, agg: str):

@@ -50,6 +50,10 @@ from neuro_core.validation import check_in_range, check_positive, check_tensor
 Replacement = Literal["fifo", "weakest"]
 _REPLACEMENTS: tuple[str, ...] = ("fifo", "weakest")
 
+#: Largest ``[queries, slots]`` score matrix :func:`read` builds at once (2**26 fp32 = 256 MiB);
+#: larger query batches are processed in chunks with identical results.
+MAX_SCORES = 2**26
+
 
 @dataclass(frozen=True, kw_only=True)
 class EpisodicParams:
@@ -294,10 +298,18 @@ def read(
     _check_k(k, size)
     q = F.normalize(queries.to(dtype), dim=-1, eps=params.eps)
     if candidates is None:
-        keys = F.normalize(state.keys[:size], dim=-1, eps=params.eps)
-        scores = (q @ keys.T) * state.strength[:size]
-        top = torch.topk(scores, k, dim=-1)
-        return Retrieved(state.values[top.indices], top.values, top.indices)
+        keys = state.keys[:size]
+        # cos · strength with the key norms folded into the strength: no normalised copy of the bank.
+        weight = state.strength[:size] / keys.norm(dim=-1).clamp_min(params.eps)
+        # Queries in chunks so the [chunk, N] score matrix stays within MAX_SCORES elements.
+        step = max(1, MAX_SCORES // size)
+        parts = [
+            torch.topk((q[i : i + step] @ keys.T) * weight, k, dim=-1)
+            for i in range(0, max(q.shape[0], 1), step)
+        ]
+        scores = parts[0].values if len(parts) == 1 else torch.cat([t.values for t in parts])
+        indices = parts[0].indices if len(parts) == 1 else torch.cat([t.indices for t in parts])
+        return Retrieved(state.values[indices], scores, indices)
     cand = _check_candidates(candidates, queries.shape[0], size, k, device)
     safe = cand.clamp_min(0)
     keys = F.normalize(state.keys[safe], dim=-1, eps=params.eps)  # [Q, C, Dk]
