@@ -522,6 +522,7 @@ def train(
         "tokenizer_id": tokenizer_id,
         "lr_decay_steps_resolved": config.decay_steps,
         "precision_resolved": precision,
+        "n_params": sum(p.numel() for p in model.parameters()),
     }
 
     torch.manual_seed(config.seed)
