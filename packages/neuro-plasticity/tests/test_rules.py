@@ -359,6 +359,18 @@ def test_topology_adapter_matches_dense_on_existing_synapses(name: str, kind: st
         w_sparse = w_sparse + ds
 
 
+@pytest.mark.parametrize("active", [(0, 0), (1, 30), (30, 1), (2, 3)])
+def test_csr_event_driven_product_matches_gather(active: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(4)
+    topo = CSR.from_dense_mask(torch.rand(60, 50, generator=g) < 0.3)
+    post, pre = torch.zeros(1, 60), torch.zeros(1, 50)
+    post[0, torch.randperm(60, generator=g)[: active[0]]] = torch.rand(active[0], generator=g) + 0.5
+    pre[0, torch.randperm(50, generator=g)[: active[1]]] = torch.rand(active[1], generator=g) + 0.5
+    dense = torch.outer(post[0], pre[0])
+    rows, cols = topo.row_indices, topo.col_indices  # type: ignore[attr-defined]
+    torch.testing.assert_close(topo.outer(post, pre), dense[rows, cols])
+
+
 def test_local_csr_fields() -> None:
     topo = local_csr(10, 4, radius=1)
     mask = topo.dense(torch.ones(topo.nnz))

@@ -55,15 +55,6 @@ def _bump(trace: torch.Tensor, spikes: torch.Tensor, pairing: str) -> torch.Tens
     return torch.where(spikes > 0, torch.ones_like(trace), trace)
 
 
-def _bounds(
-    topo: Topology, w: torch.Tensor, bound: str, w_min: float, w_max: float
-) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-    """Factors multiplying potentiation and depression."""
-    if bound == "soft":
-        return (w_max - w), (w - w_min)
-    return 1.0, 1.0
-
-
 def pair_stdp(
     *,
     lr: float = 1.0,
@@ -114,10 +105,12 @@ def pair_stdp(
     ) -> tuple[torch.Tensor, PairTraces]:
         x = tr.x_pre * dec_p
         y = tr.y_post * dec_m
-        f_plus, f_minus = _bounds(topo, w, bound, w_min, w_max)
-        ltp = a_plus * topo.outer(post, x)
-        ltd = a_minus * topo.outer(y, pre)
-        dw = lr * (f_plus * ltp - f_minus * ltd)
+        ltp = topo.outer(post, x)
+        ltd = topo.outer(y, pre)
+        if bound == "soft":
+            dw = (lr * a_plus) * (w_max - w) * ltp - (lr * a_minus) * (w - w_min) * ltd
+        else:
+            dw = ltp.mul_(lr * a_plus).sub_(ltd, alpha=lr * a_minus)
         return dw, PairTraces(_bump(x, pre, pairing), _bump(y, post, pairing))
 
     return Rule(f"pair_stdp({bound}, {pairing})", init_fn, update_fn)

@@ -25,6 +25,10 @@ import torch
 
 from neuro_core.validation import check_tensor
 
+#: A CSR Hebbian product with batch 1 is computed event-driven (only the synapses of active
+#: neurons are touched) when at most this fraction of the post (or pre) neurons is nonzero.
+EVENT_FRACTION = 0.05
+
 
 class Topology:
     """Base class; see the module docstring for the three primitives."""
@@ -127,7 +131,47 @@ class CSR(Topology):
 
     def outer(self, post: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
         rows: torch.Tensor = self.row_indices  # type: ignore[attr-defined]
-        return (post[:, rows] * pre[:, self.col_indices]).mean(0)
+        if post.shape[0] == 1:
+            # event-driven path: with few active neurons on one side, touch only their synapses
+            a, b = post[0], pre[0]
+            active_post = torch.count_nonzero(a)
+            if int(active_post) <= EVENT_FRACTION * self.n_post:
+                return self._from_active_rows(a, b)
+            if int(torch.count_nonzero(b)) <= EVENT_FRACTION * self.n_pre:
+                return self._from_active_cols(a, b)
+            return a.index_select(0, rows) * b.index_select(0, self.col_indices)
+        return (post.index_select(1, rows) * pre.index_select(1, self.col_indices)).mean(0)
+
+    def _gather_ranges(self, ptr: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        starts = ptr[active]
+        counts = ptr[active + 1] - starts
+        offsets = torch.arange(int(counts.sum()), device=ptr.device)
+        base = torch.repeat_interleave(starts - (counts.cumsum(0) - counts), counts)
+        return base + offsets
+
+    def _from_active_rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = a.new_zeros(self.nnz)
+        active = a.nonzero().flatten()
+        if active.numel():
+            idx = self._gather_ranges(self.crow_indices, active)
+            rows: torch.Tensor = self.row_indices  # type: ignore[attr-defined]
+            out[idx] = a[rows[idx]] * b[self.col_indices[idx]]
+        return out
+
+    def _from_active_cols(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = a.new_zeros(self.nnz)
+        active = b.nonzero().flatten()
+        if active.numel():
+            if not hasattr(self, "_csc"):
+                order = torch.argsort(self.col_indices, stable=True)
+                counts = torch.bincount(self.col_indices, minlength=self.n_pre)
+                ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+                object.__setattr__(self, "_csc", (order, ptr))
+            order, ptr = self._csc  # type: ignore[attr-defined]
+            idx = order[self._gather_ranges(ptr, active)]
+            rows: torch.Tensor = self.row_indices  # type: ignore[attr-defined]
+            out[idx] = a[rows[idx]] * b[self.col_indices[idx]]
+        return out
 
     def at_post(self, v: torch.Tensor) -> torch.Tensor:
         return v[self.row_indices]  # type: ignore[attr-defined]
