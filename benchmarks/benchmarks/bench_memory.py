@@ -49,6 +49,15 @@ class Read:
         )
         self.fn()
 
+    def track_recall_at_5(self, backend, capacity):
+        """Fraction of the exact top-5 slots that this backend returns."""
+        exact = read(self.state, self.queries, K, self.params).indices
+        got = self.fn().indices
+        hits = (got.unsqueeze(-1) == exact.unsqueeze(-2)).any(-1).float().mean()
+        return float(hits)
+
+    track_recall_at_5.unit = "fraction"
+
     def time_read(self, backend, capacity):
         self.fn()
 

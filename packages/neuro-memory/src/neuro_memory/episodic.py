@@ -203,7 +203,8 @@ def write(
     is full, the slot chosen by ``params.replacement`` among the memories stored *before* this call.
     Written slots get age 0. ``M > N`` is written in chunks of ``N``, so only the last ``N`` stay.
     When no new memory is weaker than a stored one (e.g. the default strength), one call equals
-    ``M`` calls with one memory each.
+    ``M`` calls with one memory each. Being pure, a write copies the bank (``O(N·(Dk + Dv))``),
+    so write in batches rather than one memory at a time.
 
     Args:
         state: the memory.
