@@ -52,7 +52,16 @@ def test_token_encode_drives_the_token_population_in_its_window() -> None:
     s = token_encode(ids, 3, window_steps=2, gap_steps=1, neurons_per_token=2)
     assert s.shape == (6, 2, 6)
     # batch 0: token 2 (neurons 4, 5) for steps 0-1, silent step 2, token 0 (neurons 0, 1) at 3-4
-    assert s[:, 0].nonzero().tolist() == [[0, 4], [0, 5], [1, 4], [1, 5], [3, 0], [3, 1], [4, 0], [4, 1]]
+    assert s[:, 0].nonzero().tolist() == [
+        [0, 4],
+        [0, 5],
+        [1, 4],
+        [1, 5],
+        [3, 0],
+        [3, 1],
+        [4, 0],
+        [4, 1],
+    ]
     assert s[2].sum() == 0
     assert s[5].sum() == 0
     with pytest.raises(ValueError, match="ids"):
@@ -82,7 +91,9 @@ def test_calibrated_readout_fits_temperature_and_laplace() -> None:
     assert after < before
     assert after < math.log(5)
     lap = CalibratedReadout(method="laplace", alpha=1.0)
-    torch.testing.assert_close(lap(torch.tensor([[0.0, 2.0, 1.0]])), torch.tensor([[1 / 6, 3 / 6, 2 / 6]]))
+    torch.testing.assert_close(
+        lap(torch.tensor([[0.0, 2.0, 1.0]])), torch.tensor([[1 / 6, 3 / 6, 2 / 6]])
+    )
 
 
 @pytest.mark.parametrize("neuron", ["lif", "gif"])

@@ -84,9 +84,7 @@ def latency_encode(x: torch.Tensor, steps: int, *, min_value: float = 0.0) -> to
     return ((t == t_spike) & (x > min_value)).to(x.dtype)
 
 
-def delta_encode(
-    x: torch.Tensor, *, threshold: float, off_spikes: bool = False
-) -> torch.Tensor:
+def delta_encode(x: torch.Tensor, *, threshold: float, off_spikes: bool = False) -> torch.Tensor:
     """Delta code: ``+1`` where ``x_t − x_{t−1} ≥ threshold`` (and ``−1`` where it is
     ``≤ −threshold`` if ``off_spikes``); the first step compares with zero.
 
@@ -169,7 +167,9 @@ def first_spike_time(spikes: torch.Tensor) -> torch.Tensor:
     T = spikes.shape[0]
     fired = spikes != 0
     t = torch.arange(T, device=spikes.device).view(-1, *([1] * (spikes.ndim - 1)))
-    return torch.where(fired, t, T).amin(0) if T else torch.zeros(spikes.shape[1:], dtype=torch.long)
+    return (
+        torch.where(fired, t, T).amin(0) if T else torch.zeros(spikes.shape[1:], dtype=torch.long)
+    )
 
 
 class CalibratedReadout(nn.Module):

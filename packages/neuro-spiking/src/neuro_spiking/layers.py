@@ -95,7 +95,9 @@ class HybridFFN(nn.Module):
     Extra keyword arguments go to :class:`SpikingFFN`.
     """
 
-    def __init__(self, d_model: int, d_hidden: int, *, gate_init: float = 0.5, **snn: object) -> None:
+    def __init__(
+        self, d_model: int, d_hidden: int, *, gate_init: float = 0.5, **snn: object
+    ) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(d_model, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_model)

@@ -98,7 +98,11 @@ class ActivityMonitor:
         return out
 
     def plot_raster(
-        self, path: str | Path, *, names: list[str] | None = None, max_neurons: int = 200,
+        self,
+        path: str | Path,
+        *,
+        names: list[str] | None = None,
+        max_neurons: int = 200,
         batch_index: int = 0,
     ) -> Path:
         """Raster plot (one row of panels per population) saved as PNG; returns the path."""
@@ -136,7 +140,9 @@ def _pyplot():  # type: ignore[no-untyped-def]
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs the optional extra: pip install 'neuro-spiking[plot]'") from e
+        raise ImportError(
+            "plotting needs the optional extra: pip install 'neuro-spiking[plot]'"
+        ) from e
     return plt
 
 

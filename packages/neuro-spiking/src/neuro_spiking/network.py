@@ -1,0 +1,591 @@
+"""Recurrent spiking network simulator: populations, sparse delayed synapses, plasticity hooks.
+
+Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
+
+* **Populations** of LIF neurons (:class:`Population`), each excitatory or inhibitory. Dale's
+  law: synaptic weights are stored as magnitudes ``w ≥ 0`` and every synapse of an inhibitory
+  presynaptic population delivers ``−w`` (HebLLM's inhibitory sign, reference-systems.md §2.1,
+  which HEAD 84fe9b2 lost).
+* **Projections** (:class:`Projection`): CSR connectivity with rows = postsynaptic neurons and
+  columns = presynaptic neurons (the layout of ``neuro_plasticity.topology.CSR``), one weight
+  and one delay per synapse. A presynaptic spike at step t adds ``±w`` to the postsynaptic
+  membrane at step ``t + delay/dt`` exactly (delays ≥ dt; HebLLM stored delays but ignored them).
+* **Ring buffer**: arrivals are accumulated in ``[L, N]`` slots indexed by arrival step mod L.
+* **Blocks**: no spike can arrive earlier than the shortest delay, so the neurons advance
+  ``K = min_delay/dt`` steps at a time on inputs already in the buffer, then all spikes of the
+  block are propagated at once. Only synapses of neurons that spiked are touched (a pre-major
+  index over the CSR); the work per block is proportional to the number of synaptic events.
+* **Plasticity hooks** (:class:`PlasticityHook`): the protocol of ``neuro_plasticity`` (which
+  this package does not import): ``hook.init(weight) -> state`` and
+  ``hook(pre, post, state, weight, modulator) -> (delta_w, state)`` with ``pre [1, n_pre]``,
+  ``post [1, n_post]`` the spikes of one step and ``weight`` the projection's ``[nnz]`` CSR
+  magnitudes. The hook keeps its traces in ``state``. Changes are summed over the block and
+  applied at its end, then clamped at 0 so that Dale's law holds.
+
+LIF update per step and neuron (as :mod:`neuro_spiking.lif`, hard reset, absolute refractory):
+``v ← v_rest + β·(v − v_rest) + I_syn + I_ext``; spike if ``v ≥ θ`` and not refractory; then
+``v ← v_reset`` and the neuron is clamped for ``refractory_ms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+import torch
+
+from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_spiking.lif import LIFParams
+
+
+@runtime_checkable
+class PlasticityHook(Protocol):
+    """Structural type of a plasticity rule (matches ``neuro_plasticity.PlasticityHook``)."""
+
+    def init(self, weight: torch.Tensor, batch: int = 1) -> Any: ...
+
+    def __call__(
+        self,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        state: Any,
+        weight: torch.Tensor,
+        modulator: float | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Any]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Population:
+    """A named group of LIF neurons.
+
+    Attributes:
+        name: unique name.
+        size: number of neurons (≥ 1).
+        lif: neuron parameters; ``dt_ms`` must equal the network's. Only the hard reset is
+            simulated (``lif.reset`` must be ``"hard"``).
+        kind: ``"excitatory"`` (outgoing weights +w) or ``"inhibitory"`` (−w).
+    """
+
+    name: str
+    size: int
+    lif: LIFParams = field(default_factory=lambda: LIFParams(reset="hard"))
+    kind: Literal["excitatory", "inhibitory"] = "excitatory"
+
+    def __post_init__(self) -> None:
+        if int(self.size) != self.size or self.size < 1:
+            raise ValueError(f"size must be an integer ≥ 1, got {self.size!r}")
+        if self.kind not in ("excitatory", "inhibitory"):
+            raise ValueError(f"kind must be 'excitatory' or 'inhibitory', got {self.kind!r}")
+        if self.lif.reset != "hard":
+            raise ValueError("lif.reset must be 'hard' in the network simulator")
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """Synapses from population ``pre`` to ``post`` in CSR form (rows = post, cols = pre).
+
+    Attributes:
+        pre, post: population names.
+        crow_indices: ``[n_post + 1]`` int64 row pointers.
+        col_indices: ``[nnz]`` int64 presynaptic indices (within ``pre``).
+        weight: ``[nnz]`` magnitudes ≥ 0 (the sign comes from the presynaptic population).
+        delay_ms: ``[nnz]`` delays in ms, each a multiple of dt and ≥ dt (checked by the
+            network).
+    """
+
+    pre: str
+    post: str
+    crow_indices: torch.Tensor
+    col_indices: torch.Tensor
+    weight: torch.Tensor
+    delay_ms: torch.Tensor
+
+    def __post_init__(self) -> None:
+        check_tensor("crow_indices", self.crow_indices, ndim=1, dtype=torch.int64)
+        check_tensor("col_indices", self.col_indices, ndim=1, dtype=torch.int64)
+        nnz = self.col_indices.numel()
+        check_tensor("weight", self.weight, shape=(nnz,), floating=True, finite=True)
+        check_tensor("delay_ms", self.delay_ms, shape=(nnz,), floating=True, finite=True)
+        if self.crow_indices.numel() < 1 or int(self.crow_indices[-1]) != nnz:
+            raise ValueError("crow_indices must start a CSR whose last entry is nnz")
+        if int(self.crow_indices[0]) != 0 or bool((self.crow_indices.diff() < 0).any()):
+            raise ValueError("crow_indices must start at 0 and be non-decreasing")
+        if nnz and bool((self.weight < 0).any()):
+            raise ValueError("weight must be ≥ 0 (magnitudes; Dale's law gives the sign)")
+
+    @classmethod
+    def from_edges(
+        cls,
+        pre: str,
+        post: str,
+        *,
+        n_post: int,
+        pre_index: list[int] | torch.Tensor,
+        post_index: list[int] | torch.Tensor,
+        weight: float | list[float] | torch.Tensor,
+        delay_ms: float | list[float] | torch.Tensor,
+    ) -> Projection:
+        """Build from an edge list ``pre_index[e] → post_index[e]`` (any order)."""
+        pre_i = torch.as_tensor(pre_index, dtype=torch.int64).flatten()
+        post_i = torch.as_tensor(post_index, dtype=torch.int64).flatten()
+        if pre_i.shape != post_i.shape:
+            raise ValueError("pre_index and post_index must have the same length")
+        if post_i.numel() and (int(post_i.min()) < 0 or int(post_i.max()) >= n_post):
+            raise ValueError(f"post_index must lie in [0, n_post={n_post})")
+        nnz = pre_i.numel()
+        w = torch.as_tensor(weight, dtype=torch.float32).expand(nnz).clone()
+        d = torch.as_tensor(delay_ms, dtype=torch.float32).expand(nnz).clone()
+        order = torch.argsort(post_i * max(1, nnz) + torch.arange(nnz), stable=True)
+        counts = torch.bincount(post_i, minlength=n_post)
+        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        return cls(pre, post, crow, pre_i[order], w[order], d[order])
+
+    @property
+    def n_post(self) -> int:
+        return self.crow_indices.numel() - 1
+
+    @property
+    def nnz(self) -> int:
+        return self.col_indices.numel()
+
+    @property
+    def row_indices(self) -> torch.Tensor:
+        """``[nnz]`` postsynaptic index of every synapse."""
+        return torch.repeat_interleave(
+            torch.arange(self.n_post, device=self.crow_indices.device), self.crow_indices.diff()
+        )
+
+
+def random_projection(
+    pre: Population,
+    post: Population,
+    *,
+    p: float,
+    weight: float,
+    delay_ms: float | tuple[float, float],
+    dt_ms: float,
+    seed: int,
+    allow_autapses: bool = False,
+) -> Projection:
+    """Bernoulli(p) connectivity for every (post, pre) pair, seeded.
+
+    Args:
+        p: connection probability in [0, 1].
+        weight: magnitude of every synapse (≥ 0).
+        delay_ms: one delay, or ``(low, high)`` for delays uniform on the dt grid in [low, high].
+        dt_ms: the network step (delays are rounded to it).
+        seed: RNG seed; the same seed gives the same synapses.
+        allow_autapses: keep i → i synapses when ``pre is post`` (default False).
+    """
+    check_in_range("p", p, 0.0, 1.0)
+    check_positive("weight", weight, allow_zero=True)
+    g = torch.Generator().manual_seed(seed)
+    rows, cols = [], []
+    chunk = max(1, 2**24 // max(1, pre.size))
+    for start in range(0, post.size, chunk):
+        n = min(chunk, post.size - start)
+        mask = torch.rand(n, pre.size, generator=g) < p
+        if pre is post and not allow_autapses:
+            idx = torch.arange(n)
+            keep = (start + idx) < pre.size
+            mask[idx[keep], (start + idx)[keep]] = False
+        r, c = mask.nonzero(as_tuple=True)
+        rows.append(r + start)
+        cols.append(c)
+    row = torch.cat(rows)
+    col = torch.cat(cols)
+    counts = torch.bincount(row, minlength=post.size)
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    nnz = col.numel()
+    if isinstance(delay_ms, tuple):
+        lo, hi = (round(d / dt_ms) for d in delay_ms)
+        d = torch.randint(lo, hi + 1, (nnz,), generator=g).double() * dt_ms
+    else:
+        d = torch.full((nnz,), float(delay_ms), dtype=torch.float64)
+    return Projection(pre.name, post.name, crow, col, torch.full((nnz,), float(weight)), d.float())
+
+
+class NetworkState(NamedTuple):
+    """``v [N]`` membranes; ``refractory [N]`` steps left; ``buffer [L, N]`` pending synaptic
+    input by arrival step mod L; ``step`` the number of steps simulated; ``weights`` the current
+    ``[nnz]`` magnitudes per projection; ``hook_states`` per plastic projection."""
+
+    v: torch.Tensor
+    refractory: torch.Tensor
+    buffer: torch.Tensor
+    step: int
+    weights: tuple[torch.Tensor, ...]
+    hook_states: tuple[Any, ...]
+
+
+class RunResult(NamedTuple):
+    """``spikes``: name → ``[T, n]`` bool; ``n_events``: synaptic events propagated."""
+
+    spikes: dict[str, torch.Tensor]
+    n_events: int
+
+
+Injector = Callable[[int, int], torch.Tensor]
+
+
+class PoissonInput:
+    """External Poisson drive: each neuron of the targets receives ``n_sources`` independent
+    Poisson trains at ``rate_hz``, each spike adding ``weight`` to the membrane.
+
+    Per step the number of input spikes is drawn as Poisson(n_sources·rate·dt) (the sum of
+    independent Poisson sources). Call ``(start_step, k) -> [k, N]`` with N the network size.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        rate_hz: float,
+        n_sources: int,
+        weight: float,
+        targets: list[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        check_positive("rate_hz", rate_hz, allow_zero=True)
+        if n_sources < 0:
+            raise ValueError(f"n_sources must be ≥ 0, got {n_sources}")
+        self.lam = n_sources * rate_hz * network.dt_ms / 1000.0
+        self.weight = float(weight)
+        mask = torch.zeros(network.size, dtype=torch.bool)
+        for name in targets if targets is not None else list(network.offsets):
+            sl = network.slice(name)
+            mask[sl] = True
+        self.mask = mask
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, start: int, k: int) -> torch.Tensor:
+        lam = torch.where(self.mask, self.lam, 0.0).expand(k, -1)
+        return torch.poisson(lam, generator=self.generator) * self.weight
+
+
+class Network:
+    """A recurrent network of LIF populations connected by sparse delayed projections.
+
+    Args:
+        populations: distinct names; neurons are numbered population by population.
+        projections: synapses between them.
+        dt_ms: simulation step; every population's ``lif.dt_ms`` must equal it.
+        plasticity: projection index → :class:`PlasticityHook`.
+        compile: ``torch.compile`` the neuron block update (fast for long runs).
+    """
+
+    def __init__(
+        self,
+        populations: list[Population],
+        projections: list[Projection],
+        *,
+        dt_ms: float,
+        plasticity: dict[int, PlasticityHook] | None = None,
+        compile: bool = False,
+    ) -> None:
+        check_positive("dt_ms", dt_ms)
+        self.dt_ms = dt_ms
+        self.populations = list(populations)
+        self.projections = list(projections)
+        self.offsets: dict[str, int] = {}
+        n = 0
+        for pop in self.populations:
+            if pop.name in self.offsets:
+                raise ValueError(f"populations must have distinct names; {pop.name!r} repeats")
+            if abs(pop.lif.dt_ms - dt_ms) > 1e-12:
+                raise ValueError(
+                    f"population {pop.name!r}: lif.dt_ms={pop.lif.dt_ms} differs from dt_ms={dt_ms}"
+                )
+            self.offsets[pop.name] = n
+            n += pop.size
+        self.size = n
+        self.pops = {p.name: p for p in self.populations}
+        beta, v_rest, thr, v_reset, ref = [], [], [], [], []
+        for pop in self.populations:
+            p = pop.lif
+            for lst, val in zip(
+                (beta, v_rest, thr, v_reset, ref),
+                (p.beta, p.v_rest, p.v_threshold, p.v_reset, float(p.refractory_steps)),
+            ):
+                lst.append(torch.full((pop.size,), val))
+        self.beta, self.v_rest, self.threshold, self.v_reset = (
+            torch.cat(t) for t in (beta, v_rest, thr, v_reset)
+        )
+        self.refractory_steps = torch.cat(ref).to(torch.int32)
+        self._build_synapses()
+        self.plasticity = dict(plasticity or {})
+        for idx, hook in self.plasticity.items():
+            if not 0 <= idx < len(self.projections):
+                raise ValueError(f"plasticity key {idx} is not a projection index")
+            if not callable(hook) or not hasattr(hook, "init"):
+                raise ValueError("plasticity hooks must follow the PlasticityHook protocol")
+        self._block_fn: Callable[..., Any] = _lif_block
+        if compile:
+            self._block_fn = torch.compile(_lif_block, dynamic=False)
+
+    def slice(self, name: str) -> slice:
+        """Global neuron indices of population ``name``."""
+        if name not in self.offsets:
+            raise ValueError(f"name must be one of {list(self.offsets)}, got {name!r}")
+        o = self.offsets[name]
+        return slice(o, o + self.pops[name].size)
+
+    def _build_synapses(self) -> None:
+        delays, pre_g, post_g, sign, proj_id = [], [], [], [], []
+        for k, pr in enumerate(self.projections):
+            for side, name in (("pre", pr.pre), ("post", pr.post)):
+                if name not in self.offsets:
+                    raise ValueError(f"projection {k}: {side} population {name!r} does not exist")
+            pre, post = self.pops[pr.pre], self.pops[pr.post]
+            if pr.n_post != post.size:
+                raise ValueError(
+                    f"projection {k}: crow_indices must have {post.size} + 1 entries "
+                    f"(post population {post.name!r}), got {pr.crow_indices.numel()}"
+                )
+            if pr.nnz and (int(pr.col_indices.min()) < 0 or int(pr.col_indices.max()) >= pre.size):
+                raise ValueError(
+                    f"projection {k}: col_indices out of range for pre population "
+                    f"{pre.name!r} of size {pre.size}"
+                )
+            d = pr.delay_ms.double() / self.dt_ms
+            d_steps = torch.round(d)
+            if pr.nnz and bool((pr.delay_ms < self.dt_ms - 1e-9).any()):
+                raise ValueError(
+                    f"projection {k}: delay_ms must be ≥ dt_ms={self.dt_ms} (a spike cannot "
+                    "arrive within the step that emitted it)"
+                )
+            if pr.nnz and bool(((d - d_steps).abs() > 1e-6).any()):
+                raise ValueError(
+                    f"projection {k}: delay_ms must be multiples of dt_ms={self.dt_ms}"
+                )
+            delays.append(d_steps.long())
+            pre_g.append(pr.col_indices + self.offsets[pr.pre])
+            post_g.append(pr.row_indices + self.offsets[pr.post])
+            sign.append(torch.full((pr.nnz,), -1.0 if pre.kind == "inhibitory" else 1.0))
+            proj_id.append(torch.full((pr.nnz,), k, dtype=torch.long))
+        cat = lambda xs, dt: torch.cat(xs) if xs else torch.zeros(0, dtype=dt)
+        self.syn_delay = cat(delays, torch.long)
+        self.syn_pre = cat(pre_g, torch.long)
+        self.syn_post = cat(post_g, torch.long)
+        self.syn_sign = cat(sign, torch.float32)
+        self.proj_bounds = [0]
+        for pr in self.projections:
+            self.proj_bounds.append(self.proj_bounds[-1] + pr.nnz)
+        # pre-major index: synapse ids sorted by global presynaptic neuron
+        order = torch.argsort(self.syn_pre, stable=True)
+        self.pre_order = order
+        self.pm_delay = self.syn_delay[order]
+        self.pm_post = self.syn_post[order]
+        counts = torch.bincount(self.syn_pre, minlength=self.size)
+        self.pre_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        self.min_delay = int(self.syn_delay.min()) if self.syn_delay.numel() else 1
+        self.max_delay = int(self.syn_delay.max()) if self.syn_delay.numel() else 1
+        self.ring = self.max_delay + self.min_delay
+
+    def init_state(self) -> NetworkState:
+        """All neurons at rest, nothing in flight, initial weights and hook states."""
+        weights = tuple(pr.weight.clone() for pr in self.projections)
+        hooks = tuple(
+            self.plasticity[k].init(weights[k], 1) if k in self.plasticity else None
+            for k in range(len(self.projections))
+        )
+        return NetworkState(
+            v=self.v_rest.clone(),
+            refractory=torch.zeros(self.size, dtype=torch.int32),
+            buffer=torch.zeros(self.ring, self.size),
+            step=0,
+            weights=weights,
+            hook_states=hooks,
+        )
+
+    def run(
+        self,
+        n_steps: int,
+        state: NetworkState | None = None,
+        *,
+        inject: Injector | torch.Tensor | None = None,
+        record: list[str] | None = None,
+        modulator: float | torch.Tensor | None = None,
+    ) -> tuple[NetworkState, RunResult]:
+        """Simulate ``n_steps`` steps.
+
+        Args:
+            n_steps: number of dt steps (≥ 0).
+            state: from :meth:`init_state` or a previous run (carries over exactly).
+            inject: external input: a ``[n_steps, N]`` tensor of membrane increments, or a
+                callable ``(start_step, k) -> [k, N]`` (e.g. :class:`PoissonInput`).
+            record: population names whose spikes are returned (default all).
+            modulator: passed to the plasticity hooks (third factor).
+
+        Returns:
+            ``(final state, RunResult)``.
+        """
+        if int(n_steps) != n_steps or n_steps < 0:
+            raise ValueError(f"n_steps must be an integer ≥ 0, got {n_steps!r}")
+        state = state if state is not None else self.init_state()
+        if isinstance(inject, torch.Tensor):
+            check_tensor("inject", inject, shape=(n_steps, self.size), floating=True)
+        names = record if record is not None else list(self.offsets)
+        for name in names:
+            self.slice(name)
+        v, refr, buf, step = state.v, state.refractory, state.buffer, state.step
+        weights = list(state.weights)
+        hook_states = list(state.hook_states)
+        signed = self._signed(weights)
+        out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        n_events = 0
+        done = 0
+        while done < n_steps:
+            # a block ends before any spike emitted in it can arrive
+            k = min(self.min_delay - (step % self.min_delay), n_steps - done)
+            slots = torch.arange(step, step + k) % self.ring
+            x = buf[slots]
+            buf[slots] = 0.0
+            if inject is not None:
+                x = x + (
+                    inject[done : done + k] if isinstance(inject, torch.Tensor) else inject(step, k)
+                )
+            spikes, v, refr = self._block_fn(
+                x,
+                v,
+                refr,
+                self.beta,
+                self.v_rest,
+                self.threshold,
+                self.v_reset,
+                self.refractory_steps,
+            )
+            n_events += self._propagate(spikes, step, buf, signed)
+            if self.plasticity:
+                weights, hook_states = self._plasticity(spikes, weights, hook_states, modulator)
+                signed = self._signed(weights)
+            for name in names:
+                out[name].append(spikes[:, self.slice(name)])
+            step += k
+            done += k
+        result = {
+            n: torch.cat(c) if c else torch.zeros(0, self.pops[n].size, dtype=torch.bool)
+            for n, c in out.items()
+        }
+        new_state = NetworkState(v, refr, buf, step, tuple(weights), tuple(hook_states))
+        return new_state, RunResult(result, n_events)
+
+    def _signed(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        """Signed weights in pre-major synapse order."""
+        if not weights:
+            return torch.zeros(0)
+        return (torch.cat(weights) * self.syn_sign)[self.pre_order]
+
+    def _propagate(
+        self, spikes: torch.Tensor, step: int, buf: torch.Tensor, signed: torch.Tensor
+    ) -> int:
+        t_idx, pre = spikes.nonzero(as_tuple=True)
+        if pre.numel() == 0:
+            return 0
+        start = self.pre_ptr[pre]
+        count = self.pre_ptr[pre + 1] - start
+        total = int(count.sum())
+        if total == 0:
+            return 0
+        # pre-major synapse ids of every spiking neuron, without a Python loop over spikes
+        offset = torch.repeat_interleave(
+            torch.stack([start - (count.cumsum(0) - count), t_idx]), count, dim=1
+        )
+        syn = offset[0] + torch.arange(total)
+        arrival = (step + offset[1] + self.pm_delay[syn]) % self.ring
+        buf.view(-1).index_add_(0, arrival * self.size + self.pm_post[syn], signed[syn])
+        return total
+
+    def _plasticity(
+        self,
+        spikes: torch.Tensor,
+        weights: list[torch.Tensor],
+        hook_states: list[Any],
+        modulator: float | torch.Tensor | None,
+    ) -> tuple[list[torch.Tensor], list[Any]]:
+        s = spikes.float()
+        for k, hook in self.plasticity.items():
+            pr = self.projections[k]
+            pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
+            total = torch.zeros_like(weights[k])
+            st = hook_states[k]
+            for t in range(s.shape[0]):
+                dw, st = hook(
+                    s[t : t + 1, pre_sl], s[t : t + 1, post_sl], st, weights[k], modulator
+                )
+                total = total + dw
+            hook_states[k] = st
+            weights[k] = (weights[k] + total).clamp_min(0.0)
+        return weights, hook_states
+
+
+def _lif_block(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    refr: torch.Tensor,
+    beta: torch.Tensor,
+    v_rest: torch.Tensor,
+    threshold: torch.Tensor,
+    v_reset: torch.Tensor,
+    refractory_steps: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advance LIF neurons over ``x [K, N]``; returns ``(spikes [K, N] bool, v, refractory)``."""
+    out = []
+    for t in range(x.shape[0]):
+        h = v_rest + beta * (v - v_rest) + x[t]
+        active = refr <= 0
+        h = torch.where(active, h, v_reset)
+        s = (h >= threshold) & active
+        v = torch.where(s, v_reset, h)
+        refr = torch.where(s, refractory_steps, (refr - 1).clamp_min(0))
+        out.append(s)
+    return torch.stack(out), v, refr
+
+
+def brunel_like(
+    *,
+    n_exc: int = 8000,
+    n_inh: int = 2000,
+    p: float = 0.01,
+    dt_ms: float = 0.1,
+    delay_ms: float = 1.5,
+    w_exc: float = 0.5,
+    g: float = 4.0,
+    seed: int = 0,
+    compile: bool = False,
+) -> Network:
+    """The benchmark network of the issue: excitatory/inhibitory LIF populations, Bernoulli(p)
+    connectivity between all population pairs, one delay (Brunel 2000 style, mV units:
+    τ = 20 ms, θ = 20 mV, reset 10 mV, refractory 2 ms; inhibitory weight ``g·w_exc``)."""
+    lif = LIFParams(
+        tau_mem_ms=20.0,
+        dt_ms=dt_ms,
+        v_threshold=20.0,
+        v_reset=10.0,
+        v_rest=0.0,
+        reset="hard",
+        refractory_ms=2.0,
+    )
+    exc = Population(name="exc", size=n_exc, lif=lif)
+    inh = Population(name="inh", size=n_inh, lif=lif, kind="inhibitory")
+    projections = []
+    for i, (a, b) in enumerate([(exc, exc), (exc, inh), (inh, exc), (inh, inh)]):
+        w = w_exc if a.kind == "excitatory" else g * w_exc
+        projections.append(
+            random_projection(a, b, p=p, weight=w, delay_ms=delay_ms, dt_ms=dt_ms, seed=seed + i)
+        )
+    return Network([exc, inh], projections, dt_ms=dt_ms, compile=compile)
+
+
+__all__ = [
+    "Network",
+    "NetworkState",
+    "PlasticityHook",
+    "PoissonInput",
+    "Population",
+    "Projection",
+    "RunResult",
+    "brunel_like",
+    "random_projection",
+]
