@@ -215,3 +215,28 @@ def reproduce(session: nox.Session) -> None:
         session, *[local(p, "report,data") if p == "neuro-models" else local(p) for p in PACKAGES]
     )
     session.run("python", str(ROOT / "reproductions" / "run.py"), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def compat_spiking(session: nox.Session) -> None:
+    """neuro-spiking against its peers: snnTorch ``Leaky`` and SpikingJelly ``LIFNode``.
+
+    Installs the peers pinned to our torch (SpikingJelly without its torchvision/torchaudio
+    requirements, which neurons do not need; see ``../shared/specs/peers.md``) and runs
+    ``packages/neuro-spiking/tests/compat``.
+    """
+    install(session, *requirements_of("neuro-spiking"), local("neuro-spiking", "test"))
+    install(session, "snntorch", "loguru")
+    session.run("python", "-m", "pip", "install", "-q", "--no-deps", "spikingjelly")
+    session.chdir(ROOT / "packages" / "neuro-spiking")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/compat",
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        *pytest_args(session),
+    )
