@@ -267,3 +267,62 @@ def test_chunked_read_equals_one_shot(monkeypatch):
     torch.testing.assert_close(g1, g2)
     empty = read(state, torch.randn(0, 5), 3, params)
     assert empty.values.shape == (0, 3, 3)
+
+
+class _PythonBank:
+    """Independent list-based model of the replacement and decay rules (one memory per slot)."""
+
+    def __init__(self, capacity: int, policy: str, rate: float) -> None:
+        self.slots: list[tuple[int, float, float] | None] = [None] * capacity  # stamp, s, value
+        self.policy, self.rate, self.count = policy, rate, 0
+
+    def write(self, items: list[tuple[float, float]]) -> None:  # (value, strength)
+        n = len(self.slots)
+        for lo in range(0, len(items), n):
+            chunk = items[lo : lo + n]
+            free = [i for i, s in enumerate(self.slots) if s is None]
+            if self.policy == "fifo":
+                targets = [(self.count + j) % n for j in range(len(chunk))]
+            else:
+                old = [(s[1], s[0], i) for i, s in enumerate(self.slots) if s is not None]
+                targets = (free + [i for _, _, i in sorted(old)])[: len(chunk)]
+            for j, (t, (value, strength)) in enumerate(zip(targets, chunk)):
+                self.slots[t] = (self.count + j, strength, value)
+            self.count += len(chunk)
+
+    def decay(self) -> None:
+        self.slots = [
+            None if s is None else (s[0], s[1] * (1 - self.rate), s[2]) for s in self.slots
+        ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(1, 6),
+    policy=st.sampled_from(["fifo", "weakest"]),
+    ops=st.lists(
+        st.one_of(
+            st.just("decay"),
+            st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0]), min_size=1, max_size=8),
+        ),
+        max_size=8,
+    ),
+)
+def test_replacement_matches_a_python_model(capacity, policy, ops):
+    params = EpisodicParams(capacity=capacity, replacement=policy, decay_rate=0.5)
+    model = _PythonBank(capacity, policy, 0.5)
+    state = init_state(params, 1, 1, dtype=torch.float64)
+    for op in ops:
+        if op == "decay":
+            model.decay()
+            state = decay(state, params)
+            continue
+        items = [(float(model.count + j), s) for j, s in enumerate(op)]
+        model.write(items)
+        vals = torch.tensor([[v] for v, _ in items], dtype=torch.float64)
+        state = write(state, vals, vals, params, strength=torch.tensor(op, dtype=torch.float64))
+    want = [s if s is not None else (-1, 0.0, 0.0) for s in model.slots]
+    assert state.stamp.tolist() == [w[0] for w in want]
+    assert state.strength.tolist() == pytest.approx([w[1] for w in want])
+    assert state.values[:, 0].tolist() == [w[2] for w in want]
+    assert state.count == model.count

@@ -66,6 +66,8 @@ class EpisodicParams:
             quotes 0.03 as the hand-tuned rate used in training.
         replacement: which slot a write overwrites once the bank is full: ``"fifo"`` (the oldest
             write, Aura's intent) or ``"weakest"`` (the lowest strength, ties to the oldest write).
+            Keep one policy for a state's lifetime: FIFO's ring position assumes slots were
+            filled in write order.
         initial_strength: strength of a freshly written memory when ``write`` is given none.
             Default 1.0 = Aura's.
         eps: lower bound on vector norms in the cosine (1e-8, as ``F.cosine_similarity``).
