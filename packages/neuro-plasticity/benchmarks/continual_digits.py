@@ -144,7 +144,7 @@ def run(
                     per = F.cross_entropy(rl, s.y, reduction="none")
                     loss = loss + (per * s.weight).mean()
                     if buf.prioritized:
-                        buf.update_priorities(s.index, per.detach())
+                        buf.update_priorities(s.indices, per.detach())
                 if ewc is not None:
                     loss, _ = ewc.augment(loss)
                 if si is not None:

@@ -148,10 +148,13 @@ def test_si_path_integral_matches_sgd_closed_form() -> None:
     torch.testing.assert_close(model.weight.grad, 2.0 * si.importance["weight"] * 1.0)
 
 
-def test_reservoir_replay_is_uniform_over_the_stream() -> None:
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_reservoir_replay_is_uniform_over_the_stream(prioritized: bool) -> None:
     counts = torch.zeros(100)
     for seed in range(300):
-        buf = ReplayBuffer(10, generator=torch.Generator().manual_seed(seed))
+        buf = ReplayBuffer(
+            10, prioritized=prioritized, generator=torch.Generator().manual_seed(seed)
+        )
         for chunk in torch.arange(100).split(25):
             buf.add(chunk.float()[:, None], chunk)
         counts[buf.y[: len(buf)]] += 1
@@ -177,9 +180,6 @@ def test_prioritized_replay_samples_by_priority() -> None:
     assert w3 / w0 == pytest.approx(0.125 / 0.625)
     buf.update_priorities(torch.tensor([3]), torch.tensor([1.0]))
     torch.testing.assert_close(buf.probabilities(), torch.full((4,), 0.25))
-    # when full, a new item replaces the lowest priority one only if its priority is higher
-    buf.add(torch.tensor([[9.0]]), torch.tensor([9]), priority=torch.tensor([0.5]))
-    assert 9 not in buf.y.tolist()
 
 
 def test_replay_bad_input() -> None:
@@ -200,7 +200,7 @@ def test_sleep_replays_at_reduced_plasticity_then_prunes() -> None:
     x = torch.randn(16, 3, dtype=torch.float64)
     buf.add(x, torch.randint(0, 2, (16,)))
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    loss_fn = lambda lg, y: F.cross_entropy(lg, y, reduction="none")  # noqa: E731
+    loss_fn = lambda lg, y: F.cross_entropy(lg, y, reduction="none")
     stats = sleep(model, opt, buf, loss_fn, SleepConfig(steps=3, batch_size=4, plasticity=0.2))
     assert opt.param_groups[0]["lr"] == 0.5
     # replay the same samples by hand at lr 0.1

