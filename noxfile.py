@@ -35,6 +35,9 @@ COMPONENTS = [
 ]
 PACKAGES = ["neuro-core", *COMPONENTS, "neuro-models"]
 PYTHON = "3.11"
+# Extras installed with a package for its own tests, beyond ``test`` (optional back ends whose
+# tests would otherwise be skipped).
+TEST_EXTRAS = {"neuro-memory": "test,faiss", "neuro-models": "test,hf,data,report"}
 
 
 def constraints() -> list[str]:
@@ -128,10 +131,10 @@ def tests(session: nox.Session, package: str) -> None:
     """
     env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     if package == "integration":
-        install(session, *[local(p, "test") for p in PACKAGES])
+        install(session, *[local(p, TEST_EXTRAS.get(p, "test")) for p in PACKAGES])
         session.run("python", "-m", "pytest", str(ROOT / "tests"), *pytest_args(session), env=env)
         return
-    install(session, *requirements_of(package), local(package, "test"))
+    install(session, *requirements_of(package), local(package, TEST_EXTRAS.get(package, "test")))
     # Run from the package folder so the tests import the installed package, not a sibling's src.
     session.chdir(ROOT / "packages" / package)
     session.run(
