@@ -64,7 +64,7 @@ def run_seed(seed: int, scale: dict, data, work: Path, threads: int | None) -> d
         lr=scale["lr"], min_lr=scale["lr"] / 10, warmup_steps=scale["warmup"],
         max_steps=scale["steps"], batch_size=scale["batch"], seq_len=seq, seed=seed,
         out_dir=str(work / "baseline" / f"seed{seed}"), eval_every=scale["eval_every"],
-        ckpt_every=100, log_every=10, resume=True, progress=sys.stderr.isatty(),
+        ckpt_every=50, log_every=10, resume=True, progress=sys.stderr.isatty(),
     )  # fmt: skip
     order = DataOrder(data.train, seq, scale["batch"], seed=seed)
 

