@@ -73,7 +73,8 @@ def test_fused_spikes_and_membrane_bit_identical_to_reference() -> None:
     a = fused_lif_scan(x, beta=0.9, store_membrane=True, backend="reference")
     b = fused_lif_scan(x, beta=0.9, store_membrane=True, backend="fused", chunk=7)
     assert torch.equal(a.spikes, b.spikes)
-    assert a.membrane is not None and b.membrane is not None
+    assert a.membrane is not None
+    assert b.membrane is not None
     assert torch.equal(a.membrane, b.membrane)
     assert a.spikes.sum() > 100
 

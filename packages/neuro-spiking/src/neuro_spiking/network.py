@@ -301,7 +301,11 @@ class Network:
             n += pop.size
         self.size = n
         self.pops = {p.name: p for p in self.populations}
-        beta, v_rest, thr, v_reset, ref = [], [], [], [], []
+        beta: list[torch.Tensor] = []
+        v_rest: list[torch.Tensor] = []
+        thr: list[torch.Tensor] = []
+        v_reset: list[torch.Tensor] = []
+        ref: list[torch.Tensor] = []
         for pop in self.populations:
             p = pop.lif
             for lst, val in zip(

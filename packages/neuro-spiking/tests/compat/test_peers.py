@@ -60,12 +60,18 @@ def test_snntorch_leaky_traces_spikes_and_gradients(reset: str, mechanism: str) 
 
 
 @pytest.mark.parametrize(("reset", "v_reset"), [("subtract", None), ("hard", 0.0)])
-def test_spikingjelly_lifnode_traces_spikes_and_gradients(reset: str, v_reset: float | None) -> None:
+def test_spikingjelly_lifnode_traces_spikes_and_gradients(
+    reset: str, v_reset: float | None
+) -> None:
     x = inputs()
     ours_x = x.clone().requires_grad_()
     s, m, _ = lif_trace(ours_x, None, LIFParams(tau_mem_ms=10.0, dt_ms=1.0, reset=reset))  # type: ignore[arg-type]
     node = sj_neuron.LIFNode(
-        tau=10.0, decay_input=False, v_reset=v_reset, step_mode="m", store_v_seq=True,
+        tau=10.0,
+        decay_input=False,
+        v_reset=v_reset,
+        step_mode="m",
+        store_v_seq=True,
         surrogate_function=sj_surrogate.ATan(alpha=2.0),
     )
     peer_x = x.clone().requires_grad_()

@@ -133,7 +133,8 @@ _compiled_cache: dict[str, Callable[..., Any]] = {}
 
 
 def _get(name: str, compiled: bool) -> Callable[..., Any]:
-    fn: Callable[..., Any] = {"forward": _forward_chunk, "backward": _backward_chunk}[name]
+    fns: dict[str, Callable[..., Any]] = {"forward": _forward_chunk, "backward": _backward_chunk}
+    fn = fns[name]
     if not compiled:
         return fn
     if name not in _compiled_cache:
@@ -215,7 +216,10 @@ class LIFScanFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: Any, grad_s: torch.Tensor, grad_m: torch.Tensor, grad_v: torch.Tensor
+        ctx: Any,
+        grad_s: torch.Tensor | None,
+        grad_m: torch.Tensor | None,
+        grad_v: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
         x, beta, *checkpoints = ctx.saved_tensors
         v_rest, threshold, v_reset, subtract, detach_reset, surrogate, chunk, compiled = ctx.args
@@ -224,10 +228,10 @@ class LIFScanFunction(torch.autograd.Function):
         leak_bias = ((1 - beta_c) * v_rest) if v_rest != 0 else beta_c.new_zeros(())
         want_beta = ctx.needs_input_grad[2]
         grad_s = torch.zeros_like(x) if grad_s is None else grad_s
-        grad_m = grad_m if ctx.store_membrane and grad_m is not None else None
+        gm_all: torch.Tensor | None = grad_m if ctx.store_membrane else None
         dv = torch.zeros_like(x[0]) if grad_v is None else grad_v.to(x.dtype)
-        if grad_m is not None and T > 0:
-            dv = dv + grad_m[T - 1]
+        if gm_all is not None and T > 0:
+            dv = dv + gm_all[T - 1]
         dx = torch.empty_like(x)
         dbeta = torch.zeros_like(x[0]) if want_beta else None
         bwd = _get("backward", compiled)
@@ -235,7 +239,7 @@ class LIFScanFunction(torch.autograd.Function):
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
             end = min(start + chunk, T)
-            gm = grad_m[start:end] if grad_m is not None else None
+            gm = gm_all[start:end] if gm_all is not None else None
             dx_chunk, dv, db = bwd(
                 x[start:end],
                 checkpoints[idx],
@@ -253,8 +257,8 @@ class LIFScanFunction(torch.autograd.Function):
                 want_beta,
             )
             # the membrane before this chunk is also the trace output of step start − 1
-            if grad_m is not None and start > 0:
-                dv = dv + grad_m[start - 1]
+            if gm_all is not None and start > 0:
+                dv = dv + gm_all[start - 1]
             dx[start:end] = dx_chunk
             if dbeta is not None:
                 dbeta += db

@@ -1,0 +1,104 @@
+"""neuro-spiking: the fused multi-step LIF op against snnTorch and SpikingJelly, and the network.
+
+``LIFScan``: forward+backward of ``fused_lif_scan`` per backend (``reference`` eager autograd
+loop, ``fused`` hand-written backward, ``compile`` torch.compile'd chunks, ``triton`` on CUDA
+only) and the peers ``snntorch`` (``Leaky`` time loop) and ``spikingjelly``
+(``LIFNode(step_mode="m")``), all with the matched parameterization of
+``benchmarks/scripts/spiking_targets.py``. Peers raise ``NotImplementedError`` (skipped) when
+they are not installed. ``Network``: 100 ms of the 10k-neuron, 1 %-connectivity network.
+"""
+
+try:
+    import torch
+
+    from neuro_spiking.network import PoissonInput, brunel_like
+    from neuro_spiking.ops.lif_scan import fused_lif_scan
+except ImportError:  # an old commit without the package: asv skips the suite
+    torch = None
+
+BETA = 0.9
+
+
+class LIFScan:
+    params = (
+        ["reference", "fused", "compile", "triton", "snntorch", "spikingjelly"],
+        [(64, 32, 4096), (16, 32, 1024)],
+    )
+    param_names = ["backend", "shape"]
+    timeout = 300
+
+    def setup(self, backend, shape):
+        if torch is None:
+            raise NotImplementedError("neuro_spiking not importable")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if backend == "triton" and device != "cuda":
+            raise NotImplementedError("triton backend needs CUDA")
+        if backend == "reference" and shape[0] * shape[2] > 16 * 1024:
+            raise NotImplementedError("the eager reference is only timed on the small shape")
+        g = torch.Generator().manual_seed(0)
+        self.x = (torch.rand(shape, generator=g) * 0.3).to(device)
+        self.up = torch.randn(shape, generator=g).to(device)
+        if backend == "snntorch":
+            try:
+                import snntorch
+            except ImportError:
+                raise NotImplementedError("snntorch not installed") from None
+
+            def run():
+                lif = snntorch.Leaky(beta=BETA, reset_mechanism="zero")
+                mem = lif.init_leaky()
+                x = self.x.detach().requires_grad_()
+                out = []
+                for t in range(x.shape[0]):
+                    s, mem = lif(x[t], mem)
+                    out.append(s)
+                torch.stack(out).backward(self.up)
+
+        elif backend == "spikingjelly":
+            try:
+                from spikingjelly.activation_based import neuron, surrogate
+            except ImportError:
+                raise NotImplementedError("spikingjelly not installed") from None
+
+            def run():
+                node = neuron.LIFNode(
+                    tau=1 / (1 - BETA),
+                    decay_input=False,
+                    v_reset=0.0,
+                    step_mode="m",
+                    surrogate_function=surrogate.ATan(),
+                )
+                x = self.x.detach().requires_grad_()
+                node(x).backward(self.up)
+
+        else:
+
+            def run():
+                x = self.x.detach().requires_grad_()
+                fused_lif_scan(x, beta=BETA, reset="hard", backend=backend).spikes.backward(self.up)
+
+        self.run = run
+        for _ in range(2):  # warm up (compiles)
+            run()
+
+    def time_forward_backward(self, backend, shape):
+        self.run()
+
+    def peakmem_forward_backward(self, backend, shape):
+        self.run()
+
+
+class Network:
+    params = ([False, True],)
+    param_names = ["compile"]
+    timeout = 600
+
+    def setup(self, compile):
+        if torch is None:
+            raise NotImplementedError("neuro_spiking not importable")
+        self.net = brunel_like(compile=compile)
+        self.inp = PoissonInput(self.net, rate_hz=10.0, n_sources=100, weight=0.5, seed=1)
+        self.state, _ = self.net.run(100, inject=self.inp)
+
+    def time_100ms(self, compile):
+        self.net.run(1000, self.state, inject=self.inp, record=[])
