@@ -88,7 +88,7 @@ def test_repeated_pattern_strengthens_forward_synapse() -> None:
     assert w[1, 0] > 0.6 > 0.4 > w[0, 1]
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
     rate=st.floats(0.05, 0.6),
@@ -231,10 +231,10 @@ def test_sanger_finds_ordered_components() -> None:
     chol = torch.linalg.cholesky(cov)
     g = torch.Generator().manual_seed(2)
     w = torch.randn(2, 6, generator=g, dtype=torch.float64) * 0.1
-    rule = oja(0.02, variant="sanger")
+    rule = oja(0.05, variant="sanger")
     s = rule.init(w)
-    for _ in range(1500):
-        x = torch.randn(16, 6, generator=g, dtype=torch.float64) @ chol.T
+    for _ in range(500):
+        x = torch.randn(32, 6, generator=g, dtype=torch.float64) @ chol.T
         dw, s = rule.update(x, x @ w.T, s, w)
         w = w + dw
     assert abs(float(w[0] @ q[:, 0])) > 0.98
