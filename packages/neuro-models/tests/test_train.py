@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 
 import pytest
@@ -246,7 +247,8 @@ def test_bf16_autocast_tracks_fp32(tmp_path):
     assert b.layers[0].attn.out.weight.dtype == torch.float32  # master weights stay fp32
 
 
-def test_cli_end_to_end(tmp_path, capsys):
+def test_cli_end_to_end(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     root = tmp_path / "data" / "tinyshakespeare"
     root.mkdir(parents=True)
     (root / "input.txt").write_text(
@@ -260,7 +262,7 @@ def test_cli_end_to_end(tmp_path, capsys):
             "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
             "--max-steps", "3", "--batch-size", "2", "--seq-len", "16", "--warmup-steps", "1",
             "--no-progress", "--no-plot", "--precision", "fp32",
-            "--out-dir", str(out), "--generate", "5",
+            "--out-dir", str(out), "--generate", "50", "--prompt", "First",
         ]
     )  # fmt: skip
     cfg = json.loads((out / "config.json").read_text())
@@ -270,3 +272,6 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert rows[-1]["step"] == 3
     assert math.isfinite(rows[-1]["val_loss"])
     assert (out / "checkpoints" / "latest").read_text() == "step_00000003"
+    sample = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sample:")]
+    assert sample
+    assert sample[0].startswith("sample:\nFirst")

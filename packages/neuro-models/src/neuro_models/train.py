@@ -116,7 +116,9 @@ class TrainConfig:
         keep_checkpoints: newest checkpoints kept on disk.
         resume: continue from ``out_dir/checkpoints/latest`` if it exists.
         progress: show a tqdm bar (main rank only).
-        peak_flops: device peak FLOP/s for MFU; ``None`` measures a matmul once per process.
+        peak_flops: device peak FLOP/s for MFU; ``None`` measures a 1024³ matmul once per
+            process (in the training precision). On a shared machine that measurement is low
+            and MFU reads high; pass the machine's roof for a meaningful figure.
         plot: write ``loss_curve.png`` at the end (needs matplotlib).
     """
 
@@ -819,6 +821,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         else:
             t.add_argument(flag, default=None)
     p.add_argument("--generate", type=int, default=0, help="sample this many tokens at the end")
+    p.add_argument("--prompt", default="Once upon a time", help="prompt of the final sample")
     return p.parse_args(argv)
 
 
@@ -883,13 +886,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             last["val_bpb"],
         )
     if args.generate and info.is_main:
-        ids = [data.tokenizer.eos_id]
-        model.eval()
-        with torch.no_grad():
-            for _ in range(args.generate):
-                x = torch.tensor([ids[-config.seq_len :]], device=device or "cpu")
-                ids.append(int(logits_of(model, x)[0, -1].float().softmax(-1).multinomial(1)))
-        log.info("sample:\n%s", data.tokenizer.decode(ids[1:]))
+        from neuro_models.generate import SamplingConfig, generate_text
+
+        # The model's context is seq_len: a longer sample would not fit.
+        room = config.seq_len - len(data.tokenizer.encode(args.prompt))
+        if room < 1:
+            raise ValueError(f"--prompt is longer than the context ({config.seq_len} tokens)")
+        sample = generate_text(
+            model,
+            data.tokenizer,
+            [args.prompt],
+            SamplingConfig(max_new_tokens=min(args.generate, room), temperature=0.8, top_k=40),
+            generator=torch.Generator().manual_seed(config.seed),
+        )[0]
+        log.info("sample:\n%s%s", args.prompt, sample)
 
 
 if __name__ == "__main__":
