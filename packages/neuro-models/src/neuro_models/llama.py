@@ -119,10 +119,11 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV = self.n_heads, self.n_kv_heads
-        qkv = self.qkv(x).view(B, T, H + 2 * KV, self.head_dim).transpose(1, 2)
+        # split (not slicing): its backward is one concatenation instead of zero-filled copies.
+        qk, v = self.qkv(x).view(B, T, H + 2 * KV, self.head_dim).split([H + KV, KV], dim=2)
         # Rotate queries and keys together: one set of elementwise kernels instead of two.
-        qk = apply_rope(qkv[:, : H + KV], cos.to(qkv.dtype), sin.to(qkv.dtype))
-        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + KV :]
+        q, k = apply_rope(qk, cos.to(qk.dtype), sin.to(qk.dtype)).split([H, KV], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         if H != KV and not _SDPA_GQA:
@@ -217,7 +218,17 @@ class Llama(nn.Module):
         cache: KVCache | None = None,
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits of the next token at every position.
+        """Logits ``[B, T, V]`` of the next token at every position; see :meth:`hidden_states`."""
+        return self.lm_head(self.hidden_states(tokens, cache=cache, attention_mask=attention_mask))
+
+    def hidden_states(
+        self,
+        tokens: torch.Tensor,
+        *,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Final-normed hidden states ``[B, T, d]``; ``lm_head`` of them gives the logits.
 
         Args:
             tokens: ``[B, T]`` int64/int32 ids in ``[0, vocab_size)``.
@@ -228,7 +239,8 @@ class Llama(nn.Module):
                 mask of earlier calls is remembered in it.
 
         Returns:
-            ``[B, T, vocab_size]`` logits (in the autocast dtype under autocast).
+            ``[B, T, d_model]`` (in the autocast dtype under autocast). Generation applies
+            ``lm_head`` to the last position only.
 
         Raises:
             ValueError: bad ``tokens``/``attention_mask``, or more than ``max_seq_len`` (or
@@ -244,7 +256,7 @@ class Llama(nn.Module):
                 f"{'max_seq_len' if cache is None else 'cache.capacity'} = {limit}"
             )
         if not torch.compiler.is_compiling() and T > 0:
-            lo, hi = int(tokens.min()), int(tokens.max())
+            lo, hi = (int(v) for v in torch.aminmax(tokens))
             if lo < 0 or hi >= self.config.vocab_size:
                 raise ValueError(
                     f"tokens must lie in [0, {self.config.vocab_size}), got range [{lo}, {hi}]"
@@ -260,7 +272,7 @@ class Llama(nn.Module):
             x = block(x, cos, sin, mask, is_causal, cache, i)
         if cache is not None:
             cache.length += T
-        return self.lm_head(self.norm(x))
+        return self.norm(x)
 
     def _layout(
         self,
@@ -271,13 +283,13 @@ class Llama(nn.Module):
         attention_mask: torch.Tensor | None,
         device: torch.device,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-        """RoPE angles ``[B|1, 1, T, d_h/2]``, SDPA mask ``[B, 1, T, S]`` or None, and is_causal."""
+        """RoPE angles ``[B, T, 1, d_h/2]`` or ``[T, 1, d_h/2]``, SDPA mask ``[B, 1, T, S]``|None, causal."""
         padded = attention_mask is not None or (cache is not None and cache.mask is not None)
         if not padded:
             if cache is not None:
                 cache.seen += T
-            cos = self.rope_cos[start : start + T][None, None]
-            sin = self.rope_sin[start : start + T][None, None]
+            cos = self.rope_cos[start : start + T][:, None]
+            sin = self.rope_sin[start : start + T][:, None]
             # No padding: SDPA's own causal mask, or no mask at all when T queries see every key.
             if start == 0:
                 return cos, sin, None, T > 1
@@ -307,7 +319,7 @@ class Llama(nn.Module):
             == (start + torch.arange(T, device=device))[:, None]
         )
         mask = (causal[None] & keys[:, None, :]) | diag[None]
-        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
+        cos, sin = self.rope_cos[positions][:, :, None], self.rope_sin[positions][:, :, None]
         return cos, sin, mask[:, None], False
 
     @staticmethod
