@@ -14,6 +14,16 @@ Peers are optional: install them with
 ``pip install -c constraints/cpu.txt snntorch loguru && pip install --no-deps spikingjelly``.
 
 Usage: ``python benchmarks/scripts/spiking_targets.py [--T 64 --B 32 --N 4096 --repeats 5]``
+
+``--network``: the recurrent-simulation target instead — 10,000 LIF neurons (8,000 excitatory,
+2,000 inhibitory), 1 % Bernoulli connectivity (~1M synapses), 1.5 ms delays, Poisson input
+(100 sources at 10 Hz per neuron), dt = 0.1 ms, 1 s of biological time. With
+``--brian2-python PATH`` (a Python with ``brian2==2.9.0``, ``numpy<2.3`` and ``cython``, kept out
+of our environment) the *same* synapses are exported and simulated by Brian2 (cython target) in
+a subprocess; wall times exclude Brian2's code generation and our warm-up (a 10 ms run first).
+Brian2 applies synaptic input after the threshold test and counts refractoriness from the spike
+step, so its delay is set to ``delay − dt`` and its refractory period to ``refractory + dt`` to
+deliver every event on the same step as ours.
 """
 
 from __future__ import annotations
@@ -121,6 +131,134 @@ def peak_memory_child(name: str, T: int, B: int, N: int) -> float:
     return (_proc_kb("VmHWM") - before) / 1024
 
 
+BRIAN2_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+from brian2 import (NeuronGroup, Synapses, PoissonInput, Network, SpikeMonitor, defaultclock,
+                    prefs, ms, mV, Hz, second)
+prefs.codegen.target = "cython"
+d = np.load(sys.argv[1])
+cfg = json.loads(sys.argv[2])
+defaultclock.dt = cfg["dt_ms"] * ms
+n = int(cfg["n"])
+G = NeuronGroup(n, "dv/dt = -(v - v_rest) / tau : volt (unless refractory)",
+                threshold="v >= theta", reset="v = v_reset",
+                refractory=(cfg["refractory_ms"] + cfg["dt_ms"]) * ms, method="euler",
+                namespace={"v_rest": cfg["v_rest"] * mV, "tau": cfg["tau_ms"] * ms,
+                           "theta": cfg["theta"] * mV, "v_reset": cfg["v_reset"] * mV})
+G.v = cfg["v_rest"] * mV
+S = Synapses(G, G, "w : volt", on_pre="v_post += w * int(not_refractory_post)")
+S.connect(i=d["pre"], j=d["post"])
+S.w = d["w"] * mV
+S.delay = (d["delay"] - cfg["dt_ms"]) * ms
+P = PoissonInput(G, "v", N=cfg["n_sources"], rate=cfg["rate_hz"] * Hz,
+                 weight="w_ext * int(not_refractory)")
+P.namespace = {"w_ext": cfg["w_ext"] * mV}
+M = SpikeMonitor(G)
+net = Network(G, S, P, M)
+t0 = time.perf_counter(); net.run(10 * ms); codegen = time.perf_counter() - t0
+k0 = M.num_spikes
+t0 = time.perf_counter(); net.run(cfg["seconds"] * second); wall = time.perf_counter() - t0
+i = np.asarray(M.i)[k0:]
+n_exc = int(cfg["n_exc"])
+print(json.dumps({"wall_s": wall, "first_run_s": codegen, "synapses": len(S),
+                  "rate_exc_hz": float((i < n_exc).sum() / n_exc / cfg["seconds"]),
+                  "rate_inh_hz": float((i >= n_exc).sum() / (n - n_exc) / cfg["seconds"])}))
+"""
+
+
+def network_target(args: argparse.Namespace) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from neuro_spiking.network import PoissonInput, brunel_like
+
+    cfg = dict(
+        n_exc=8000,
+        n_inh=2000,
+        p=0.01,
+        dt_ms=0.1,
+        delay_ms=1.5,
+        w_exc=args.w_exc,
+        g=args.g,
+        w_ext=args.w_ext,
+        n_sources=100,
+        rate_hz=10.0,
+        seconds=args.seconds,
+    )
+    results = {}
+    for compile_ in (False, True):
+        net = brunel_like(
+            n_exc=8000,
+            n_inh=2000,
+            p=0.01,
+            dt_ms=0.1,
+            delay_ms=1.5,
+            w_exc=args.w_exc,
+            g=args.g,
+            seed=0,
+            compile=compile_,
+        )
+        inp = PoissonInput(net, rate_hz=10.0, n_sources=100, weight=args.w_ext, seed=1)
+        state, _ = net.run(100, inject=inp)
+        n_steps = round(args.seconds * 1000 / 0.1)
+        t0 = time.perf_counter()
+        state, res = net.run(n_steps, state, inject=inp)
+        wall = time.perf_counter() - t0
+        rates = {k: float(v.float().mean()) / 1e-4 for k, v in res.spikes.items()}
+        results[f"neuro_spiking (compile={compile_})"] = (wall, rates["exc"], rates["inh"])
+        print(
+            f"neuro_spiking compile={compile_}: {net.syn_pre.numel()} synapses, "
+            f"{args.seconds} s biological in {wall:.2f} s wall, rates exc {rates['exc']:.2f} Hz "
+            f"inh {rates['inh']:.2f} Hz, {res.n_events} synaptic events",
+            flush=True,
+        )
+    if args.brian2_python:
+        lif = net.populations[0].lif
+        signed = net._signed(list(net.init_state().weights))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/net.npz"
+            np.savez(
+                path,
+                pre=net.syn_pre[net.pre_order].numpy(),
+                post=net.pm_post.numpy(),
+                w=signed.numpy().astype(np.float64),
+                delay=(net.pm_delay.double() * 0.1).numpy(),
+            )
+            bcfg = dict(
+                cfg,
+                n=net.size,
+                tau_ms=lif.tau_mem_ms,
+                theta=lif.v_threshold,
+                v_reset=lif.v_reset,
+                v_rest=lif.v_rest,
+                refractory_ms=lif.refractory_ms,
+            )
+            out = subprocess.run(
+                [args.brian2_python, "-c", BRIAN2_SCRIPT, path, json.dumps(bcfg)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        b = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"Brian2 (cython): {b['synapses']} synapses, {args.seconds} s biological in "
+            f"{b['wall_s']:.2f} s wall (first 10 ms run incl. code generation "
+            f"{b['first_run_s']:.1f} s), rates exc {b['rate_exc_hz']:.2f} Hz "
+            f"inh {b['rate_inh_hz']:.2f} Hz"
+        )
+        for name, (wall, r_exc, r_inh) in results.items():
+            ok_t = wall <= b["wall_s"]
+            d_exc = abs(r_exc - b["rate_exc_hz"]) / b["rate_exc_hz"]
+            d_inh = abs(r_inh - b["rate_inh_hz"]) / b["rate_inh_hz"]
+            print(
+                f"{name}: wall {wall / b['wall_s']:.2f}x Brian2's ({'MET' if ok_t else 'NOT MET'}); "
+                f"rate difference exc {d_exc:.1%} inh {d_inh:.1%} "
+                f"({'MET' if max(d_exc, d_inh) <= 0.05 else 'NOT MET'} at 5%)"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--T", type=int, default=64)
@@ -128,8 +266,20 @@ def main() -> None:
     ap.add_argument("--N", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip", nargs="*", default=["neuro_spiking reference (eager autograd)"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--network", action="store_true", help="run the recurrent-network target")
+    ap.add_argument("--brian2-python", default=None, help="python with brian2 for --network")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--w-exc", type=float, default=0.5, help="excitatory weight (mV)")
+    ap.add_argument("--g", type=float, default=5.0, help="relative inhibitory weight")
+    ap.add_argument("--w-ext", type=float, default=1.0, help="Poisson input weight (mV)")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.network:
+        network_target(args)
+        return
     if args.memory_child:
         print(json.dumps(peak_memory_child(args.memory_child, args.T, args.B, args.N)))
         return

@@ -82,7 +82,7 @@ def test_fused_spikes_and_membrane_bit_identical_to_reference() -> None:
 @pytest.mark.compile
 @pytest.mark.slow
 def test_compile_backend_matches_reference() -> None:
-    x = away_from_threshold((8, 2, 5), seed=2)
+    x = away_from_threshold((4, 2, 5), seed=2)
     case = dict(reset="subtract", store_membrane=True)
     assert_backends_match(
         op("reference", **case),

