@@ -236,6 +236,36 @@ def test_triton_matches_reference(
 
 @pytest.mark.interpreter
 @needs_triton
+@pytest.mark.parametrize(
+    ("dtype", "shape"),
+    [
+        (torch.bfloat16, (1, 19, 2, 16, 16)),  # the kernel upcasts before tl.dot
+        (torch.float32, (2, 1, 1, 3, 5)),  # T = 1, tiny head dims
+        (torch.float32, (1, 40, 1, 130, 20)),  # Dk above one 128 block
+    ],
+)
+def test_triton_edge_cases(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    b, t, h, dk, dv = shape
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(b, t, h, d, generator=g) * 0.5 for d in (dk, dk, dv))
+
+    def make(backend: str):
+        def f(q, k, v):
+            return fast_weights(q, k, v, lr=0.7, decay=0.95, backend=backend)
+
+        return f
+
+    assert_backends_match(
+        make("reference"),
+        make("triton"),
+        {"q": q, "k": k, "v": v},
+        dtype=dtype,
+        grad=("q", "k", "v"),
+    )
+
+
+@pytest.mark.interpreter
+@needs_triton
 def test_triton_strength_goes_through_autograd() -> None:
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(1, 9, 2, 16, generator=g) for _ in range(3))
