@@ -22,9 +22,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-#: Logit written at masked positions: finite, so that 0·(masked logit) is 0 in the entropy terms,
-#: and far enough below any real logit that exp underflows to exactly 0.
-_MASKED = -1e30
+#: Logit written at masked positions: finite, so that 0·(masked logit) is 0 in the entropy terms
+#: (also after multiplication by an upstream entropy gradient), and far enough below any real
+#: logit that exp underflows to exactly 0.
+_MASKED = -1e20
 
 
 def _key_range(i0: int, i1: int, t: int, causal: bool, window: int | None) -> tuple[int, int]:
@@ -77,8 +78,22 @@ def _band_cols(i0: int, i1: int, lo: int, hi: int, w: int) -> tuple[int, int]:
     return max(lo, i0 - w + 1), min(hi, i1 + w - 1)
 
 
+def auto_block(b: int, h: int, t: int) -> int:
+    """Query rows per step: the largest power of two ≤ 512 whose ``[B, H, block, T]`` fp32 tile
+    fits in 16 MiB (few, large tensor ops amortize per-op overhead; the tile bounds memory)."""
+    block = 512
+    while block > 16 and b * h * block * t > 2**22:
+        block //= 2
+    return block
+
+
 class _Ctx:
-    """Per-call tensors in the blocked layout ``[B, H_kv, G, T, ·]`` (G = H / H_kv)."""
+    """Per-call tensors in the blocked layout ``[B, H_kv, G, T, ·]`` (G = H / H_kv).
+
+    Queries and keys carry two extra columns so that the key bias and the row log-sum-exp come out
+    of the matmul instead of costing elementwise passes over the ``[block, T]`` tile:
+    ``[q', 1, −lse_i] · [k, c_j, 1] = q'·k + c_j − lse_i`` (q' = β q / √D).
+    """
 
     def __init__(self, q, k, v, beta, kb, ga, gb, scale):  # type: ignore[no-untyped-def]
         b, t, h, d = q.shape
@@ -86,16 +101,25 @@ class _Ctx:
         g = h // hkv
         self.shape = (b, t, h, hkv, g, d)
         self.q = q.float().permute(0, 2, 1, 3).reshape(b, hkv, g, t, d)
-        self.k = k.float().permute(0, 2, 1, 3).contiguous()  # [B, H_kv, T, D]
-        self.v = v.float().permute(0, 2, 1, 3).contiguous()
         qs = torch.full((b, hkv, g, t), scale, dtype=torch.float32, device=q.device)
         if beta is not None:
             qs = qs * beta.float().permute(0, 2, 1).reshape(b, hkv, g, t)
         self.qscale = qs
-        self.qp = self.q * qs[..., None]
-        self.kb = None if kb is None else kb.float().permute(0, 2, 1).contiguous()  # [B, H_kv, T]
+        self.qa = torch.empty(b, hkv, g, t, d + 2, dtype=torch.float32, device=q.device)
+        torch.mul(self.q, qs[..., None], out=self.qa[..., :d])
+        self.qa[..., d] = 1.0
+        self.qa[..., d + 1] = 0.0
+        self.ka = torch.empty(b, hkv, t, d + 2, dtype=torch.float32, device=q.device)
+        self.ka[..., :d] = k.permute(0, 2, 1, 3)
+        self.ka[..., d] = 0.0 if kb is None else kb.permute(0, 2, 1)
+        self.ka[..., d + 1] = 1.0
+        self.has_kb = kb is not None
+        self.va = torch.empty(b, hkv, t, d + 1, dtype=torch.float32, device=q.device)
+        self.va[..., :d] = v.permute(0, 2, 1, 3)
+        self.va[..., d] = 1.0
         self.ga = None if ga is None else ga.float().permute(0, 2, 1).reshape(b, hkv, g, t)
         self.gb = None if gb is None else gb.float().permute(0, 2, 1).reshape(b, hkv, g, t)
+        self.last_gate: tuple[int, int, torch.Tensor] | None = None
 
     def logits(
         self,
@@ -106,69 +130,78 @@ class _Ctx:
         causal: bool,
         window: int | None,
         gate_w: int | None,
+        minus_lse: bool,
     ) -> torch.Tensor:
-        """Masked logits ``[B, H_kv, G, n, L]`` for queries ``i0:i1`` and keys ``lo:hi``."""
+        """Masked logits ``[B, H_kv, G, n, L]`` (minus the row lse when ``minus_lse``)."""
         b, _, _, hkv, g, d = self.shape
         n, length = i1 - i0, hi - lo
-        qb = self.qp[:, :, :, i0:i1].reshape(b, hkv, g * n, d)
-        s = torch.matmul(qb, self.k[:, :, lo:hi].transpose(-1, -2)).view(b, hkv, g, n, length)
-        if self.kb is not None:
-            s.add_(self.kb[:, :, None, None, lo:hi])
+        cols = d + 2 if minus_lse else d + 1
+        qb = self.qa[:, :, :, i0:i1, :cols].reshape(b, hkv, g * n, cols)
+        s = torch.matmul(qb, self.ka[:, :, lo:hi, :cols].transpose(-1, -2)).view(
+            b, hkv, g, n, length
+        )
+        self.last_gate = None
         if self.ga is not None and self.gb is not None and gate_w is not None:
             c0, c1 = _band_cols(i0, i1, lo, hi, gate_w)
             if c1 > c0:
-                s[..., c0 - lo : c1 - lo].add_(self._gate(i0, i1, c0, c1, gate_w, F.logsigmoid))
+                lg = self._log_gate(i0, i1, c0, c1, gate_w)
+                s[..., c0 - lo : c1 - lo].add_(lg)
+                self.last_gate = (c0, c1, lg)
         for c0, c1 in _masked_spans(i0, i1, lo, hi, causal, window):
             bad = _pair_mask(i1 - i0, c1 - c0, i0 - c0, causal, window, s.device)
             s[..., c0 - lo : c1 - lo].masked_fill_(bad, _MASKED)
         return s
 
-    def _gate(self, i0: int, i1: int, c0: int, c1: int, w: int, fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def _log_gate(self, i0: int, i1: int, c0: int, c1: int, w: int) -> torch.Tensor:
+        """log σ(a_i + b_j) on keys ``c0:c1``, 0 for pairs with ``|i − j| ≥ w``."""
         assert self.ga is not None
         assert self.gb is not None
-        x = fn(self.ga[..., i0:i1, None] + self.gb[..., None, c0:c1])
-        if c0 <= i1 - w or c1 > i0 + w:  # some pair in the span is outside the band
-            x.masked_fill_(_pair_mask(i1 - i0, c1 - c0, i0 - c0, False, w, x.device), 0.0)
-        return x
+        lg = F.logsigmoid(self.ga[..., i0:i1, None] + self.gb[..., None, c0:c1])
+        n = i1 - i0
+        # pairs outside the band sit in the first and last ≤ n columns of the span
+        for e0, e1 in ((c0, min(c1, i1 - w)), (max(c0, i0 + w), c1)):
+            if e1 > e0:
+                bad = _pair_mask(n, e1 - e0, i0 - e0, False, w, lg.device)
+                lg[..., e0 - c0 : e1 - c0].masked_fill_(bad, 0.0)
+        return lg
 
 
 def _forward(
     c: _Ctx, causal: bool, window: int | None, gate_w: int | None, entropy: bool, block: int
-):
+):  # type: ignore[no-untyped-def]
     b, t, _, hkv, g, d = c.shape
     out = torch.empty(b, hkv, g, t, d, dtype=torch.float32, device=c.q.device)
-    lse = torch.empty(b, hkv, g, t, dtype=torch.float32, device=c.q.device)
-    ent = torch.empty_like(lse) if entropy else None
+    ent = torch.empty(b, hkv, g, t, dtype=torch.float32, device=c.q.device) if entropy else None
     for i0 in range(0, t, block):
         i1 = min(t, i0 + block)
-        lo, hi = _key_range(i0, i1, t, causal, window)
-        s = c.logits(i0, i1, lo, hi, causal, window, gate_w)
-        m = s.amax(-1, keepdim=True)
-        s.sub_(m)
-        p = s.exp()
-        den = p.sum(-1, keepdim=True)
         n = i1 - i0
-        o = torch.matmul(p.view(b, hkv, g * n, hi - lo), c.v[:, :, lo:hi]).view(b, hkv, g, n, d)
-        out[:, :, :, i0:i1] = o / den
-        log_den = den.log()
-        lse[..., i0:i1] = (m + log_den).squeeze(-1)
+        lo, hi = _key_range(i0, i1, t, causal, window)
+        s = c.logits(i0, i1, lo, hi, causal, window, gate_w, minus_lse=False)
+        c.last_gate = None  # only the backward reuses the gate tile
+        p = torch.softmax(s, dim=-1)
+        # lse = m − log p(argmax): one max over s and one over p instead of a separate logsumexp
+        lse = s.amax(dim=-1) - p.amax(dim=-1).log()
+        pv = p.view(b, hkv, g * n, hi - lo)
+        out[:, :, :, i0:i1] = torch.matmul(pv, c.va[:, :, lo:hi, :d]).view(b, hkv, g, n, d)
+        c.qa[:, :, :, i0:i1, d + 1] = -lse
         if ent is not None:
-            ent[..., i0:i1] = (log_den - torch.linalg.vecdot(p, s)[..., None] / den).squeeze(-1)
-    return out, lse, ent
+            ent[..., i0:i1] = lse - torch.linalg.vecdot(p, s)
+    return out, ent
 
 
-def _backward(c: _Ctx, out, lse, ent, dout, dent, causal, window, gate_w, block):  # type: ignore[no-untyped-def]
+def _backward(c: _Ctx, out, ent, dout, dent, causal, window, gate_w, block):  # type: ignore[no-untyped-def]
     b, t, _, hkv, g, d = c.shape
-    do = dout.float().permute(0, 2, 1, 3).reshape(b, hkv, g, t, d)
-    corr = (do * out).sum(-1)  # dO_i·o_i
+    doa = torch.empty(b, hkv, g, t, d + 1, dtype=torch.float32, device=c.q.device)
+    doa[..., :d] = dout.float().permute(0, 2, 1, 3).reshape(b, hkv, g, t, d)
+    corr = (doa[..., :d] * out).sum(-1)  # dO_i·o_i
     de = None
     if dent is not None and ent is not None:
         de = dent.float().permute(0, 2, 1).reshape(b, hkv, g, t)
         corr = corr + de * ent  # dS = p·(dP − dO·o − dH·(log p + H))
-    dqp = torch.zeros_like(c.qp)
-    dk = torch.zeros_like(c.k)
-    dv = torch.zeros_like(c.v)
-    dkb = torch.zeros(b, hkv, t, device=c.q.device) if c.kb is not None else None
+    doa[..., d] = -corr
+    dqp = torch.empty(b, hkv, g, t, d, dtype=torch.float32, device=c.q.device)
+    dka = torch.zeros(b, hkv, t, d + 1, dtype=torch.float32, device=c.q.device)  # [dk, dc]
+    dv = torch.zeros(b, hkv, t, d, dtype=torch.float32, device=c.q.device)
     gated = c.ga is not None and gate_w is not None
     dga = torch.zeros_like(c.ga) if c.ga is not None and gated else None
     dgb = torch.zeros_like(c.gb) if c.gb is not None and gated else None
@@ -177,31 +210,31 @@ def _backward(c: _Ctx, out, lse, ent, dout, dent, causal, window, gate_w, block)
         n = i1 - i0
         lo, hi = _key_range(i0, i1, t, causal, window)
         length = hi - lo
-        logp = c.logits(i0, i1, lo, hi, causal, window, gate_w)
-        logp.sub_(lse[..., i0:i1, None])
+        logp = c.logits(i0, i1, lo, hi, causal, window, gate_w, minus_lse=True)
         p = logp.exp()
-        do_b = do[:, :, :, i0:i1].reshape(b, hkv, g * n, d)
-        ds = torch.matmul(do_b, c.v[:, :, lo:hi].transpose(-1, -2)).view(b, hkv, g, n, length)
-        dv[:, :, lo:hi] += torch.matmul(p.view(b, hkv, g * n, length).transpose(-1, -2), do_b)
-        ds.sub_(corr[..., i0:i1, None]).mul_(p)
+        do_b = doa[:, :, :, i0:i1].reshape(b, hkv, g * n, d + 1)
+        # [dO, −corr]·[v, 1] = dP − corr
+        ds = torch.matmul(do_b, c.va[:, :, lo:hi].transpose(-1, -2)).view(b, hkv, g, n, length)
+        p2 = p.view(b, hkv, g * n, length)
+        dv[:, :, lo:hi] += torch.matmul(p2.transpose(-1, -2), do_b[..., :d])
         if de is not None:
-            ds.addcmul_(logp.mul_(p), de[..., i0:i1, None], value=-1.0)
+            ds.addcmul_(logp, de[..., i0:i1, None], value=-1.0)
+        ds.mul_(p)
         ds2 = ds.view(b, hkv, g * n, length)
-        dqp[:, :, :, i0:i1] = torch.matmul(ds2, c.k[:, :, lo:hi]).view(b, hkv, g, n, d)
-        qb = c.qp[:, :, :, i0:i1].reshape(b, hkv, g * n, d)
-        dk[:, :, lo:hi] += torch.matmul(ds2.transpose(-1, -2), qb)
-        if dkb is not None:
-            dkb[:, :, lo:hi] += ds.sum(dim=(2, 3))
-        if dga is not None and dgb is not None and gate_w is not None:
-            c0, c1 = _band_cols(i0, i1, lo, hi, gate_w)
-            if c1 > c0:
-                gs = c._gate(i0, i1, c0, c1, gate_w, lambda x: torch.sigmoid(-x))
-                gs.mul_(ds[..., c0 - lo : c1 - lo])
-                dga[..., i0:i1] += gs.sum(-1)
-                dgb[..., c0:c1] += gs.sum(-2)
+        dqp[:, :, :, i0:i1] = torch.matmul(ds2, c.ka[:, :, lo:hi, :d]).view(b, hkv, g, n, d)
+        qb = c.qa[:, :, :, i0:i1, : d + 1].reshape(b, hkv, g * n, d + 1)
+        dka[:, :, lo:hi] += torch.matmul(ds2.transpose(-1, -2), qb)
+        if dga is not None and dgb is not None and c.last_gate is not None:
+            c0, c1, lg = c.last_gate
+            # ∂ log σ(x)/∂x = σ(−x) = −expm1(log σ(x)); 0 outside the band since lg = 0 there
+            gs = torch.expm1(lg).mul_(ds[..., c0 - lo : c1 - lo])
+            dga[..., i0:i1] -= gs.sum(-1)
+            dgb[..., c0:c1] -= gs.sum(-2)
+        c.last_gate = None
     dq = dqp * c.qscale[..., None]
     dqs = (dqp * c.q).sum(-1)  # ∂L/∂(β/√D) per row
-    return dq, dk, dv, dqs, dkb, dga, dgb
+    dkb = dka[..., d] if c.has_kb else None
+    return dq, dka[..., :d], dv, dqs, dkb, dga, dgb
 
 
 def _to_bthd(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -219,7 +252,7 @@ class BlockwiseAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, beta, kb, ga, gb, causal, window, gate_w, entropy, block):  # type: ignore[override]
         scale = 1.0 / math.sqrt(q.shape[-1])
         c = _Ctx(q, k, v, beta, kb, ga, gb, scale)
-        out, lse, ent = _forward(c, causal, window, gate_w, entropy, block)
+        out, ent = _forward(c, causal, window, gate_w, entropy, block)
         ctx.c, ctx.scale = c, scale
         ctx.meta = (causal, window, gate_w, block)
         ctx.dtypes = (
@@ -227,18 +260,18 @@ class BlockwiseAttention(torch.autograd.Function):
             None if beta is None else beta.dtype,
             None if kb is None else kb.dtype,
         )
-        ctx.save_for_backward(out, lse, ent)
+        ctx.save_for_backward(out, ent)
         o = _to_bthd(out, q)
         e = _to_bth(ent, q.dtype) if ent is not None else q.new_zeros(q.shape[:3])
         return o, e
 
     @staticmethod
     def backward(ctx, dout, dent):  # type: ignore[override]
-        out, lse, ent = ctx.saved_tensors
+        out, ent = ctx.saved_tensors
         causal, window, gate_w, block = ctx.meta
         c: _Ctx = ctx.c
         dq, dk, dv, dqs, dkb, dga, dgb = _backward(
-            c, out, lse, ent, dout, dent if ent is not None else None, causal, window, gate_w, block
+            c, out, ent, dout, dent if ent is not None else None, causal, window, gate_w, block
         )
         qdt = ctx.dtypes[0]
         d_beta = _to_bth(dqs * ctx.scale, ctx.dtypes[1]) if ctx.needs_input_grad[3] else None
@@ -277,12 +310,12 @@ def modulated_attention_blockwise(
     pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
     head_gain: torch.Tensor | None = None,
     return_entropy: bool = True,
-    block: int = 128,
+    block: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Blockwise CPU path; same contract as the reference (inputs are assumed validated).
 
     Computes in fp32 whatever the input dtype and casts back. ``block`` is the number of query
-    rows per step (memory ∝ B·H·block·T).
+    rows per step (memory ∝ B·H·block·T); None picks :func:`auto_block`.
 
     Returns:
         ``(out [B, T, H, D], entropy [B, T, H] or None)``.
@@ -291,8 +324,9 @@ def modulated_attention_blockwise(
     gate_w = None
     if pair_gate is not None:
         ga, gb, gate_w = pair_gate
+    rows = block if block is not None else auto_block(q.shape[0], q.shape[2], q.shape[1])
     out, ent = BlockwiseAttention.apply(
-        q, k, v, query_scale, key_bias, ga, gb, causal, window, gate_w, return_entropy, block
+        q, k, v, query_scale, key_bias, ga, gb, causal, window, gate_w, return_entropy, rows
     )
     if head_gain is not None:
         out = out * head_gain[..., None]
