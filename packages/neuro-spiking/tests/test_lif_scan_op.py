@@ -5,6 +5,8 @@ import torch
 
 from neuro_core.dispatch import triton_available
 from neuro_core.testing import Tolerance, assert_backends_match
+from neuro_spiking import AdaptiveLIFParams, adaptive_lif_scan
+from neuro_spiking.ops.alif_scan import fused_alif_scan
 from neuro_spiking.ops.lif_scan import fused_lif_scan
 from neuro_spiking.surrogates import ATan, FastSigmoid, MultiBit, Rectangular, Sigmoid, Triangle
 
@@ -142,3 +144,82 @@ def test_default_surrogate_is_atan() -> None:
     (ga,) = torch.autograd.grad(a.spikes.sum(), x)
     (gb,) = torch.autograd.grad(b.spikes.sum(), x)
     torch.testing.assert_close(ga, gb)
+
+
+def alif(backend: str, **fixed):
+    def run(x, v0, a0, beta):
+        return fused_alif_scan(
+            x, v0, a0, beta=beta, rho=0.9, adapt_increment=0.2, backend=backend, **fixed
+        )
+
+    return run
+
+
+ALIF_CASES = [
+    dict(reset="subtract"),
+    dict(reset="hard", v_reset=-0.2, surrogate=FastSigmoid()),
+    dict(reset="subtract", detach_reset=True, surrogate=Sigmoid()),
+]
+
+
+def alif_inputs(T: int, B: int, N: int, seed: int) -> dict[str, torch.Tensor]:
+    """Inputs whose membrane stays ≥ 0.02 from the adaptive threshold (fp16-safe)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(T, B, N, generator=g, dtype=torch.float64) * 0.9
+    v0 = torch.rand(B, N, generator=g, dtype=torch.float64) * 0.3
+    a0 = torch.rand(B, N, generator=g, dtype=torch.float64) * 0.1
+    beta = torch.linspace(0.7, 0.9, N, dtype=torch.float64)
+    v, a = v0.clone(), a0.clone()
+    for t in range(T):
+        h = beta * v + x[t]
+        x[t] = torch.where((h - 1.0 - a).abs() < 0.02, x[t] + 0.05, x[t])
+        h = beta * v + x[t]
+        s = (h >= 1.0 + a).double()
+        v, a = h - (1.0 + a) * s, 0.9 * a + 0.2 * s
+    return {"x": x.float(), "v0": v0.float(), "a0": a0.float(), "beta": beta.float()}
+
+
+@pytest.mark.interpreter
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(("T", "N"), [(9, 33), (12, 5)])
+@pytest.mark.parametrize("case", ALIF_CASES, ids=["sub", "hard", "detach"])
+def test_alif_triton_matches_reference(dtype: torch.dtype, T: int, N: int, case: dict) -> None:
+    tol = Tolerance(2e-2, 2e-2) if dtype == torch.float16 else None
+    assert_backends_match(
+        alif("reference", **case),
+        alif("triton", **case),
+        alif_inputs(T, 2, N, T * N),
+        dtype=dtype,
+        grad=("x", "v0", "a0", "beta"),
+        tolerance=tol,
+    )
+
+
+def test_alif_op_reference_equals_neuron_scan() -> None:
+    p = AdaptiveLIFParams(
+        refractory_ms=0.0,
+        reset="subtract",
+        v_rest=0.0,
+        v_reset=0.0,
+        v_threshold=1.0,
+        tau_adapt_ms=20.0,
+    )
+    x = torch.rand(30, 3, 4) * 0.6
+    s_neuron, st = adaptive_lif_scan(x, None, p)
+    rho = 1 - p.dt_ms / p.tau_adapt_ms
+    s, v, a = fused_alif_scan(
+        x,
+        beta=1 - p.dt_ms / p.tau_mem_ms,
+        rho=rho,
+        adapt_increment=p.adapt_increment,
+        backend="reference",
+    )
+    assert s.sum() > 5
+    torch.testing.assert_close(s, s_neuron)
+    torch.testing.assert_close(v, st.v)
+    torch.testing.assert_close(a, st.a)
+    with pytest.raises(ValueError, match="rho"):
+        fused_alif_scan(x, beta=0.9, rho=0.0, adapt_increment=0.1)
+    with pytest.raises(ValueError, match="a0"):
+        fused_alif_scan(x, a0=torch.zeros(2), beta=0.9, rho=0.5, adapt_increment=0.1)

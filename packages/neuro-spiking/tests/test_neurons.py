@@ -177,6 +177,12 @@ MODELS = {
     ),
     "if": (IFParams(), lif_init, lif_step, lif_scan),
     "alif": (AdaptiveLIFParams(), adaptive_lif_init, adaptive_lif_step, adaptive_lif_scan),
+    "alif-no-refractory": (
+        AdaptiveLIFParams(refractory_ms=0.0, reset="subtract"),
+        adaptive_lif_init,
+        adaptive_lif_step,
+        adaptive_lif_scan,
+    ),
     "gif": (GIFParams(levels=4), gif_init, gif_step, gif_scan),
     "izhikevich": (IzhikevichParams(), izhikevich_init, izhikevich_step, izhikevich_scan),
 }

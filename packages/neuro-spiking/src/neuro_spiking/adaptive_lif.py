@@ -30,6 +30,7 @@ from neuro_spiking._common import (
     decay,
     steps,
 )
+from neuro_spiking.ops.alif_scan import fused_alif_scan
 from neuro_spiking.surrogates import ATan, MultiBit, Surrogate, spike
 
 
@@ -122,12 +123,40 @@ def adaptive_lif_step(
 
 
 def adaptive_lif_scan(
-    x: torch.Tensor, state: AdaptiveLIFState | None, params: AdaptiveLIFParams
+    x: torch.Tensor,
+    state: AdaptiveLIFState | None,
+    params: AdaptiveLIFParams,
+    *,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, AdaptiveLIFState]:
-    """Steps over ``x [T, B, ...]`` from ``state`` (rest if None); returns ``(spikes, state)``."""
+    """Steps over ``x [T, B, ...]`` from ``state`` (rest if None); returns ``(spikes, state)``.
+
+    Without a refractory period this runs the fused op
+    :func:`~neuro_spiking.ops.alif_scan.fused_alif_scan` (Triton on CUDA); with one, the step
+    function.
+    """
     check_sequence(x)
     if state is None:
         state = adaptive_lif_init(x.new_zeros(x.shape[1:]), params)
+    p = params
+    if steps("refractory_ms", p.refractory_ms, p.dt_ms) == 0:
+        check_state_tensor("state.v", state.v, x[0] if x.shape[0] else state.v)
+        s, v, a = fused_alif_scan(
+            x,
+            state.v,
+            state.a,
+            beta=decay(p.tau_mem_ms, p.dt_ms, p.integrator),
+            rho=decay(p.tau_adapt_ms, p.dt_ms, p.integrator),
+            adapt_increment=p.adapt_increment,
+            v_rest=p.v_rest,
+            threshold=p.v_threshold,
+            v_reset=p.v_reset,
+            reset=p.reset,
+            detach_reset=p.detach_reset,
+            surrogate=p.surrogate,
+            backend=backend,
+        )
+        return s, AdaptiveLIFState(v, a, state.refractory)
     out = []
     for t in range(x.shape[0]):
         s, state = adaptive_lif_step(x[t], state, params)

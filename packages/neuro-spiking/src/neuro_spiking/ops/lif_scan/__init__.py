@@ -68,7 +68,8 @@ def _as_beta(beta: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b = float(beta)
         if not 0.0 < b <= 1.0:
             raise ValueError(f"beta must be in (0, 1], got {beta!r}")
-        return torch.tensor(b, dtype=torch.float32, device=x.device)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return torch.tensor(b, dtype=dtype, device=x.device)
     check_tensor("beta", beta, floating=True, device=x.device)
     try:
         torch.broadcast_shapes(beta.shape, x.shape[2:])

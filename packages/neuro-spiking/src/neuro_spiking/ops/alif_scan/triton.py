@@ -1,0 +1,280 @@
+"""Fused multi-step adaptive LIF forward and backward in Triton (one launch each for all T).
+
+The forward keeps ``v`` and ``a`` in registers and stores the spikes, the charged membrane
+``h_t`` and the adaptation ``a_{t−1}`` seen by each step (input dtype). The backward runs the
+adjoint recursion from the last step, with u_t = h_t − θ₀ − a_{t−1} and σ' the surrogate:
+
+    ds_t = ∂L/∂s_t + Δθ·da_t + [not detach]·(∂v_t/∂s_t)·dv_t
+        ∂v_t/∂s_t = −(θ₀ + a_{t−1} − v_reset) (subtract)  or  v_reset − h_t (hard)
+    du_t = ds_t·σ'(u_t)
+    dh_t = du_t + dv_t·(1 (subtract) or 1 − s_t (hard))
+    da_{t−1} = ρ·da_t − du_t − [subtract]·s_t·dv_t
+    ∂L/∂x_t = dh_t,  dv_{t−1} = β·dh_t,  ∂L/∂β += dh_t·(v_{t−1} − v_rest)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from neuro_spiking.ops.lif_scan.triton import _SURROGATE_CODE, _block, _surrogate
+from neuro_spiking.surrogates import Surrogate
+
+
+@triton.jit
+def _alif_fwd(
+    X,
+    V0,
+    A0,
+    BETA,
+    S,
+    H,
+    AP,
+    VT,
+    AT,
+    T,
+    BN,
+    NF,
+    rho,
+    dtheta,
+    v_rest,
+    thr,
+    v_reset,
+    SUBTRACT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
+    v = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    a = tl.load(A0 + offs, mask=mask, other=0.0).to(tl.float32)
+    for t in range(T):
+        x = tl.load(X + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        h = v_rest + beta * (v - v_rest) + x
+        fired = h >= thr + a
+        s = tl.where(fired, 1.0, 0.0)
+        tl.store(H + t * BN + offs, h.to(H.dtype.element_ty), mask=mask)
+        tl.store(AP + t * BN + offs, a.to(AP.dtype.element_ty), mask=mask)
+        tl.store(S + t * BN + offs, s.to(S.dtype.element_ty), mask=mask)
+        if SUBTRACT:
+            v = h - (thr + a - v_reset) * s
+        else:
+            v = tl.where(fired, v_reset, h)
+        a = rho * a + dtheta * s
+    tl.store(VT + offs, v.to(VT.dtype.element_ty), mask=mask)
+    tl.store(AT + offs, a.to(AT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _alif_bwd(
+    H,
+    AP,
+    V0,
+    BETA,
+    GS,
+    GV,
+    GA,
+    DX,
+    DV0,
+    DA0,
+    DBETA,
+    T,
+    BN,
+    NF,
+    rho,
+    dtheta,
+    v_rest,
+    thr,
+    v_reset,
+    alpha,
+    SUBTRACT: tl.constexpr,
+    DETACH: tl.constexpr,
+    KIND: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
+    v0 = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    dv = tl.load(GV + offs, mask=mask, other=0.0).to(tl.float32)
+    da = tl.load(GA + offs, mask=mask, other=0.0).to(tl.float32)
+    dbeta = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(T):
+        t = T - 1 - i
+        h = tl.load(H + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        a = tl.load(AP + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        gs = tl.load(GS + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        u = h - thr - a
+        s = tl.where(u >= 0, 1.0, 0.0)
+        sg = _surrogate(u, alpha, KIND)
+        ds = gs + dtheta * da
+        if not DETACH:
+            if SUBTRACT:
+                ds += -(thr + a - v_reset) * dv
+            else:
+                ds += (v_reset - h) * dv
+        du = ds * sg
+        if SUBTRACT:
+            dh = du + dv
+            da = rho * da - du - s * dv
+        else:
+            dh = du + dv * (1.0 - s)
+            da = rho * da - du
+        tl.store(DX + t * BN + offs, dh.to(DX.dtype.element_ty), mask=mask)
+        has_prev = t > 0
+        tp = tl.maximum(t - 1, 0)
+        hp = tl.load(H + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        ap = tl.load(AP + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        fired_p = hp >= thr + ap
+        if SUBTRACT:
+            vp = hp - (thr + ap - v_reset) * tl.where(fired_p, 1.0, 0.0)
+        else:
+            vp = tl.where(fired_p, v_reset, hp)
+        vp = tl.where(has_prev, vp, v0)
+        dbeta += dh * (vp - v_rest)
+        dv = dh * beta
+    tl.store(DV0 + offs, dv.to(DV0.dtype.element_ty), mask=mask)
+    tl.store(DA0 + offs, da.to(DA0.dtype.element_ty), mask=mask)
+    tl.store(DBETA + offs, dbeta, mask=mask)
+
+
+class ALIFScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        v0: torch.Tensor,
+        a0: torch.Tensor,
+        beta: torch.Tensor,
+        rho: float,
+        dtheta: float,
+        v_rest: float,
+        threshold: float,
+        v_reset: float,
+        subtract: bool,
+        detach_reset: bool,
+        surrogate: Surrogate,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T = x.shape[0]
+        nf = max(math.prod(x.shape[2:]), 1)
+        xc = x.contiguous()
+        v0c = v0.to(x.dtype).contiguous()
+        a0c = a0.to(x.dtype).contiguous()
+        bn = v0c.numel()
+        beta_full = beta.detach().to(torch.float32).expand(x.shape[2:]).contiguous()
+        spikes, h, a_prev = (torch.empty_like(xc) for _ in range(3))
+        v_t, a_t = torch.empty_like(v0c), torch.empty_like(a0c)
+        block = _block()
+        if bn > 0:
+            _alif_fwd[(triton.cdiv(bn, block),)](
+                xc,
+                v0c,
+                a0c,
+                beta_full,
+                spikes,
+                h,
+                a_prev,
+                v_t,
+                a_t,
+                T,
+                bn,
+                nf,
+                float(rho),
+                float(dtheta),
+                float(v_rest),
+                float(threshold),
+                float(v_reset),
+                SUBTRACT=subtract,
+                BLOCK=block,
+            )
+        ctx.save_for_backward(h, a_prev, v0c, beta, beta_full)
+        ctx.args = (rho, dtheta, v_rest, threshold, v_reset, subtract, detach_reset, surrogate)
+        return spikes, v_t, a_t
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, gs: torch.Tensor | None, gv: torch.Tensor | None, ga: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        h, a_prev, v0c, beta, beta_full = ctx.saved_tensors
+        rho, dtheta, v_rest, threshold, v_reset, subtract, detach_reset, surrogate = ctx.args
+        T, bn, nf = h.shape[0], v0c.numel(), max(beta_full.numel(), 1)
+        gs_c = torch.zeros_like(h) if gs is None else gs.contiguous()
+        gv_c = torch.zeros_like(v0c) if gv is None else gv.to(v0c.dtype).contiguous()
+        ga_c = torch.zeros_like(v0c) if ga is None else ga.to(v0c.dtype).contiguous()
+        dx, dv0, da0 = torch.empty_like(h), torch.empty_like(v0c), torch.empty_like(v0c)
+        dbeta = torch.empty(v0c.shape, dtype=torch.float32, device=h.device)
+        block = _block()
+        if bn > 0:
+            _alif_bwd[(triton.cdiv(bn, block),)](
+                h,
+                a_prev,
+                v0c,
+                beta_full,
+                gs_c,
+                gv_c,
+                ga_c,
+                dx,
+                dv0,
+                da0,
+                dbeta,
+                T,
+                bn,
+                nf,
+                float(rho),
+                float(dtheta),
+                float(v_rest),
+                float(threshold),
+                float(v_reset),
+                float(surrogate.alpha),
+                SUBTRACT=subtract,
+                DETACH=detach_reset,
+                KIND=_SURROGATE_CODE[surrogate.kind],
+                BLOCK=block,
+            )
+        dbeta_out = None
+        if ctx.needs_input_grad[3]:
+            g = dbeta
+            while g.ndim > beta.ndim:
+                g = g.sum(0)
+            for dim, size in enumerate(beta.shape):
+                if size == 1 and g.shape[dim] != 1:
+                    g = g.sum(dim, keepdim=True)
+            dbeta_out = g.to(beta.dtype)
+        return (dx, dv0, da0, dbeta_out, None, None, None, None, None, None, None, None)
+
+
+def alif_scan_triton(
+    x: torch.Tensor,
+    v0: torch.Tensor,
+    a0: torch.Tensor,
+    beta: torch.Tensor,
+    rho: float,
+    adapt_increment: float,
+    v_rest: float,
+    threshold: float,
+    v_reset: float,
+    reset: str,
+    detach_reset: bool,
+    surrogate: Surrogate,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triton adaptive-LIF scan; same contract as :func:`.reference.alif_scan_reference`."""
+    return ALIFScanTriton.apply(
+        x,
+        v0,
+        a0,
+        beta,
+        rho,
+        adapt_increment,
+        v_rest,
+        threshold,
+        v_reset,
+        reset == "subtract",
+        detach_reset,
+        surrogate,
+    )
