@@ -13,6 +13,17 @@ from neuro_models.config import LlamaConfig, swiglu_hidden
 from neuro_models.llama import Block, KVCache, Llama
 from neuro_models.params import tiny
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls gain nothing from threads; on a shared 2-core machine, OpenMP barriers waiting
+    # for descheduled threads made each of them cost tens of milliseconds.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 BASE = dict(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=40)
 
 

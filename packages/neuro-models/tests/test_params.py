@@ -22,6 +22,17 @@ from neuro_models.params import (
     tiny,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls gain nothing from threads; on a shared 2-core machine, OpenMP barriers waiting
+    # for descheduled threads made each of them cost tens of milliseconds.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # specs/reference-systems.md §1.11 (Meta's released Llama 3 / 3.1 configs).
 LLAMA3 = [
     (llama3_8b, 8_030_261_248, 525_336_576 * 2),
