@@ -151,9 +151,9 @@ S = Synapses(G, G, "w : volt", on_pre="v_post += w * int(not_refractory_post)")
 S.connect(i=d["pre"], j=d["post"])
 S.w = d["w"] * mV
 S.delay = (d["delay"] - cfg["dt_ms"]) * ms
+w_ext = cfg["w_ext"] * mV  # resolved by Brian2 from this module's namespace
 P = PoissonInput(G, "v", N=cfg["n_sources"], rate=cfg["rate_hz"] * Hz,
                  weight="w_ext * int(not_refractory)")
-P.namespace = {"w_ext": cfg["w_ext"] * mV}
 M = SpikeMonitor(G)
 net = Network(G, S, P, M)
 t0 = time.perf_counter(); net.run(10 * ms); codegen = time.perf_counter() - t0
@@ -239,8 +239,9 @@ def network_target(args: argparse.Namespace) -> None:
                 [args.brian2_python, "-c", BRIAN2_SCRIPT, path, json.dumps(bcfg)],
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if out.returncode != 0:
+                raise RuntimeError(f"Brian2 run failed:\n{out.stderr[-3000:]}")
         b = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"Brian2 (cython): {b['synapses']} synapses, {args.seconds} s biological in "

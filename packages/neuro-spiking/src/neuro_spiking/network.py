@@ -296,7 +296,8 @@ class Network:
         projections: synapses between them.
         dt_ms: simulation step; every population's ``lif.dt_ms`` must equal it.
         plasticity: projection index → :class:`PlasticityHook`.
-        compile: ``torch.compile`` the neuron block update (fast for long runs).
+        compile: ``torch.compile`` the neuron update of full blocks (``min_delay/dt`` steps;
+            partial blocks at the ends of a run stay eager).
     """
 
     def __init__(
@@ -474,7 +475,9 @@ class Network:
                 x = x + (
                     inject[done : done + k] if isinstance(inject, torch.Tensor) else inject(step, k)
                 )
-            spikes, v, refr = self._block_fn(
+            # compiled code is specialised on the block length: partial blocks run eagerly
+            block_fn = self._block_fn if k == self.min_delay else _lif_block
+            spikes, v, refr = block_fn(
                 x,
                 v,
                 refr,
