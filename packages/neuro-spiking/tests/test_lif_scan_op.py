@@ -1,12 +1,15 @@
 """The fused LIF op (CPU fused/compile backends and Triton kernels) against its reference."""
 
+import math
+
 import pytest
 import torch
 
 from neuro_core.dispatch import triton_available
 from neuro_core.testing import Tolerance, assert_backends_match
-from neuro_spiking import AdaptiveLIFParams, adaptive_lif_scan
+from neuro_spiking import AdaptiveLIFParams, GIFParams, adaptive_lif_scan, gif_scan
 from neuro_spiking.ops.alif_scan import fused_alif_scan
+from neuro_spiking.ops.gif_scan import fused_gif_scan
 from neuro_spiking.ops.lif_scan import fused_lif_scan
 from neuro_spiking.surrogates import ATan, FastSigmoid, MultiBit, Rectangular, Sigmoid, Triangle
 
@@ -223,3 +226,66 @@ def test_alif_op_reference_equals_neuron_scan() -> None:
         fused_alif_scan(x, beta=0.9, rho=0.0, adapt_increment=0.1)
     with pytest.raises(ValueError, match="a0"):
         fused_alif_scan(x, a0=torch.zeros(2), beta=0.9, rho=0.5, adapt_increment=0.1)
+
+
+def gif_inputs(T: int, B: int, N: int, seed: int, levels: int = 4) -> dict[str, torch.Tensor]:
+    """Inputs keeping v/θ ≥ 0.05 from every integer (no ambiguous floor) and p off the clamp
+    bounds, built by running the recursion in float64 and nudging."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T, B, N, generator=g, dtype=torch.float64) - 0.2) * 3
+    v0 = torch.rand(B, N, generator=g, dtype=torch.float64)
+    th0 = 1 + torch.rand(B, N, generator=g, dtype=torch.float64) * 0.2
+    v, th = v0.clone(), th0.clone()
+    for t in range(T):
+        p = 0.9 * v + x[t]
+        bound = 2 * levels * th
+        u = p / th
+        near = ((u - torch.round(u)).abs() < 0.05) | ((p.abs() - bound).abs() < 0.05)
+        x[t] = torch.where(near, x[t] + 0.15 * th, x[t])
+        p = 0.9 * v + x[t]
+        vc = torch.minimum(torch.maximum(p, -bound), bound)
+        s = torch.floor(vc / th).clamp(0, levels)
+        v = vc - s * th
+        th = th + 0.05 * s - 0.05 * (th - 1.0)
+    return {"x": x.float(), "v0": v0.float(), "theta0": th0.float()}
+
+
+def gif(backend: str):
+    def run(x, v0, theta0):
+        return fused_gif_scan(x, v0, theta0, beta=0.9, levels=4, adapt_rate=0.05, backend=backend)
+
+    return run
+
+
+@pytest.mark.interpreter
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(("T", "N"), [(9, 33), (12, 5)])
+def test_gif_triton_matches_reference(dtype: torch.dtype, T: int, N: int) -> None:
+    inputs = gif_inputs(T, 2, N, T + N)
+    if dtype == torch.float16:
+        # fp16 rounding of x moves v/θ by ~1e-3·L; keep the test to inputs that survive it
+        inputs = {k: v.half().float() for k, v in inputs.items()}
+    tol = Tolerance(3e-2, 3e-2) if dtype == torch.float16 else None
+    assert_backends_match(
+        gif("reference"),
+        gif("triton"),
+        inputs,
+        dtype=dtype,
+        grad=("x", "v0", "theta0"),
+        tolerance=tol,
+    )
+
+
+def test_gif_op_reference_equals_neuron_scan() -> None:
+    p = GIFParams(levels=4)
+    x = torch.rand(20, 3, 5) * 3
+    s_n, st = gif_scan(x, None, p)
+    s, v, th = fused_gif_scan(x, beta=math.exp(-1 / 10), levels=4, backend="reference")
+    torch.testing.assert_close(s, s_n)
+    torch.testing.assert_close(v, st.v)
+    torch.testing.assert_close(th, st.theta)
+    with pytest.raises(ValueError, match="levels"):
+        fused_gif_scan(x, beta=0.9, levels=0)
+    with pytest.raises(ValueError, match="theta0"):
+        fused_gif_scan(x, theta0=torch.ones(2), beta=0.9)

@@ -30,6 +30,7 @@ from neuro_spiking._common import (
     check_time_constant,
     decay,
 )
+from neuro_spiking.ops.gif_scan import fused_gif_scan
 from neuro_spiking.surrogates import MultiBit, spike
 
 
@@ -91,17 +92,30 @@ def gif_step(x: torch.Tensor, state: GIFState, params: GIFParams) -> tuple[torch
 
 
 def gif_scan(
-    x: torch.Tensor, state: GIFState | None, params: GIFParams
+    x: torch.Tensor, state: GIFState | None, params: GIFParams, *, backend: str = "auto"
 ) -> tuple[torch.Tensor, GIFState]:
-    """Steps over ``x [T, B, ...]`` from ``state`` (rest if None); returns ``(spikes, state)``."""
+    """GIF over ``x [T, B, ...]`` from ``state`` (rest if None); returns ``(spikes, state)``.
+
+    Runs the fused op :func:`~neuro_spiking.ops.gif_scan.fused_gif_scan` (Triton on CUDA);
+    identical to repeated :func:`gif_step`.
+    """
     check_sequence(x)
     if state is None:
         state = gif_init(x.new_zeros(x.shape[1:]), params)
-    out = []
-    for t in range(x.shape[0]):
-        s, state = gif_step(x[t], state, params)
-        out.append(s)
-    return (torch.stack(out) if out else torch.zeros_like(x)), state
+    check_state_tensor("state.v", state.v, x[0] if x.shape[0] else state.v)
+    p = params
+    s, v, theta = fused_gif_scan(
+        x,
+        state.v,
+        state.theta,
+        beta=decay(p.tau_mem_ms, p.dt_ms, p.integrator),
+        theta_rest=p.v_threshold,
+        levels=p.levels,
+        adapt_rate=p.adapt_rate,
+        clamp_factor=p.clamp_factor,
+        backend=backend,
+    )
+    return s, GIFState(v, theta)
 
 
 class GIF(nn.Module):

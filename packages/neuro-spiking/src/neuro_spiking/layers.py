@@ -81,7 +81,7 @@ class SpikingFFN(nn.Module):
         if self.neuron == "lif":
             s, _ = lif_scan(flat, None, self.lif, backend=self.backend)
         else:
-            s, _ = gif_scan(flat, None, self.gif)
+            s, _ = gif_scan(flat, None, self.gif, backend=self.backend)
         return s.reshape(self.steps, *current.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,207 @@
+"""Fused multi-step multi-bit GIF forward and backward in Triton (one launch each for all T).
+
+The forward keeps ``v`` and ``θ`` in registers and stores the spikes, the pre-clamp membrane
+``p_t = β·v_{t−1} + x_t`` and the threshold ``θ_{t−1}`` seen by each step. The backward, with
+``v' = clamp(p, ±cLθ)``, ``u = v'/θ`` and σ' Aura's multi-bit surrogate:
+
+    ds_t = ∂L/∂s_t + α·dθ_t − θ_{t−1}·dv_t
+    du_t = ds_t·σ'(u_t)
+    dv'_t = dv_t + du_t/θ_{t−1}
+    dθ_{t−1} = (1 − α)·dθ_t − s_t·dv_t − du_t·v'_t/θ²_{t−1} ± c·L·dv'_t·[clamped at ±]
+    ∂L/∂x_t = dv'_t·[not clamped],   dv_{t−1} = β·∂L/∂x_t
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from neuro_spiking.ops.lif_scan.triton import _block
+
+
+@triton.jit
+def _gif_fwd(
+    X,
+    V0,
+    TH0,
+    S,
+    P,
+    THP,
+    VT,
+    THT,
+    T,
+    BN,
+    beta,
+    theta_rest,
+    levels,
+    alpha,
+    cl,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    v = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    th = tl.load(TH0 + offs, mask=mask, other=1.0).to(tl.float32)
+    for t in range(T):
+        x = tl.load(X + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        p = beta * v + x
+        bound = cl * th
+        vc = tl.minimum(tl.maximum(p, -bound), bound)
+        s = tl.minimum(tl.maximum(tl.floor(vc / th), 0.0), levels)
+        tl.store(P + t * BN + offs, p.to(P.dtype.element_ty), mask=mask)
+        tl.store(THP + t * BN + offs, th.to(THP.dtype.element_ty), mask=mask)
+        tl.store(S + t * BN + offs, s.to(S.dtype.element_ty), mask=mask)
+        v = vc - s * th
+        th = th + alpha * s - alpha * (th - theta_rest)
+    tl.store(VT + offs, v.to(VT.dtype.element_ty), mask=mask)
+    tl.store(THT + offs, th.to(THT.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gif_bwd(
+    P,
+    THP,
+    GS,
+    GV,
+    GTH,
+    DX,
+    DV0,
+    DTH0,
+    T,
+    BN,
+    beta,
+    levels,
+    alpha,
+    cl,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    dv = tl.load(GV + offs, mask=mask, other=0.0).to(tl.float32)
+    dth = tl.load(GTH + offs, mask=mask, other=0.0).to(tl.float32)
+    for i in range(T):
+        t = T - 1 - i
+        p = tl.load(P + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        th = tl.load(THP + t * BN + offs, mask=mask, other=1.0).to(tl.float32)
+        gs = tl.load(GS + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        bound = cl * th
+        vc = tl.minimum(tl.maximum(p, -bound), bound)
+        u = vc / th
+        s = tl.minimum(tl.maximum(tl.floor(u), 0.0), levels)
+        tri = tl.maximum(1.0 - 2.0 * tl.abs(u - tl.floor(u + 0.5)), 0.0)
+        sg = tl.where((u >= 0.0) & (u <= levels + 1.0), tri, 0.0)
+        ds = gs + alpha * dth - th * dv
+        du = ds * sg
+        dvc = dv + du / th
+        dth_new = (1.0 - alpha) * dth - s * dv - du * vc / (th * th)
+        dth_new += tl.where(p > bound, cl * dvc, 0.0) - tl.where(p < -bound, cl * dvc, 0.0)
+        dp = tl.where((p > bound) | (p < -bound), 0.0, dvc)
+        tl.store(DX + t * BN + offs, dp.to(DX.dtype.element_ty), mask=mask)
+        dv = beta * dp
+        dth = dth_new
+    tl.store(DV0 + offs, dv.to(DV0.dtype.element_ty), mask=mask)
+    tl.store(DTH0 + offs, dth.to(DTH0.dtype.element_ty), mask=mask)
+
+
+class GIFScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        v0: torch.Tensor,
+        theta0: torch.Tensor,
+        beta: float,
+        theta_rest: float,
+        levels: int,
+        adapt_rate: float,
+        clamp_factor: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T = x.shape[0]
+        xc = x.contiguous()
+        v0c = v0.to(x.dtype).contiguous()
+        th0c = theta0.to(x.dtype).contiguous()
+        bn = v0c.numel()
+        spikes, p, th_prev = (torch.empty_like(xc) for _ in range(3))
+        v_t, th_t = torch.empty_like(v0c), torch.empty_like(th0c)
+        block = _block()
+        cl = float(clamp_factor) * levels
+        if bn > 0:
+            _gif_fwd[(triton.cdiv(bn, block),)](
+                xc,
+                v0c,
+                th0c,
+                spikes,
+                p,
+                th_prev,
+                v_t,
+                th_t,
+                T,
+                bn,
+                float(beta),
+                float(theta_rest),
+                float(levels),
+                float(adapt_rate),
+                cl,
+                BLOCK=block,
+            )
+        ctx.save_for_backward(p, th_prev)
+        ctx.args = (beta, levels, adapt_rate, cl)
+        return spikes, v_t, th_t
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, gs: torch.Tensor | None, gv: torch.Tensor | None, gth: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        p, th_prev = ctx.saved_tensors
+        beta, levels, adapt_rate, cl = ctx.args
+        T = p.shape[0]
+        shape = p.shape[1:]
+        bn = p[0].numel() if T else 0
+        gs_c = torch.zeros_like(p) if gs is None else gs.contiguous()
+        zeros = p.new_zeros(shape)
+        gv_c = zeros if gv is None else gv.to(p.dtype).contiguous()
+        gth_c = zeros if gth is None else gth.to(p.dtype).contiguous()
+        dx = torch.empty_like(p)
+        dv0 = torch.empty(shape, dtype=p.dtype, device=p.device)
+        dth0 = torch.empty(shape, dtype=p.dtype, device=p.device)
+        block = _block()
+        if bn > 0:
+            _gif_bwd[(triton.cdiv(bn, block),)](
+                p,
+                th_prev,
+                gs_c,
+                gv_c,
+                gth_c,
+                dx,
+                dv0,
+                dth0,
+                T,
+                bn,
+                float(beta),
+                float(levels),
+                float(adapt_rate),
+                cl,
+                BLOCK=block,
+            )
+        else:
+            dv0, dth0 = gv_c.clone(), gth_c.clone()
+        return (dx, dv0, dth0, None, None, None, None, None)
+
+
+def gif_scan_triton(
+    x: torch.Tensor,
+    v0: torch.Tensor,
+    theta0: torch.Tensor,
+    beta: float,
+    theta_rest: float,
+    levels: int,
+    adapt_rate: float,
+    clamp_factor: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triton GIF scan; same contract as :func:`.reference.gif_scan_reference`."""
+    return GIFScanTriton.apply(x, v0, theta0, beta, theta_rest, levels, adapt_rate, clamp_factor)
