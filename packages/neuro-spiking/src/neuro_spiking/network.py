@@ -29,6 +29,7 @@ LIF update per step and neuron (as :mod:`neuro_spiking.lif`, hard reset, absolut
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
@@ -260,32 +261,42 @@ class PoissonInput:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, start: int, k: int) -> torch.Tensor:
-        lam = torch.where(self.mask, self.lam, 0.0)
-        return _poisson(lam, k, self.generator) * self.weight
+        if self.lam > _INVERSE_CDF_MAX_MEAN:
+            lam = torch.where(self.mask, self.lam, 0.0).expand(k, -1).contiguous()
+            return torch.poisson(lam, generator=self.generator) * self.weight
+        u = torch.rand(k, self.mask.numel(), generator=self.generator)
+        return torch.searchsorted(self._cdf, u, right=True).to(u.dtype) * self._scale
+
+    @property
+    def _scale(self) -> torch.Tensor:
+        return self.mask.to(torch.float32) * self.weight
+
+    @property
+    def _cdf(self) -> torch.Tensor:
+        # P(N ≤ j), j = 0..; the inverse CDF of one uniform is an exact Poisson sample
+        if not hasattr(self, "_cdf_table"):
+            self._cdf_table = _poisson_cdf(self.lam)
+        return self._cdf_table
 
 
-#: Above this mean count, :func:`_poisson` uses ``torch.poisson`` instead of the inverse CDF.
+#: Above this mean count per step, :class:`PoissonInput` samples with ``torch.poisson``.
 _INVERSE_CDF_MAX_MEAN = 10.0
 
 
-def _poisson(lam: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """``[k, N]`` Poisson(lam) counts. For small means (the usual per-step input) the inverse
-    CDF on one uniform per entry is exact and ~10× faster than ``torch.poisson``."""
-    if lam.numel() == 0 or float(lam.max()) > _INVERSE_CDF_MAX_MEAN:
-        return torch.poisson(lam.expand(k, -1).contiguous(), generator=generator)
-    u = torch.rand(k, lam.numel(), generator=generator)
-    count = torch.zeros(k, lam.numel())
-    p = torch.exp(-lam)
-    cdf = p.clone()
-    # stop when no uniform lies above the CDF (the cap only guards float round-off near 1)
-    for j in range(1, 64):
-        more = u > cdf
-        if not bool(more.any()):
+def _poisson_cdf(lam: float) -> torch.Tensor:
+    """``[J]`` float32 table of P(N ≤ j) for N ~ Poisson(lam), up to where it rounds to 1."""
+    terms, p, cdf, j = [], math.exp(-lam), 0.0, 0
+    while True:
+        cdf += p
+        terms.append(min(cdf, 1.0))
+        j += 1
+        p *= lam / j
+        if cdf >= 1.0 - 1e-12 or j > 1000:
             break
-        count += more
-        p = p * lam / j
-        cdf = cdf + p
-    return count
+    table = torch.tensor(terms, dtype=torch.float64)
+    # a uniform u < 1 then always lands inside the table
+    table[-1] = 1.0
+    return table.to(torch.float32)
 
 
 class Network:
@@ -341,7 +352,8 @@ class Network:
         self.beta, self.v_rest, self.threshold, self.v_reset = (
             torch.cat(t) for t in (beta, v_rest, thr, v_reset)
         )
-        self.refractory_steps = torch.cat(ref).to(torch.int32)
+        self.refractory_steps = torch.cat(ref).to(torch.int64)
+        self.leak_bias = (1 - self.beta) * self.v_rest
         self._build_synapses()
         self.plasticity = dict(plasticity or {})
         for idx, hook in self.plasticity.items():
@@ -411,6 +423,10 @@ class Network:
         self.min_delay = int(self.syn_delay.min()) if self.syn_delay.numel() else 1
         self.max_delay = int(self.syn_delay.max()) if self.syn_delay.numel() else 1
         self.ring = self.max_delay + self.min_delay
+        # flat ring-buffer offset of every synapse: delay·N + post (pre-major order)
+        self.pm_offset = self.pm_delay * self.size + self.pm_post
+        self.pre_start = self.pre_ptr[:-1].clone()
+        self.pre_count = counts
 
     def init_state(self) -> NetworkState:
         """All neurons at rest, nothing in flight, initial weights and hook states."""
@@ -482,7 +498,7 @@ class Network:
                 v,
                 refr,
                 self.beta,
-                self.v_rest,
+                self.leak_bias,
                 self.threshold,
                 self.v_reset,
                 self.refractory_steps,
@@ -514,18 +530,20 @@ class Network:
         t_idx, pre = spikes.nonzero(as_tuple=True)
         if pre.numel() == 0:
             return 0
-        start = self.pre_ptr[pre]
-        count = self.pre_ptr[pre + 1] - start
+        count = self.pre_count[pre]
         total = int(count.sum())
         if total == 0:
             return 0
         # pre-major synapse ids of every spiking neuron, without a Python loop over spikes
+        ends = count.cumsum(0)
         offset = torch.repeat_interleave(
-            torch.stack([start - (count.cumsum(0) - count), t_idx]), count, dim=1
+            torch.stack([self.pre_start[pre] - (ends - count), (step + t_idx) * self.size]),
+            count,
+            dim=1,
         )
         syn = offset[0] + torch.arange(total)
-        arrival = (step + offset[1] + self.pm_delay[syn]) % self.ring
-        buf.view(-1).index_add_(0, arrival * self.size + self.pm_post[syn], signed[syn])
+        flat = (offset[1] + self.pm_offset[syn]) % buf.numel()
+        buf.view(-1).index_add_(0, flat, signed[syn])
         return total
 
     def _plasticity(
@@ -556,22 +574,29 @@ def _lif_block(
     v: torch.Tensor,
     refr: torch.Tensor,
     beta: torch.Tensor,
-    v_rest: torch.Tensor,
+    leak_bias: torch.Tensor,
     threshold: torch.Tensor,
     v_reset: torch.Tensor,
     refractory_steps: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Advance LIF neurons over ``x [K, N]``; returns ``(spikes [K, N] bool, v, refractory)``."""
+    """Advance LIF neurons over ``x [K, N]``; returns ``(spikes [K, N] bool, v, refractory)``.
+
+    ``refr`` counts the steps each neuron stays clamped; inside the block it is turned into the
+    block step at which the neuron is free again (one comparison per step)."""
+    K = x.shape[0]
+    free_at = refr.to(torch.int64)
+    xb = x + leak_bias
     out = []
-    for t in range(x.shape[0]):
-        h = v_rest + beta * (v - v_rest) + x[t]
-        active = refr <= 0
-        h = torch.where(active, h, v_reset)
-        s = (h >= threshold) & active
-        v = torch.where(s, v_reset, h)
-        refr = torch.where(s, refractory_steps, (refr - 1).clamp_min(0))
+    for t in range(K):
+        h = torch.addcmul(xb[t], beta, v)
+        active = free_at <= t
+        below = (h < threshold) & active
+        v = torch.where(below, h, v_reset)
+        s = active ^ below
+        free_at = torch.where(s, refractory_steps + (t + 1), free_at)
         out.append(s)
-    return torch.stack(out), v, refr
+    refr_out = (free_at - K).clamp_min(0).to(torch.int32)
+    return torch.stack(out), v, refr_out
 
 
 def brunel_like(
