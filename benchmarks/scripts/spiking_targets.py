@@ -6,8 +6,9 @@ SpikingJelly ``LIFNode(tau=10, decay_input=False, v_reset=0, step_mode="m")``):
 
 * time: every variant runs in this process, interleaved, best of ``--repeats`` after a warm-up;
   ratios are peer time / our time (target: ≥ 5× snnTorch, ≥ 1.5× SpikingJelly).
-* peak memory: each variant runs in a fresh subprocess; we report the rise of the peak RSS
-  (``VmHWM``, reset through ``/proc/self/clear_refs``) above the RSS after the inputs are built
+* peak memory: each variant runs in a fresh subprocess with a fixed glibc mmap threshold (so
+  freed tensors leave the RSS); we report the rise of the peak RSS (``VmHWM``, reset through
+  ``/proc/self/clear_refs``) above the RSS after the inputs and one warm-up run
   (target: ours ≤ SpikingJelly).
 
 Peers are optional: install them with
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -305,7 +307,10 @@ def main() -> None:
             "--N",
             str(args.N),
         ]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        # fixed glibc mmap threshold: every tensor ≥ 128 KiB is its own mapping, returned to the
+        # OS when freed, so the peak RSS tracks live tensor memory (not allocator caching)
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         mem[name] = float(res.stdout.strip().splitlines()[-1])
     ours = times["neuro_spiking fused"]
     for name in fns:

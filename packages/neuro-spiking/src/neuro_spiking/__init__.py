@@ -11,6 +11,16 @@ from neuro_spiking.adaptive_lif import (
     adaptive_lif_scan,
     adaptive_lif_step,
 )
+from neuro_spiking.encoding import (
+    CalibratedReadout,
+    delta_encode,
+    first_spike_time,
+    latency_encode,
+    poisson_encode,
+    rate_encode,
+    spike_count,
+    token_encode,
+)
 from neuro_spiking.gif import GIF, GIFParams, GIFState, gif_init, gif_scan, gif_step
 from neuro_spiking.izhikevich import (
     Izhikevich,
@@ -20,6 +30,7 @@ from neuro_spiking.izhikevich import (
     izhikevich_scan,
     izhikevich_step,
 )
+from neuro_spiking.layers import HybridFFN, SpikingFFN, ffn_parameter_count
 from neuro_spiking.lif import (
     IF,
     LIF,
@@ -31,6 +42,19 @@ from neuro_spiking.lif import (
     lif_step,
     lif_trace,
 )
+from neuro_spiking.monitor import ActivityMonitor, PopulationStats
+from neuro_spiking.network import (
+    Network,
+    NetworkState,
+    PlasticityHook,
+    PoissonInput,
+    Population,
+    Projection,
+    RunResult,
+    random_projection,
+)
+from neuro_spiking.ops.alif_scan import fused_alif_scan
+from neuro_spiking.ops.gif_scan import fused_gif_scan
 from neuro_spiking.ops.lif_scan import LIFScanOutput, fused_lif_scan
 from neuro_spiking.surrogates import (
     ATan,
@@ -50,12 +74,15 @@ __all__ = [
     "IF",
     "LIF",
     "ATan",
+    "ActivityMonitor",
     "AdaptiveLIF",
     "AdaptiveLIFParams",
     "AdaptiveLIFState",
+    "CalibratedReadout",
     "FastSigmoid",
     "GIFParams",
     "GIFState",
+    "HybridFFN",
     "IFParams",
     "Izhikevich",
     "IzhikevichParams",
@@ -64,14 +91,28 @@ __all__ = [
     "LIFScanOutput",
     "LIFState",
     "MultiBit",
+    "Network",
+    "NetworkState",
+    "PlasticityHook",
+    "PoissonInput",
+    "Population",
+    "PopulationStats",
+    "Projection",
     "Rectangular",
+    "RunResult",
     "Sigmoid",
+    "SpikingFFN",
     "Surrogate",
     "Triangle",
     "__version__",
     "adaptive_lif_init",
     "adaptive_lif_scan",
     "adaptive_lif_step",
+    "delta_encode",
+    "ffn_parameter_count",
+    "first_spike_time",
+    "fused_alif_scan",
+    "fused_gif_scan",
     "fused_lif_scan",
     "gif_init",
     "gif_scan",
@@ -79,9 +120,15 @@ __all__ = [
     "izhikevich_init",
     "izhikevich_scan",
     "izhikevich_step",
+    "latency_encode",
     "lif_init",
     "lif_scan",
     "lif_step",
     "lif_trace",
+    "poisson_encode",
+    "random_projection",
+    "rate_encode",
     "spike",
+    "spike_count",
+    "token_encode",
 ]

@@ -94,15 +94,19 @@ def _backward_chunk(
     detach_reset: bool,
     surrogate: Surrogate,
     want_beta: bool,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Recompute the chunk's membranes from ``v_start``, then run the adjoint backwards.
+
+    With ``out`` (eager use) each ``dx_t`` is written into ``out[t]`` instead of stacked.
 
     ``dv`` is the gradient of the membrane after the chunk's last step. Returns
     ``(dx [K, ...], dv before the chunk, dbeta partial [B, ...] summed over the chunk)``."""
     hs, v_prev = [], []
     v = v_start
     for t in range(x.shape[0]):
-        v_prev.append(v)
+        if want_beta:
+            v_prev.append(v)
         h = beta * v + x[t] + leak_bias
         hs.append(h)
         s = (h >= threshold).to(h.dtype)
@@ -119,12 +123,17 @@ def _backward_chunk(
             fired = hk >= threshold
             ds = grad_s[k] if detach_reset else grad_s[k] + (v_reset - hk) * dv
             dh = torch.where(fired, 0.0, dv) + ds * sg
-        dxs.append(dh)
+        if out is not None:
+            out[k].copy_(dh)
+        else:
+            dxs.append(dh)
         if want_beta:
             dbeta = dbeta + dh * (v_prev[k] - v_rest)
         dv = dh * beta
         if grad_m is not None and k > 0:
             dv = dv + grad_m[k - 1]
+    if out is not None:
+        return out, dv, dbeta
     dxs.reverse()
     return torch.stack(dxs), dv, dbeta
 
@@ -255,11 +264,13 @@ class LIFScanFunction(torch.autograd.Function):
                 detach_reset,
                 surrogate,
                 want_beta,
+                None if compiled else dx[start:end],
             )
             # the membrane before this chunk is also the trace output of step start − 1
             if gm_all is not None and start > 0:
                 dv = dv + gm_all[start - 1]
-            dx[start:end] = dx_chunk
+            if compiled:
+                dx[start:end] = dx_chunk
             if dbeta is not None:
                 dbeta += db
         dbeta_out = _reduce_like(dbeta, beta).to(beta.dtype) if dbeta is not None else None
