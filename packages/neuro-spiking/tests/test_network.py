@@ -1,5 +1,6 @@
 """Recurrent simulator: direction, delays, Dale's law, events, plasticity hooks, validation."""
 
+import math
 from typing import Any, NamedTuple
 
 import pytest
@@ -219,6 +220,13 @@ def test_poisson_input_rate_and_target_mask() -> None:
     assert x[:, :50].sum() == 0
     # mean increment per step: 0.5 · 10 · 20 Hz · 0.5 ms
     assert float(x[:, 50:].mean()) == pytest.approx(0.5 * 10 * 20 * 0.0005, rel=0.05)
+    # counts are Poisson(λ = 0.1): P(0), P(1), P(2) and variance = mean
+    counts = x[:, 50:] / 0.5
+    lam = 10 * 20 * 0.0005
+    for k in range(3):
+        p_k = math.exp(-lam) * lam**k / math.factorial(k)
+        assert float((counts == k).float().mean()) == pytest.approx(p_k, abs=0.003)
+    assert float(counts.var()) == pytest.approx(lam, rel=0.05)
 
 
 def test_event_driven_work_counts_only_active_synapses() -> None:
