@@ -138,6 +138,59 @@ def _backward_chunk(
     return torch.stack(dxs), dv, dbeta
 
 
+def _backward_inplace(
+    x: torch.Tensor,
+    v_start: torch.Tensor,
+    grad_s: torch.Tensor,
+    grad_m: torch.Tensor | None,
+    dv: torch.Tensor,
+    beta: torch.Tensor,
+    leak_bias: torch.Tensor,
+    v_rest: float,
+    threshold: float,
+    v_reset: float,
+    subtract: bool,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    want_beta: bool,
+    out: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eager twin of :func:`_backward_chunk` with fewer kernel launches per step: the
+    recompute mirrors :func:`_forward_inplace` bit for bit, and ``dx_t`` is written into
+    ``out[t]`` by the op that computes it."""
+    rho = threshold - v_reset
+    has_bias = bool(leak_bias.ndim) or bool(leak_bias != 0)
+    hs, fired, v_prev = [], [], []
+    v = v_start
+    for t in range(x.shape[0]):
+        if want_beta:
+            v_prev.append(v)
+        h = torch.mul(v, beta)
+        h += x[t]
+        if has_bias:
+            h += leak_bias
+        f = h >= threshold
+        hs.append(h)
+        fired.append(f)
+        v = torch.sub(h, f.to(h.dtype), alpha=rho) if subtract else h.masked_fill(f, v_reset)
+    dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
+    for k in range(x.shape[0] - 1, -1, -1):
+        hk = hs[k]
+        sg = surrogate.derivative(hk - threshold)
+        if subtract:
+            ds = grad_s[k] if detach_reset else torch.add(grad_s[k], dv, alpha=-rho)
+            dh = torch.addcmul(dv, ds, sg, out=out[k])
+        else:
+            ds = grad_s[k] if detach_reset else torch.addcmul(grad_s[k], v_reset - hk, dv)
+            dh = torch.addcmul(dv.masked_fill(fired[k], 0.0), ds, sg, out=out[k])
+        if want_beta:
+            dbeta = dbeta + dh * (v_prev[k] - v_rest)
+        dv = dh * beta
+        if grad_m is not None and k > 0:
+            dv += grad_m[k - 1]
+    return out, dv, dbeta
+
+
 _compiled_cache: dict[str, Callable[..., Any]] = {}
 
 
@@ -243,7 +296,7 @@ class LIFScanFunction(torch.autograd.Function):
             dv = dv + gm_all[T - 1]
         dx = torch.empty_like(x)
         dbeta = torch.zeros_like(x[0]) if want_beta else None
-        bwd = _get("backward", compiled)
+        bwd = _get("backward", True) if compiled else _backward_inplace
         starts = list(range(0, T, chunk))
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
