@@ -296,7 +296,7 @@ class LIFScanFunction(torch.autograd.Function):
             dv = dv + gm_all[T - 1]
         dx = torch.empty_like(x)
         dbeta = torch.zeros_like(x[0]) if want_beta else None
-        bwd = _get("backward", True) if compiled else _backward_inplace
+        bwd: Callable[..., Any] = _get("backward", True) if compiled else _backward_inplace
         starts = list(range(0, T, chunk))
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
