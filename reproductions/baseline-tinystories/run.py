@@ -57,13 +57,21 @@ def run_seed(seed: int, scale: dict, data, work: Path, threads: int | None) -> d
         n_heads=scale["n_heads"], n_kv_heads=scale["n_heads"],
         ffn_dim=swiglu_hidden(scale["d_model"]), max_seq_len=scale["seq_len"],
     )  # fmt: skip
+    run_dir = work / "baseline" / f"seed{seed}"
+    done = run_dir / "seed_result.json"
+    if done.is_file():
+        # A finished seed of an interrupted multi-seed invocation: reuse its evaluation.
+        cached = json.loads(done.read_text())
+        same_data = cached.get("tokenizer") == data.tokenizer.identity
+        if same_data and cached.get("scale") == scale and cached.get("steps") == scale["steps"]:
+            return cached["result"]
     torch.manual_seed(seed)
     model = Llama(mcfg)
     seq = scale["seq_len"]
     tc = TrainConfig(
         lr=scale["lr"], min_lr=scale["lr"] / 10, warmup_steps=scale["warmup"],
         max_steps=scale["steps"], batch_size=scale["batch"], seq_len=seq, seed=seed,
-        out_dir=str(work / "baseline" / f"seed{seed}"), eval_every=scale["eval_every"],
+        out_dir=str(run_dir), eval_every=scale["eval_every"],
         ckpt_every=50, log_every=10, resume=True, progress=sys.stderr.isatty(),
     )  # fmt: skip
     order = DataOrder(data.train, seq, scale["batch"], seed=seed)
@@ -83,7 +91,7 @@ def run_seed(seed: int, scale: dict, data, work: Path, threads: int | None) -> d
         generator=torch.Generator().manual_seed(seed),
     )[0]
     counts = count_parameters(mcfg)
-    return {
+    result = {
         "seed": seed,
         "val_nll": full.nll,
         "val_ppl": full.ppl,
@@ -100,6 +108,17 @@ def run_seed(seed: int, scale: dict, data, work: Path, threads: int | None) -> d
         "story": "Once upon a time" + story,
         "run_dir": tc.out_dir,
     }
+    done.write_text(
+        json.dumps(
+            {
+                "scale": scale,
+                "steps": res.final_step,
+                "tokenizer": data.tokenizer.identity,
+                "result": result,
+            }
+        )
+    )
+    return result
 
 
 def write_report(scale_name: str, corpus: str, rows: list[dict], curve_png: Path, cfg: dict) -> str:
