@@ -237,3 +237,21 @@ def test_cli_random_tiny(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_missing_run_dir(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"tokenizer\.json"):
         main(["--run-dir", str(tmp_path), "--prompt", "x"])
+
+
+def test_cli_run_dir_uses_the_trained_weights(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuro_models.checkpoint import save_checkpoint
+    from neuro_models.data.tokenizers import ByteTokenizer
+
+    torch.manual_seed(5)
+    model = Llama(tiny(vocab_size=256).replace(init_std=0.3)).eval()
+    save_checkpoint(
+        tmp_path / "checkpoints", 1, model=model.state_dict(),
+        meta={"model_config": model.config.to_dict()},
+    )  # fmt: skip
+    (tmp_path / "tokenizer.json").write_text(ByteTokenizer().to_json())
+    config = SamplingConfig(max_new_tokens=6, temperature=0.0)
+    want = ByteTokenizer().decode(generate(model, [list(b"Hey")], config)[0])
+    argv = ["--run-dir", str(tmp_path), "--prompt", "Hey", "--max-new-tokens", "6"]
+    assert main([*argv, "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == "Hey" + want + "\n"

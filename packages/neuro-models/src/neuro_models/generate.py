@@ -277,7 +277,12 @@ def _load_run(run_dir: Path) -> tuple[Llama, Any]:
         raise ValueError(f"--run-dir: checkpoint {str(ckpt.path)!r} has no model_config")
     model_config = {k: v for k, v in model_config.items() if k != "type"}
     model = Llama(LlamaConfig.from_dict(model_config))
-    model.load_state_dict(ckpt.model, strict=False)
+    try:
+        model.load_state_dict(ckpt.model)
+    except RuntimeError as err:
+        raise ValueError(
+            f"--run-dir: checkpoint {str(ckpt.path)!r} does not fit a Llama: {err}"
+        ) from err
     return model, load_tokenizer(tok_path.read_text())
 
 
