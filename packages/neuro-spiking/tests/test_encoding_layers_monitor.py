@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from neuro_core.testing import ContractSpec, check_contract, contract_cases
 from neuro_spiking.encoding import (
     CalibratedReadout,
     delta_encode,
@@ -155,3 +156,27 @@ def test_monitor_plots_png(tmp_path: Path) -> None:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="path"):
         mon.plot_raster(tmp_path / "r.jpg")
+
+
+FFN_SPECS = [
+    ContractSpec(
+        name="neuro_spiking.SpikingFFN",
+        build=lambda: SpikingFFN(6, 10, steps=3),
+        make_input=lambda g, b, t: torch.randn(b, t, 6, generator=g) * 2,
+    ),
+    ContractSpec(
+        name="neuro_spiking.SpikingFFN-gif",
+        build=lambda: SpikingFFN(6, 10, steps=3, neuron="gif"),
+        make_input=lambda g, b, t: torch.randn(b, t, 6, generator=g) * 2,
+    ),
+    ContractSpec(
+        name="neuro_spiking.HybridFFN",
+        build=lambda: HybridFFN(6, 10, steps=3),
+        make_input=lambda g, b, t: torch.randn(b, t, 6, generator=g) * 2,
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "contract"), contract_cases(FFN_SPECS))
+def test_ffn_contracts(spec: ContractSpec, contract: str) -> None:
+    check_contract(spec, contract)
