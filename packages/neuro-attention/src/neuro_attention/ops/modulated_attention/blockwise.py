@@ -78,13 +78,39 @@ def _band_cols(i0: int, i1: int, lo: int, hi: int, w: int) -> tuple[int, int]:
     return max(lo, i0 - w + 1), min(hi, i1 + w - 1)
 
 
+#: fp32 elements of one ``[B, H, rows, keys]`` tile in the automatic schedule (16 MiB).
+_TILE_ELEMENTS = 2**22
+
+
 def auto_block(b: int, h: int, t: int) -> int:
     """Query rows per step: the largest power of two ≤ 512 whose ``[B, H, block, T]`` fp32 tile
     fits in 16 MiB (few, large tensor ops amortize per-op overhead; the tile bounds memory)."""
     block = 512
-    while block > 16 and b * h * block * t > 2**22:
+    while block > 16 and b * h * block * t > _TILE_ELEMENTS:
         block //= 2
     return block
+
+
+def row_blocks(
+    t: int, causal: bool, window: int | None, block: int, budget: int | None = None
+) -> tuple[tuple[int, int], ...]:
+    """Query blocks ``(i0, i1)``: ``block`` rows each, or, with ``budget``, as many rows as keep
+    ``rows × visible keys ≤ budget`` (at least ``block``): early causal rows see few keys, so
+    their blocks grow and the schedule needs fewer, larger tensor ops for the same peak memory."""
+    out = []
+    i0 = 0
+    while i0 < t:
+        n = min(block, t - i0)
+        if budget is not None:
+            lo_n, hi_n = n, t - i0
+            while lo_n < hi_n:  # largest n whose tile fits the budget
+                mid = (lo_n + hi_n + 1) // 2
+                lo, hi = _key_range(i0, i0 + mid, t, causal, window)
+                lo_n, hi_n = (mid, hi_n) if mid * (hi - lo) <= budget else (lo_n, mid - 1)
+            n = lo_n
+        out.append((i0, i0 + n))
+        i0 += n
+    return tuple(out)
 
 
 class _Ctx:
@@ -156,7 +182,8 @@ class _Ctx:
         """log σ(a_i + b_j) on keys ``c0:c1``, 0 for pairs with ``|i − j| ≥ w``."""
         assert self.ga is not None
         assert self.gb is not None
-        lg = F.logsigmoid(self.ga[..., i0:i1, None] + self.gb[..., None, c0:c1])
+        # log σ(x) = −softplus(−x), in place: no extra buffer (F.logsigmoid keeps one)
+        lg = F.softplus((self.ga[..., i0:i1, None] + self.gb[..., None, c0:c1]).neg_()).neg_()
         n = i1 - i0
         # pairs outside the band sit in the first and last ≤ n columns of the span
         for e0, e1 in ((c0, min(c1, i1 - w)), (max(c0, i0 + w), c1)):
@@ -167,13 +194,17 @@ class _Ctx:
 
 
 def _forward(
-    c: _Ctx, causal: bool, window: int | None, gate_w: int | None, entropy: bool, block: int
+    c: _Ctx,
+    causal: bool,
+    window: int | None,
+    gate_w: int | None,
+    entropy: bool,
+    rows: tuple[tuple[int, int], ...],
 ):  # type: ignore[no-untyped-def]
     b, t, _, hkv, g, d = c.shape
     out = torch.empty(b, hkv, g, t, d, dtype=torch.float32, device=c.q.device)
     ent = torch.empty(b, hkv, g, t, dtype=torch.float32, device=c.q.device) if entropy else None
-    for i0 in range(0, t, block):
-        i1 = min(t, i0 + block)
+    for i0, i1 in rows:
         n = i1 - i0
         lo, hi = _key_range(i0, i1, t, causal, window)
         s = c.logits(i0, i1, lo, hi, causal, window, gate_w, minus_lse=False)
@@ -189,7 +220,7 @@ def _forward(
     return out, ent
 
 
-def _backward(c: _Ctx, out, ent, dout, dent, causal, window, gate_w, block):  # type: ignore[no-untyped-def]
+def _backward(c: _Ctx, out, ent, dout, dent, causal, window, gate_w, rows):  # type: ignore[no-untyped-def]
     b, t, _, hkv, g, d = c.shape
     doa = torch.empty(b, hkv, g, t, d + 1, dtype=torch.float32, device=c.q.device)
     doa[..., :d] = dout.float().permute(0, 2, 1, 3).reshape(b, hkv, g, t, d)
@@ -205,8 +236,7 @@ def _backward(c: _Ctx, out, ent, dout, dent, causal, window, gate_w, block):  # 
     gated = c.ga is not None and gate_w is not None
     dga = torch.zeros_like(c.ga) if c.ga is not None and gated else None
     dgb = torch.zeros_like(c.gb) if c.gb is not None and gated else None
-    for i0 in range(0, t, block):
-        i1 = min(t, i0 + block)
+    for i0, i1 in rows:
         n = i1 - i0
         lo, hi = _key_range(i0, i1, t, causal, window)
         length = hi - lo
@@ -220,6 +250,7 @@ def _backward(c: _Ctx, out, ent, dout, dent, causal, window, gate_w, block):  # 
         if de is not None:
             ds.addcmul_(logp, de[..., i0:i1, None], value=-1.0)
         ds.mul_(p)
+        del p, p2, logp  # free the tiles before the gate gradient allocates its own
         ds2 = ds.view(b, hkv, g * n, length)
         dqp[:, :, :, i0:i1] = torch.matmul(ds2, c.ka[:, :, lo:hi, :d]).view(b, hkv, g, n, d)
         qb = c.qa[:, :, :, i0:i1, : d + 1].reshape(b, hkv, g * n, d + 1)
@@ -249,12 +280,12 @@ def _to_bth(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 class BlockwiseAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, beta, kb, ga, gb, causal, window, gate_w, entropy, block):  # type: ignore[override]
+    def forward(ctx, q, k, v, beta, kb, ga, gb, causal, window, gate_w, entropy, rows):  # type: ignore[override]
         scale = 1.0 / math.sqrt(q.shape[-1])
         c = _Ctx(q, k, v, beta, kb, ga, gb, scale)
-        out, ent = _forward(c, causal, window, gate_w, entropy, block)
+        out, ent = _forward(c, causal, window, gate_w, entropy, rows)
         ctx.c, ctx.scale = c, scale
-        ctx.meta = (causal, window, gate_w, block)
+        ctx.meta = (causal, window, gate_w, rows)
         ctx.dtypes = (
             q.dtype,
             None if beta is None else beta.dtype,
@@ -268,10 +299,10 @@ class BlockwiseAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dent):  # type: ignore[override]
         out, ent = ctx.saved_tensors
-        causal, window, gate_w, block = ctx.meta
+        causal, window, gate_w, rows = ctx.meta
         c: _Ctx = ctx.c
         dq, dk, dv, dqs, dkb, dga, dgb = _backward(
-            c, out, ent, dout, dent if ent is not None else None, causal, window, gate_w, block
+            c, out, ent, dout, dent if ent is not None else None, causal, window, gate_w, rows
         )
         qdt = ctx.dtypes[0]
         d_beta = _to_bth(dqs * ctx.scale, ctx.dtypes[1]) if ctx.needs_input_grad[3] else None
@@ -315,7 +346,8 @@ def modulated_attention_blockwise(
     """Blockwise CPU path; same contract as the reference (inputs are assumed validated).
 
     Computes in fp32 whatever the input dtype and casts back. ``block`` is the number of query
-    rows per step (memory ∝ B·H·block·T); None picks :func:`auto_block`.
+    rows per step (memory ∝ B·H·block·T); None picks :func:`auto_block` rows as the minimum and
+    grows blocks while their ``[B, H, rows, keys]`` tile stays within the same budget.
 
     Returns:
         ``(out [B, T, H, D], entropy [B, T, H] or None)``.
@@ -324,7 +356,12 @@ def modulated_attention_blockwise(
     gate_w = None
     if pair_gate is not None:
         ga, gb, gate_w = pair_gate
-    rows = block if block is not None else auto_block(q.shape[0], q.shape[2], q.shape[1])
+    b, t, h, _ = q.shape
+    if block is not None:
+        rows = row_blocks(t, causal, window, block)
+    else:
+        base = auto_block(b, h, t)
+        rows = row_blocks(t, causal, window, base, budget=base * t)
     out, ent = BlockwiseAttention.apply(
         q, k, v, query_scale, key_bias, ga, gb, causal, window, gate_w, return_entropy, rows
     )
