@@ -266,3 +266,17 @@ def test_config_dict_round_trip_and_unknown_keys() -> None:
 def test_swiglu_hidden(d: int, want: int) -> None:
     # floor(8d/3) rounded down to a multiple of 8, computed by hand.
     assert swiglu_hidden(d) == want
+
+
+def test_gqa_fallback_for_torch_without_enable_gqa(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch 2.4 has no SDPA enable_gqa; the model then repeats the key/value heads itself.
+    import neuro_models.llama as llama_module
+
+    torch.manual_seed(5)
+    model = Llama(LlamaConfig(**BASE)).eval()
+    tokens = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        native = model(tokens)
+        monkeypatch.setattr(llama_module, "_SDPA_GQA", False)
+        fallback = model(tokens)
+    torch.testing.assert_close(fallback, native, atol=1e-6, rtol=1e-5)
