@@ -44,7 +44,7 @@ SCALES: dict[str, dict] = {
     # (shared/specs/reference-systems.md §6.4: ~1-2M params and ~1M tokens per arm on CPU).
     "cpu": dict(
         d_model=128, n_layers=4, n_heads=4, vocab=4096, seq_len=128, batch=16, steps=500,
-        warmup=50, lr=3e-3, eval_every=50, curve_tokens=32_768, eval_tokens=None, gen_tokens=160,
+        warmup=50, lr=3e-3, eval_every=50, curve_tokens=32_768, eval_tokens=None, gen_tokens=120,
     ),
 }  # fmt: skip
 
@@ -82,11 +82,14 @@ def run_seed(seed: int, scale: dict, data, work: Path, threads: int | None) -> d
 
     res = train(model, tc, order, eval_fn=curve, tokenizer_id=data.tokenizer.identity)
     full = evaluate(model, data.valid, seq, max_tokens=scale["eval_tokens"], batch_size=32)
+    prompt = "Once upon a time"
+    # prompt + sample must fit the context the model was trained with
+    room = seq - len(data.tokenizer.encode(prompt))
     story = generate_text(
         model,
         data.tokenizer,
-        ["Once upon a time"],
-        SamplingConfig(max_new_tokens=scale["gen_tokens"], temperature=0.8, top_k=40),
+        [prompt],
+        SamplingConfig(max_new_tokens=min(scale["gen_tokens"], room), temperature=0.8, top_k=40),
         stop_strings=["<|endoftext|>"],
         generator=torch.Generator().manual_seed(seed),
     )[0]
@@ -105,7 +108,7 @@ def run_seed(seed: int, scale: dict, data, work: Path, threads: int | None) -> d
         "params_total": counts.total,
         "params_embedding": counts.embedding,
         "params_non_embedding": counts.non_embedding,
-        "story": "Once upon a time" + story,
+        "story": prompt + story,
         "run_dir": tc.out_dir,
     }
     done.write_text(
