@@ -39,6 +39,38 @@ def _fmt(d: dict[str, float], digits: int = 4) -> str:
     return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
 
 
+def select_runs(
+    runs: list[dict], extra: list[dict], sweep_lr: dict[str, float], n_seeds: int
+) -> tuple[list[dict], dict[str, float], dict[str, str], list[dict[str, Any]]]:
+    """Pick each arm's learning rate among its full-budget runs by mean **dev** NLL.
+
+    ``runs`` used the sweep's choice; ``extra`` are supplementary full-budget runs of some arms at
+    other rates (``run.py --arms X --lr R``). A rate needs all ``n_seeds`` seeds to compete. The
+    validation stories are never used for the choice.
+
+    Returns ``(chosen runs, lr per arm, source per arm, candidate table)``.
+    """
+    pool = [*runs, *extra]
+    chosen_lr, source, table = dict(sweep_lr), dict.fromkeys(ARMS, "sweep"), []
+    for a in ARMS:
+        by_lr: dict[float, list[dict]] = {}
+        for r in pool:
+            if r["arm"] == a:
+                by_lr.setdefault(r["lr"], []).append(r)
+        for lr, rs in sorted(by_lr.items()):
+            table.append({"arm": a, "lr": lr, "n": len(rs), "dev_nll": _ms([r["dev_nll"] for r in rs]),
+                          "valid_nll": _ms([r["valid"]["nll"] for r in rs]),
+                          "from": "sweep choice" if lr == sweep_lr[a] else "supplementary"})  # fmt: skip
+        complete = {lr: rs for lr, rs in by_lr.items() if len(rs) == n_seeds}
+        if len(complete) > 1:
+            best = min(complete, key=lambda lr: sum(r["dev_nll"] for r in complete[lr]))
+            if best != sweep_lr[a]:
+                chosen_lr[a], source[a] = best, "full-budget dev NLL"
+    chosen = [r for r in pool if r["lr"] == chosen_lr[r["arm"]]]
+    chosen.sort(key=lambda r: (ARMS.index(r["arm"]), r["seed"]))
+    return chosen, chosen_lr, source, table
+
+
 def summarize(
     p: ScalePreset,
     scale: str,
@@ -368,12 +400,30 @@ def _report(s: dict[str, Any], table: str) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     tb = arms["B"]["params"]["total"]
+    src = s.get("lr_selection", {}).get("source", {})
     for a in ARMS:
         c = arms[a]["params"]
         lines.append(
             f"| {a} | {arms[a]['description']} | {c['total']:,} | "
-            f"{c['total'] / tb - 1:+.2%} | {c['control']:,} | {arms[a]['lr']:g} |"
+            f"{c['total'] / tb - 1:+.2%} | {c['control']:,} | {arms[a]['lr']:g}"
+            f"{' (full-budget dev)' if src.get(a, 'sweep') != 'sweep' else ''} |"
         )
+    sel = s.get("lr_selection")
+    if sel and len(sel["candidates"]) > len(ARMS):
+        lines += [
+            "",
+            "Full-budget runs at more than one rate (supplementary runs, `run.py --arms X --lr R`);"
+            " the rate with the lower mean **dev** NLL is used (validation never chooses):",
+            "",
+            "| arm | lr | from | seeds | dev NLL | valid NLL | used |",
+            "| --- | ---: | --- | ---: | --- | --- | --- |",
+        ]
+        for c in sel["candidates"]:
+            if sum(1 for d in sel["candidates"] if d["arm"] == c["arm"]) < 2:
+                continue
+            used = "yes" if arms[c["arm"]]["lr"] == c["lr"] else ""
+            lines.append(f"| {c['arm']} | {c['lr']:g} | {c['from']} | {c['n']} | "
+                         f"{_fmt(c['dev_nll'])} | {_fmt(c['valid_nll'])} | {used} |")  # fmt: skip
     lines += [
         "",
         "## Held-out results (mean ± sd over seeds)",

@@ -276,6 +276,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (use --workers 1)")
     ap.add_argument(
+        "--arms",
+        nargs="+",
+        choices=ARMS,
+        default=None,
+        help="run only these arms (a supplementary check: raw.json, no report)",
+    )
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="skip the sweep and use this learning rate for every arm",
+    )
+    ap.add_argument(
         "--report-only",
         action="store_true",
         help="rebuild REPORT.md, plots and results/ from results/raw.json",
@@ -288,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = tuple(args.seeds) if args.seeds else p.seeds
     out = Path(args.out) if args.out else {"smoke": HERE / ".smoke", "cpu": HERE,
                                           "gpu": HERE / "gpu"}[args.scale]  # fmt: skip
+    if args.arms and not args.out:
+        # a supplementary subset never overwrites the main run's results
+        lr_tag = "sweep" if args.lr is None else f"lr{args.lr:g}"
+        out = out / "results" / f"supplementary-{'-'.join(args.arms)}-{lr_tag}".replace("'", "p")
     (out / "results").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     if args.report_only:
@@ -319,18 +336,22 @@ def main(argv: list[str] | None = None) -> int:
         "threads": max(1, (os.cpu_count() or 2) // max(1, args.workers)),
         "log_every": 1 if p.steps <= 50 else 5, "device": args.device,
     }  # fmt: skip
-    sweep_jobs = [dict(base, arm=a, lr=lr, seed=seeds[0], steps=p.sweep_steps, kind="sweep")
-                  for a in ARMS for lr in p.sweep_lrs]  # fmt: skip
-    print(f"LR sweep: {len(sweep_jobs)} runs of {p.sweep_steps} steps", flush=True)
-    sweep = _run_all(sweep_jobs, args.workers)
-    best_lr = {}
-    for a in ARMS:
-        rows = sorted((r for r in sweep if r["arm"] == a), key=lambda r: r["lr"])
-        best_lr[a] = min(rows, key=lambda r: r["dev_nll"])["lr"]
-    print("  best lr: " + ", ".join(f"{a}={best_lr[a]:g}" for a in ARMS), flush=True)
+    arms = tuple(args.arms) if args.arms else ARMS
+    if args.lr is None:
+        sweep_jobs = [dict(base, arm=a, lr=lr, seed=seeds[0], steps=p.sweep_steps, kind="sweep")
+                      for a in arms for lr in p.sweep_lrs]  # fmt: skip
+        print(f"LR sweep: {len(sweep_jobs)} runs of {p.sweep_steps} steps", flush=True)
+        sweep = _run_all(sweep_jobs, args.workers)
+        best_lr = {}
+        for a in arms:
+            rows = sorted((r for r in sweep if r["arm"] == a), key=lambda r: r["lr"])
+            best_lr[a] = min(rows, key=lambda r: r["dev_nll"])["lr"]
+        print("  best lr: " + ", ".join(f"{a}={best_lr[a]:g}" for a in arms), flush=True)
+    else:
+        sweep, best_lr = [], dict.fromkeys(arms, args.lr)
 
     main_jobs = [dict(base, arm=a, lr=best_lr[a], seed=s, steps=p.steps, kind="main")
-                 for s in seeds for a in ARMS]  # fmt: skip
+                 for s in seeds for a in arms]  # fmt: skip
     print(f"Main runs: {len(main_jobs)} runs of {p.steps} steps", flush=True)
     runs = sorted(
         _run_all(main_jobs, args.workers), key=lambda r: (ARMS.index(r["arm"]), r["seed"])
@@ -340,16 +361,25 @@ def main(argv: list[str] | None = None) -> int:
            "n_train": n_train, "n_valid": len(data.valid), "seeds": list(seeds),
            "load_average_at_end": list(os.getloadavg())}  # fmt: skip
     (out / "results" / "raw.json").write_text(json.dumps(raw))
+    if arms != ARMS:
+        print(f"wrote {out / 'results' / 'raw.json'} (subset of arms: no report)", flush=True)
+        return 0
     return _write_report(args, p, seeds, out, raw, configs, counts)
 
 
 def _write_report(args, p, seeds, out, raw, configs, counts) -> int:  # type: ignore[no-untyped-def]
     """Summaries, plots, REPORT.md and the verdict table from the raw run records."""
-    from report import summarize, write_outputs
+    from report import select_runs, summarize, write_outputs
 
-    sweep, runs, best_lr, wall = raw["sweep"], raw["runs"], raw["best_lr"], raw["wall_s"]
+    sweep, wall = raw["sweep"], raw["wall_s"]
+    extra: list[dict] = []
+    for f in sorted((out / "results").glob("supplementary-*/results/raw.json")):
+        extra += json.loads(f.read_text())["runs"]
+    runs, best_lr, lr_source, candidates = select_runs(raw["runs"], extra, raw["best_lr"],
+                                                       len(seeds))  # fmt: skip
     summary = summarize(p, args.scale, seeds, counts, configs, sweep, best_lr, runs,
                         raw["n_train"], raw["n_valid"], wall)  # fmt: skip
+    summary["lr_selection"] = {"source": lr_source, "candidates": candidates}
     summary["environment"] = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__, "python": platform.python_version(),

@@ -106,6 +106,7 @@ def plot_scan(
     for ax, name, s in zip(axes, SIGNAL_NAMES, signals):
         im = ax.imshow(s.detach().float().T.cpu().numpy(), aspect="auto", cmap=cmaps[name])
         ax.set_ylabel(f"{name}\nlayer")
+        ax.set_yticks(range(s.shape[1]))
         ax.set_xticks(range(t))
         ax.set_xticklabels(labels, rotation=70, fontsize=8)
         fig.colorbar(im, ax=ax)
