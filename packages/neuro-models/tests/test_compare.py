@@ -51,6 +51,9 @@ def test_cli_writes_files(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     dirs = [str(_fake_run(tmp_path, "a", s, 3.0 + s)) for s in range(2)]
     main([*dirs, "--out", str(tmp_path / "t.csv"), "--plot", str(tmp_path / "p.png")])
+    from neuro_models.compare import plot_runs
+
+    assert plot_runs(dirs, tmp_path / "q.png", with_train=True).stat().st_size > 1000
     assert pl.read_csv(tmp_path / "t.csv")["val_loss"].to_list() == [3.0, 4.0]
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert "val_loss" in capsys.readouterr().out

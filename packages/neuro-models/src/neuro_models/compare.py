@@ -90,9 +90,10 @@ def plot_runs(
     path: str | os.PathLike[str],
     *,
     key: str = "val_loss",
+    with_train: bool = False,
 ) -> Path:
     """Plot ``key`` from ``eval.jsonl`` (falls back to train ``loss``) against tokens, one line per
-    run, one colour per arm."""
+    run, one colour per arm; ``with_train`` adds each run's training loss as a thin line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,8 +119,18 @@ def plot_runs(
         ax.plot(
             [e["tokens"] for e in rows], [e[key] for e in rows], color=colours[arm], label=label
         )
+        train_rows = _jsonl(d / "metrics.jsonl") if with_train and label_key == key else []
+        if train_rows:
+            ax.plot(
+                [m["tokens"] for m in train_rows],
+                [m["loss"] for m in train_rows],
+                color=colours[arm],
+                lw=0.7,
+                alpha=0.5,
+                label=f"{arm} (train loss)" if label is not None else None,
+            )
     ax.set_xlabel("tokens")
-    ax.set_ylabel(key)
+    ax.set_ylabel("nats per token" if with_train else key)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
