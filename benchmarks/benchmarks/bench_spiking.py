@@ -89,16 +89,14 @@ class LIFScan:
 
 
 class Network:
-    params = ([False, True],)
-    param_names = ["compile"]
     timeout = 600
 
-    def setup(self, compile):
+    def setup(self):
         if torch is None:
             raise NotImplementedError("neuro_spiking not importable")
-        self.net = brunel_like(compile=compile)
-        self.inp = PoissonInput(self.net, rate_hz=10.0, n_sources=100, weight=0.5, seed=1)
+        self.net = brunel_like()
+        self.inp = PoissonInput(self.net, rate_hz=10.0, n_sources=100, weight=1.0, seed=1)
         self.state, _ = self.net.run(100, inject=self.inp)
 
-    def time_100ms(self, compile):
+    def time_100ms(self):
         self.net.run(1000, self.state, inject=self.inp, record=[])

@@ -190,32 +190,30 @@ def network_target(args: argparse.Namespace) -> None:
         seconds=args.seconds,
     )
     results = {}
-    for compile_ in (False, True):
-        net = brunel_like(
-            n_exc=8000,
-            n_inh=2000,
-            p=0.01,
-            dt_ms=0.1,
-            delay_ms=1.5,
-            w_exc=args.w_exc,
-            g=args.g,
-            seed=0,
-            compile=compile_,
-        )
-        inp = PoissonInput(net, rate_hz=10.0, n_sources=100, weight=args.w_ext, seed=1)
-        state, _ = net.run(100, inject=inp)
-        n_steps = round(args.seconds * 1000 / 0.1)
-        t0 = time.perf_counter()
-        state, res = net.run(n_steps, state, inject=inp)
-        wall = time.perf_counter() - t0
-        rates = {k: float(v.float().mean()) / 1e-4 for k, v in res.spikes.items()}
-        results[f"neuro_spiking (compile={compile_})"] = (wall, rates["exc"], rates["inh"])
-        print(
-            f"neuro_spiking compile={compile_}: {net.syn_pre.numel()} synapses, "
-            f"{args.seconds} s biological in {wall:.2f} s wall, rates exc {rates['exc']:.2f} Hz "
-            f"inh {rates['inh']:.2f} Hz, {res.n_events} synaptic events",
-            flush=True,
-        )
+    net = brunel_like(
+        n_exc=8000,
+        n_inh=2000,
+        p=0.01,
+        dt_ms=0.1,
+        delay_ms=1.5,
+        w_exc=args.w_exc,
+        g=args.g,
+        seed=0,
+    )
+    inp = PoissonInput(net, rate_hz=10.0, n_sources=100, weight=args.w_ext, seed=1)
+    state, _ = net.run(100, inject=inp)
+    n_steps = round(args.seconds * 1000 / 0.1)
+    t0 = time.perf_counter()
+    state, res = net.run(n_steps, state, inject=inp)
+    wall = time.perf_counter() - t0
+    rates = {k: float(v.float().mean()) / 1e-4 for k, v in res.spikes.items()}
+    results["neuro_spiking"] = (wall, rates["exc"], rates["inh"])
+    print(
+        f"neuro_spiking: {net.syn_pre.numel()} synapses, "
+        f"{args.seconds} s biological in {wall:.2f} s wall, rates exc {rates['exc']:.2f} Hz "
+        f"inh {rates['inh']:.2f} Hz, {res.n_events} synaptic events",
+        flush=True,
+    )
     if args.brian2_python:
         lif = net.populations[0].lif
         signed = net._signed(list(net.init_state().weights))

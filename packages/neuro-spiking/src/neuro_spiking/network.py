@@ -307,8 +307,6 @@ class Network:
         projections: synapses between them.
         dt_ms: simulation step; every population's ``lif.dt_ms`` must equal it.
         plasticity: projection index → :class:`PlasticityHook`.
-        compile: ``torch.compile`` the neuron update of full blocks (``min_delay/dt`` steps;
-            partial blocks at the ends of a run stay eager).
     """
 
     def __init__(
@@ -318,7 +316,6 @@ class Network:
         *,
         dt_ms: float,
         plasticity: dict[int, PlasticityHook] | None = None,
-        compile: bool = False,
     ) -> None:
         check_positive("dt_ms", dt_ms)
         self.dt_ms = dt_ms
@@ -361,9 +358,6 @@ class Network:
                 raise ValueError(f"plasticity key {idx} is not a projection index")
             if not callable(hook) or not hasattr(hook, "init"):
                 raise ValueError("plasticity hooks must follow the PlasticityHook protocol")
-        self._block_fn: Callable[..., Any] = _lif_block
-        if compile:
-            self._block_fn = torch.compile(_lif_block, dynamic=False)
 
     def slice(self, name: str) -> slice:
         """Global neuron indices of population ``name``."""
@@ -491,9 +485,7 @@ class Network:
                 x = x + (
                     inject[done : done + k] if isinstance(inject, torch.Tensor) else inject(step, k)
                 )
-            # compiled code is specialised on the block length: partial blocks run eagerly
-            block_fn = self._block_fn if k == self.min_delay else _lif_block
-            spikes, v, refr = block_fn(
+            spikes, v, refr = _lif_block(
                 x,
                 v,
                 refr,
@@ -609,7 +601,6 @@ def brunel_like(
     w_exc: float = 0.5,
     g: float = 4.0,
     seed: int = 0,
-    compile: bool = False,
 ) -> Network:
     """The benchmark network of the issue: excitatory/inhibitory LIF populations, Bernoulli(p)
     connectivity between all population pairs, one delay (Brunel 2000 style, mV units:
@@ -631,7 +622,7 @@ def brunel_like(
         projections.append(
             random_projection(a, b, p=p, weight=w, delay_ms=delay_ms, dt_ms=dt_ms, seed=seed + i)
         )
-    return Network([exc, inh], projections, dt_ms=dt_ms, compile=compile)
+    return Network([exc, inh], projections, dt_ms=dt_ms)
 
 
 __all__ = [
