@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from functools import partial
 
@@ -306,41 +305,5 @@ def test_triton_matches_reference(features, causal, window, entropy, gqa, dtype,
         partial(op, "triton", causal, window, entropy),
         x,
         dtype=dtype,
-        grad=grads_of(x),
-    )
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    t=st.integers(1, 300),
-    causal=st.booleans(),
-    window=st.one_of(st.none(), st.integers(1, 50)),
-    block=st.integers(1, 64),
-    budget=st.integers(1, 5000),
-)
-def test_row_blocks_partition_rows_within_budget(t, causal, window, block, budget) -> None:  # type: ignore[no-untyped-def]
-    from neuro_attention.ops.modulated_attention.blockwise import _key_range, row_blocks
-
-    rows = row_blocks(t, causal, window, block, budget)
-    assert rows[0][0] == 0
-    assert rows[-1][1] == t
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(rows))
-    for i0, i1 in rows:
-        lo, hi = _key_range(i0, i1, t, causal, window)
-        assert (i1 - i0) <= min(block, t - i0) or (i1 - i0) * (hi - lo) <= budget
-
-
-def test_blockwise_adaptive_schedule_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tiny tile budget forces several blocks of unequal size through the automatic schedule."""
-    from neuro_attention.ops.modulated_attention import blockwise
-
-    monkeypatch.setattr(blockwise, "_TILE_ELEMENTS", 1)
-    x = select(make_inputs(t=37, h=2, hkv=1, d=5, gate_w=9), FEATURES)
-    assert len(blockwise.row_blocks(37, True, None, 16, 16 * 37)) == 2
-    assert_backends_match(
-        partial(op, "reference", True, None, True),
-        partial(op, "blockwise", True, None, True),
-        x,
-        dtype=torch.float32,
         grad=grads_of(x),
     )
