@@ -43,6 +43,8 @@ SPECS = [
             expect_fail=frozenset({"causality"})
             if cfg.control and cfg.control.pooling == "noncausal"
             else frozenset(),
+            # torch.compile(fullgraph=True) of the causal NCN: ~6 s on 2 idle cores
+            compile=arm == "B",
         )
     )
     for arm, cfg in ARMS.items()
