@@ -21,22 +21,30 @@ def away_from_threshold(
     seed: int,
     beta: float | torch.Tensor = 0.8,
     v0: torch.Tensor | None = None,
+    v_rest: float = 0.0,
+    reset: str = "subtract",
+    v_reset: float = 0.0,
 ) -> torch.Tensor:
-    """Inputs whose charged membrane stays ≥ 0.02 from the threshold, so that dtype rounding
-    cannot flip a spike: built by running the recursion (subtract reset, θ = 1) and nudging
-    near-threshold steps. A hard reset only lowers later membranes further below threshold."""
+    """Inputs whose charged membrane stays ≥ 0.02 from the threshold (θ = 1), so that dtype
+    rounding cannot flip a spike: built by running the same recursion in float64 and nudging
+    near-threshold steps."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=g, dtype=torch.float64) * 0.9
     if isinstance(beta, torch.Tensor):
         beta = beta.double()
     v = torch.zeros(shape[1:], dtype=torch.float64) if v0 is None else v0.double()
     for t in range(shape[0]):
-        h = beta * v + x[t]
+        h = v_rest + beta * (v - v_rest) + x[t]
         near = (h - 1.0).abs() < 0.02
         x[t] = torch.where(near, x[t] + 0.05, x[t])
-        h = beta * v + x[t]
-        v = h - (h >= 1.0).to(h.dtype)
+        h = v_rest + beta * (v - v_rest) + x[t]
+        s = (h >= 1.0).to(h.dtype)
+        v = h - (1.0 - v_reset) * s if reset == "subtract" else torch.where(s > 0, v_reset, h)
     return x.float()
+
+
+def membrane_args(case: dict) -> dict:
+    return {k: case[k] for k in ("v_rest", "reset", "v_reset") if k in case}
 
 
 def op(backend: str, **fixed):
@@ -63,7 +71,7 @@ CASES = [
 def test_fused_matches_reference(backend: str, case: dict, per_neuron_beta: bool) -> None:
     v0 = torch.rand(3, 7) * 0.5
     beta = torch.linspace(0.7, 0.9, 7) if per_neuron_beta else torch.tensor(0.8)
-    x = away_from_threshold((13, 3, 7), seed=1, beta=beta, v0=v0)
+    x = away_from_threshold((13, 3, 7), seed=1, beta=beta, v0=v0, **membrane_args(case))
     assert_backends_match(
         op("reference", chunk=4, **case),
         op(backend, chunk=4, **case),
@@ -108,7 +116,7 @@ def test_compile_backend_matches_reference() -> None:
 def test_triton_matches_reference(dtype: torch.dtype, T: int, N: int, case: dict) -> None:
     v0 = torch.rand(2, N) * 0.3
     beta = torch.linspace(0.7, 0.9, N)
-    x = away_from_threshold((T, 2, N), seed=T + N, beta=beta, v0=v0)
+    x = away_from_threshold((T, 2, N), seed=T + N, beta=beta, v0=v0, **membrane_args(case))
     tol = Tolerance(2e-2, 2e-2) if dtype == torch.float16 else None
     assert_backends_match(
         op("reference", **case),
