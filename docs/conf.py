@@ -16,6 +16,8 @@ autodoc_typehints = "description"
 autodoc_member_order = "bysource"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+# Attributes sections as :ivar: fields, so NamedTuple fields are not described twice.
+napoleon_use_ivar = True
 # Components share names re-exported from several modules; they are documented where defined.
 suppress_warnings = ["ref.python", "autodoc.import_object"]
 nitpicky = False
