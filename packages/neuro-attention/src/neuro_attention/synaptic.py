@@ -76,7 +76,7 @@ class NeuromodulatedAttention(nn.Module):
 class SynapticModulationMatrix(nn.Module):
     """Factorized pairwise modulation S_ij = σ(w·[q_i; k_j] + c) = σ(a_i + b_j) inside a window.
 
-        a_i = w_q·q_i,   b_j = w_k·k_j + c,   logit_ij += log S_ij  for |i − j| < W
+        a_i = w_q·q_i,   b_j = w_k·k_j + c,   logit_ij += log S_ij  for ``|i − j| < W``
 
     Parameters 2·d_h + 1 (shared by all heads, as published). Changed from the published sketch:
     it builds the ``[T, T, 2·d_h]`` concatenation and multiplies probabilities without
