@@ -181,7 +181,7 @@ def bench(session: nox.Session) -> None:
 
     Results land under ``benchmarks/results/<machine>/`` (commit them); ``asv publish`` writes the
     HTML history to ``benchmarks/html``. Extra arguments go to ``asv run`` (e.g. ``-- --bench rms``).
-    Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-avx512bf16``).
+    Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-amd-epyc``).
     """
     install(
         session,
@@ -189,7 +189,7 @@ def bench(session: nox.Session) -> None:
         "virtualenv",
         *[local(p, "report") if p == "neuro-models" else local(p) for p in PACKAGES],
     )
-    machine = os.environ.get("ASV_MACHINE", "cpu-2core-avx512bf16")
+    machine = os.environ.get("ASV_MACHINE", "cpu-2core-amd-epyc")
     session.chdir(ROOT / "benchmarks")
     commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
     session.run("asv", "machine", "--yes", "--machine", machine)
