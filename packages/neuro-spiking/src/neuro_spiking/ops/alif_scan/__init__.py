@@ -83,7 +83,7 @@ def fused_alif_scan(
 
         return alif_scan_triton(*args)
     if chosen == "compile":
-        return _compiled_reference(*args)  # type: ignore[no-any-return]
+        return _compiled_reference(*args)  # type: ignore[no-any-return, arg-type]
     return alif_scan_reference(*args)  # type: ignore[arg-type]
 
 
