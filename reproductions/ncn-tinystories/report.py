@@ -374,6 +374,15 @@ def _report(s: dict[str, Any], table: str) -> str:
         "Reproduce: `python reproductions/ncn-tinystories/run.py --scale "
         f"{s['scale']}` (or `nox -s reproduce`); the raw numbers are in `results/`.",
         "",
+    ]
+    check = s.get("rerun_check")
+    if check:
+        lines += [
+            f"Re-run check: {check['what']}; largest difference of any validation NLL, dev NLL "
+            f"or sweep dev NLL between the two: {check['max_abs_diff']:g}.",
+            "",
+        ]
+    lines += [
         "## Budget: what fraction of the claim's setting this covers",
         "",
         f"- Model: d {p['d_model']}, {p['n_layers']} layers, {p['n_heads']} heads, context "

@@ -380,6 +380,9 @@ def _write_report(args, p, seeds, out, raw, configs, counts) -> int:  # type: ig
     summary = summarize(p, args.scale, seeds, counts, configs, sweep, best_lr, runs,
                         raw["n_train"], raw["n_valid"], wall)  # fmt: skip
     summary["lr_selection"] = {"source": lr_source, "candidates": candidates}
+    check = out / "results" / "rerun_check.json"
+    if check.is_file():
+        summary["rerun_check"] = json.loads(check.read_text())
     summary["environment"] = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__, "python": platform.python_version(),
