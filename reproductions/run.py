@@ -42,7 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("names", nargs="*", help="reproductions to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the reproductions and exit")
+    parser.add_argument(
+        "--scale",
+        choices=["smoke", "cpu", "gpu"],
+        default="cpu",
+        help="passed to every run.py (default: cpu)",
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, help="passed to every run.py")
     args, rest = parser.parse_known_args(argv)
+    rest = ["--scale", args.scale, *rest]
+    if args.seeds:
+        rest += ["--seeds", *map(str, args.seeds)]
     names = available()
     if args.list or not names:
         print("available reproductions:" if names else "no reproductions yet")
