@@ -62,6 +62,8 @@ CASES = [
     dict(reset="hard", detach_reset=True, surrogate=Triangle(width=0.5)),
     dict(reset="subtract", v_rest=0.1, surrogate=FastSigmoid(), store_membrane=True),
     dict(reset="subtract", surrogate=Rectangular(), store_membrane=True),
+    dict(reset="hard"),
+    dict(reset="hard", surrogate=ATan(slope=3.0), store_membrane=True),
 ]
 
 

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuro_spiking.surrogates import (
     ATan,
@@ -72,3 +74,27 @@ def test_bad_parameters_name_the_argument() -> None:
         MultiBit(levels=0)
     with pytest.raises(ValueError, match="surrogate"):
         spike(torch.zeros(2), "atan")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "surrogate",
+    [
+        ATan(),
+        ATan(slope=3.0),
+        FastSigmoid(),
+        Sigmoid(),
+        Triangle(width=0.5),
+        Rectangular(),
+        MultiBit(),
+    ],
+    ids=repr,
+)
+@settings(max_examples=30, deadline=None)
+@given(values=st.lists(st.floats(-8, 8, width=32), min_size=1, max_size=64))
+def test_in_place_derivative_equals_derivative_bit_for_bit(
+    surrogate: Surrogate, values: list[float]
+) -> None:
+    x = torch.tensor(values, dtype=torch.float32)
+    want = surrogate.derivative(x)
+    got = surrogate.derivative_(x.clone())
+    assert torch.equal(got, want)

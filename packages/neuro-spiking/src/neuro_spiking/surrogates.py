@@ -41,6 +41,12 @@ class Surrogate:
         """Pseudo-derivative ``σ'(x)`` used in place of ``H'(x)``."""
         raise NotImplementedError
 
+    def derivative_(self, x: torch.Tensor) -> torch.Tensor:
+        """``derivative(x)`` computed in place where a subclass knows how (``x`` is overwritten
+        and returned); the fused CPU backward calls it on a scratch buffer. Equal to
+        :meth:`derivative` bit for bit; the default simply calls it."""
+        return self.derivative(x)
+
     @property
     def alpha(self) -> float:
         """The shape parameter passed to fused kernels."""
@@ -64,6 +70,9 @@ class FastSigmoid(Surrogate):
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return 1.0 / (1.0 + self.slope * x.abs()).pow(2)
 
+    def derivative_(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs_().mul_(self.slope).add_(1.0).square_().reciprocal_()
+
     @property
     def alpha(self) -> float:
         return self.slope
@@ -85,6 +94,10 @@ class ATan(Surrogate):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.slope / 2) / (1 + (math.pi / 2 * self.slope * x).pow(2))
+
+    def derivative_(self, x: torch.Tensor) -> torch.Tensor:
+        # ``scalar / tensor`` is ``tensor.reciprocal() * scalar`` in torch: same rounding here
+        return x.mul_(math.pi / 2 * self.slope).square_().add_(1).reciprocal_().mul_(self.slope / 2)
 
     @property
     def alpha(self) -> float:
@@ -125,6 +138,9 @@ class Triangle(Surrogate):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (1 - x.abs() / self.width).clamp_min(0) / self.width
+
+    def derivative_(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs_().div_(self.width).neg_().add_(1).clamp_min_(0).div_(self.width)
 
     @property
     def alpha(self) -> float:

@@ -51,6 +51,38 @@ def _forward_chunk(
     return torch.stack(spikes), (torch.stack(trace) if store_membrane else None), v
 
 
+def _charge(
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    x_t: torch.Tensor,
+    leak_bias: torch.Tensor | None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``h = β·v + x_t (+ leak bias)``: multiply, then add (no FMA), so the membrane is
+    bit-identical to the reference and peers."""
+    h = torch.mul(v, beta, out=out) if out is not None else torch.mul(v, beta)
+    h += x_t
+    if leak_bias is not None:
+        h += leak_bias
+    return h
+
+
+def _reset(
+    h: torch.Tensor, s: torch.Tensor, rho: float, v_reset: float, subtract: bool
+) -> torch.Tensor:
+    """Post-spike membrane with ``s ∈ {0, 1}`` as floats: ``h − ρ·s`` or ``h − h·s + v_reset·s``.
+
+    The hard reset is exact: ``h − h·1 = 0`` (a fused multiply-add rounds once) and
+    ``h − h·0 = h``. Only float arithmetic: on CPU, comparisons producing bool tensors and
+    ``masked_fill``/``where`` cost 4–10× an elementwise float op."""
+    if subtract:
+        return torch.sub(h, s, alpha=rho)
+    v = torch.addcmul(h, h, s, value=-1.0)
+    if v_reset != 0.0:
+        v.add_(s, alpha=v_reset)
+    return v
+
+
 def _forward_inplace(
     x: torch.Tensor,
     v: torch.Tensor,
@@ -62,18 +94,15 @@ def _forward_inplace(
     spikes: torch.Tensor,
     trace: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Eager forward of one chunk writing spikes (and the trace) in place; returns ``v_K``."""
+    """Eager forward of one chunk writing spikes (and the trace) in place; returns ``v_K``.
+
+    Four float ops per step (charge ×2, threshold into the float spike output, reset)."""
     rho = threshold - v_reset
-    has_bias = bool(leak_bias.ndim) or bool(leak_bias != 0)
+    bias = leak_bias if bool(leak_bias.ndim) or bool(leak_bias != 0) else None
     for t in range(x.shape[0]):
-        # multiply then add (no FMA) so the membrane is bit-identical to the reference and peers
-        h = torch.mul(v, beta)
-        h += x[t]
-        if has_bias:
-            h += leak_bias
-        st = spikes[t]
-        torch.ge(h, threshold, out=st)
-        v = torch.sub(h, st, alpha=rho) if subtract else h.masked_fill_(st > 0, v_reset)
+        h = _charge(v, beta, x[t], bias)
+        st = torch.ge(h, threshold, out=spikes[t])
+        v = _reset(h, st, rho, v_reset, subtract)
         if trace is not None:
             trace[t].copy_(v)
     return v
@@ -154,37 +183,46 @@ def _backward_inplace(
     surrogate: Surrogate,
     want_beta: bool,
     out: torch.Tensor,
+    work: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eager twin of :func:`_backward_chunk` with fewer kernel launches per step: the
-    recompute mirrors :func:`_forward_inplace` bit for bit, and ``dx_t`` is written into
-    ``out[t]`` by the op that computes it."""
+    """Eager twin of :func:`_backward_chunk` with few kernel launches per step.
+
+    The recompute mirrors :func:`_forward_inplace` bit for bit and keeps the chunk's charged
+    membranes and spikes in ``[K, ...]`` buffers; the adjoint then works on one step's slice at a
+    time (a working set that stays in cache), evaluates the surrogate in place on a scratch
+    buffer (:meth:`~neuro_spiking.surrogates.Surrogate.derivative_`) and writes ``dx_t`` into
+    ``out[t]`` with the op that computes it. ``work``: two ``[≥K, ...]`` scratch buffers for the
+    membranes and spikes, reused across chunks (fresh memory costs page faults on first touch). Float arithmetic only (no bool masks, see
+    :func:`_reset`)."""
+    K = x.shape[0]
     rho = threshold - v_reset
-    has_bias = bool(leak_bias.ndim) or bool(leak_bias != 0)
-    hs, fired, v_prev = [], [], []
+    bias = leak_bias if bool(leak_bias.ndim) or bool(leak_bias != 0) else None
+    if work is None:
+        work = (torch.empty_like(x), torch.empty_like(x))
+    hs, ss = work[0][:K], work[1][:K]
+    v_prev = []
     v = v_start
-    for t in range(x.shape[0]):
+    for t in range(K):
         if want_beta:
             v_prev.append(v)
-        h = torch.mul(v, beta)
-        h += x[t]
-        if has_bias:
-            h += leak_bias
-        f = h >= threshold
-        hs.append(h)
-        fired.append(f)
-        v = torch.sub(h, f.to(h.dtype), alpha=rho) if subtract else h.masked_fill(f, v_reset)
+        h = _charge(v, beta, x[t], bias, out=hs[t])
+        st = torch.ge(h, threshold, out=ss[t])
+        v = _reset(h, st, rho, v_reset, subtract)
+    scratch = torch.empty_like(x[0])
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
-    for k in range(x.shape[0] - 1, -1, -1):
-        hk = hs[k]
-        sg = surrogate.derivative(hk - threshold)
-        if subtract:
-            ds = grad_s[k] if detach_reset else torch.add(grad_s[k], dv, alpha=-rho)
-            dh = torch.addcmul(dv, ds, sg, out=out[k])
-        else:
-            ds = grad_s[k] if detach_reset else torch.addcmul(grad_s[k], v_reset - hk, dv)
-            dh = torch.addcmul(dv.masked_fill(fired[k], 0.0), ds, sg, out=out[k])
+    for k in range(K - 1, -1, -1):
+        sg = surrogate.derivative_(torch.sub(hs[k], threshold, out=scratch))
+        if detach_reset:
+            ds = grad_s[k]
+        elif subtract:
+            ds = torch.add(grad_s[k], dv, alpha=-rho)
+        else:  # ∂v/∂s = v_reset − h
+            ds = torch.addcmul(grad_s[k], torch.rsub(hs[k], v_reset), dv)
+        if not subtract:  # the membrane survives the step only without a spike
+            dv = torch.addcmul(dv, dv, ss[k], value=-1.0)
+        dh = torch.addcmul(dv, ds, sg, out=out[k])
         if want_beta:
-            dbeta = dbeta + dh * (v_prev[k] - v_rest)
+            dbeta = torch.addcmul(dbeta, dh, v_prev[k] - v_rest)
         dv = dh * beta
         if grad_m is not None and k > 0:
             dv += grad_m[k - 1]
@@ -297,6 +335,8 @@ class LIFScanFunction(torch.autograd.Function):
         dx = torch.empty_like(x)
         dbeta = torch.zeros_like(x[0]) if want_beta else None
         bwd: Callable[..., Any] = _get("backward", True) if compiled else _backward_inplace
+        scratch = [x.new_empty((min(chunk, T), *x.shape[1:])) for _ in range(2)]
+        extra = {} if compiled else {"work": tuple(scratch)}
         starts = list(range(0, T, chunk))
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
@@ -318,6 +358,7 @@ class LIFScanFunction(torch.autograd.Function):
                 surrogate,
                 want_beta,
                 None if compiled else dx[start:end],
+                **extra,
             )
             # the membrane before this chunk is also the trace output of step start − 1
             if gm_all is not None and start > 0:
