@@ -67,7 +67,7 @@ from neuro_spiking.surrogates import (
     spike,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GIF",
