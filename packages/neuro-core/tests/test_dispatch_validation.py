@@ -12,6 +12,8 @@ from neuro_core.validation import (
     check_positive,
     check_same_device,
     check_tensor,
+    finite_checks,
+    finite_checks_enabled,
 )
 
 
@@ -75,3 +77,25 @@ def test_check_in_range_open_ends() -> None:
     assert check_in_range("decay", 1.0, 0.0, 1.0, low_open=True) == 1.0
     with pytest.raises(ValueError, match=r"decay must be in \(0.0, 1.0\]"):
         check_in_range("decay", 0.0, 0.0, 1.0, low_open=True)
+
+
+def test_finite_checks_switch_and_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = torch.tensor([1.0, float("inf")])
+    with pytest.raises(ValueError, match="beta contains NaN"):
+        check_tensor("beta", bad, finite=True)
+    with finite_checks(False):
+        assert not finite_checks_enabled()
+        assert check_tensor("beta", bad, finite=True) is bad
+        with finite_checks(True), pytest.raises(ValueError, match="beta"):
+            check_tensor("beta", bad, finite=True)
+    monkeypatch.setenv("NEURO_FINITE_CHECKS", "0")
+    assert check_tensor("beta", bad, finite=True) is bad
+    monkeypatch.setenv("NEURO_FINITE_CHECKS", "1")
+    assert finite_checks_enabled()
+
+    # under torch.compile the check is skipped instead of breaking the graph
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return check_tensor("x", x, ndim=1, finite=True) * 2
+
+    traced = torch.compile(f, fullgraph=True, backend="eager")
+    torch.testing.assert_close(traced(torch.ones(3)), torch.full((3,), 2.0))

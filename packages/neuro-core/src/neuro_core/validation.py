@@ -2,14 +2,49 @@
 
 Every public function of the neuro-* packages checks its inputs with these helpers so that bad input
 raises a ``ValueError`` saying which argument is wrong and how, before any work is done.
+
+Finiteness checks (``finite=True``) read the data: on a GPU they synchronize the device, and under
+``torch.compile`` they would break the graph. They are therefore skipped while ``torch.compile``
+traces, and can be switched off for hot loops with ``NEURO_FINITE_CHECKS=0`` or
+``with finite_checks(False):``. Shape, dtype and device checks always run (they cost nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 
 import torch
+
+_FINITE_OVERRIDE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "neuro_finite_checks", default=None
+)
+
+
+def finite_checks_enabled() -> bool:
+    """Whether ``check_tensor(..., finite=True)`` reads the data right now.
+
+    False while ``torch.compile`` traces; otherwise the innermost :func:`finite_checks` context, or
+    else the environment (``NEURO_FINITE_CHECKS=0`` disables; default enabled)."""
+    if torch.compiler.is_compiling():
+        return False
+    override = _FINITE_OVERRIDE.get()
+    if override is not None:
+        return override
+    return os.environ.get("NEURO_FINITE_CHECKS", "1") != "0"
+
+
+@contextlib.contextmanager
+def finite_checks(enabled: bool) -> Iterator[None]:
+    """Enable or disable the NaN/inf checks of every neuro-* function inside the block."""
+    token = _FINITE_OVERRIDE.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FINITE_OVERRIDE.reset(token)
 
 
 def check_tensor(
@@ -33,7 +68,8 @@ def check_tensor(
         dtype: required dtype (or a set of allowed ones).
         floating: require a floating-point dtype.
         device: required device (compared by type and index).
-        finite: require every element to be finite (costs one reduction).
+        finite: require every element to be finite (costs one reduction and, on a GPU, a device
+            synchronization; skipped when :func:`finite_checks_enabled` is False).
 
     Raises:
         ValueError: naming ``name`` and what was expected.
@@ -59,7 +95,7 @@ def check_tensor(
         raise ValueError(f"{name} must be floating point, got {x.dtype}")
     if device is not None and not _same_device(x.device, device):
         raise ValueError(f"{name} is on {x.device} but the other inputs are on {device}")
-    if finite and not bool(torch.isfinite(x).all()):
+    if finite and finite_checks_enabled() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 

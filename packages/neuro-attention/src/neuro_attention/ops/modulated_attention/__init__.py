@@ -7,7 +7,11 @@ One dispatcher; see :mod:`.reference` for the equation. Backends:
                  ``pair_gate``, ``window`` or entropy (β is folded into q, g multiplies the output).
 ``"blockwise"``  the exact CPU path with O(T·block) memory and a recomputing backward.
 ``"triton"``     the flash-style kernel (CUDA, or the CPU interpreter in tests).
-``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA and ``"blockwise"`` on CPU.
+``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA and ``"blockwise"`` on CPU
+                 (``"reference"`` while ``torch.compile`` traces, which fuses it).
+
+Finiteness checks of the modulation inputs follow :mod:`neuro_core.validation`: skipped under
+``torch.compile`` and switchable off (``NEURO_FINITE_CHECKS=0``) where the device sync matters.
 """
 
 from __future__ import annotations
@@ -173,7 +177,12 @@ def modulated_attention(
     chosen = resolve_backend(backend, q, supported=_SUPPORTED, op="modulated_attention")
     sdpa_ok = key_bias is None and pair_gate is None and window is None and not return_entropy
     if backend == "auto":
-        chosen = "sdpa" if sdpa_ok else ("triton" if chosen == "triton" else "blockwise")
+        if sdpa_ok or chosen == "triton":
+            chosen = "sdpa" if sdpa_ok else "triton"
+        else:
+            # the blockwise path writes into strided views, which torch.compile cannot trace;
+            # under compile the reference is the better input for the compiler anyway
+            chosen = "reference" if torch.compiler.is_compiling() else "blockwise"
     if chosen == "sdpa":
         if not sdpa_ok:
             raise ValueError(
