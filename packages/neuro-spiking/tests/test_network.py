@@ -84,6 +84,11 @@ def test_mixed_delays_and_state_carry_over_match_one_run() -> None:
     torch.testing.assert_close(s2.v, full_state.v)
     assert full.spikes["e"].sum() > 10
     assert r1.n_events + r2.n_events == full.n_events
+    # recording nothing changes nothing else
+    quiet_state, quiet = net.run(100, inject=x, record=[])
+    assert quiet.spikes == {}
+    assert quiet.n_events == full.n_events
+    assert torch.equal(quiet_state.v, full_state.v)
 
 
 def test_inhibitory_spike_lowers_target_membrane() -> None:

@@ -519,8 +519,9 @@ class Network:
                 )
             (t_idx, pre), v, refr = _lif_block(x, v, refr, self._np_params)
             n_events += self._propagate(t_idx, pre, step, buf, signed)
-            spikes = torch.zeros(k, self.size, dtype=torch.bool)
-            spikes[t_idx, pre] = True
+            if names or self.plasticity:
+                spikes = torch.zeros(k, self.size, dtype=torch.bool)
+                spikes[t_idx, pre] = True
             if self.plasticity:
                 weights, hook_states = self._plasticity(spikes, weights, hook_states, modulator)
                 signed = self._signed(weights)
