@@ -23,8 +23,15 @@ Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
   applied at its end, then clamped at 0 so that Dale's law holds.
 
 LIF update per step and neuron (as :mod:`neuro_spiking.lif`, hard reset, absolute refractory):
-``v ← v_rest + β·(v − v_rest) + I_syn + I_ext``; spike if ``v ≥ θ`` and not refractory; then
-``v ← v_reset`` and the neuron is clamped for ``refractory_ms``.
+``v ← β·v + ((I_syn + (1 − β)·v_rest) + I_ext)`` (the same value as ``v_rest + β·(v − v_rest) +
+I``, evaluated in this order in float32 with separate roundings); spike if ``v ≥ θ`` and not
+refractory; then ``v ← v_reset`` and the neuron is clamped for ``refractory_ms``. A neuron that is
+refractory is held at ``v_reset``.
+
+Speed: each block computes every neuron's free trajectory at once and steps only the few
+candidates (see ``_lif_block``); Poisson input draws only its events. On the issue's 10,000-neuron,
+~1M-synapse network this runs 1 s of biological time in 0.43–0.72× Brian2's wall time
+(``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
