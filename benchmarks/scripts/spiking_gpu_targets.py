@@ -30,8 +30,6 @@ import statistics
 import sys
 from collections.abc import Callable
 
-BETA = 0.9
-
 
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -52,6 +50,7 @@ def main() -> None:
         args.T, args.B, args.N, args.repeats = 5, 2, 64, 2
     os.environ.setdefault("SJ_LIF_CUDA_IMPLEMENTATION", "triton")
     import torch
+    from spiking_targets import BETA, spikingjelly_lif  # this script's folder
 
     from neuro_spiking.ops.lif_scan import fused_lif_scan
 
@@ -71,15 +70,7 @@ def main() -> None:
 
     variants: dict[str, Callable[[], None]] = {"neuro_spiking triton": ours}
     try:
-        from spikingjelly.activation_based import neuron, surrogate
-
-        node = neuron.LIFNode(
-            tau=1 / (1 - BETA),
-            decay_input=False,
-            v_reset=0.0,
-            step_mode="m",
-            surrogate_function=surrogate.ATan(),
-        )
+        node = spikingjelly_lif().to(device)
 
         def sj() -> None:
             node.reset()

@@ -44,6 +44,20 @@ import torch
 BETA = 0.9
 
 
+def spikingjelly_lif() -> torch.nn.Module:
+    """SpikingJelly's multi-step ``LIFNode`` with our matched parameterization (ImportError when
+    SpikingJelly is not installed)."""
+    from spikingjelly.activation_based import neuron, surrogate
+
+    return neuron.LIFNode(
+        tau=1 / (1 - BETA),
+        decay_input=False,
+        v_reset=0.0,
+        step_mode="m",
+        surrogate_function=surrogate.ATan(),
+    )
+
+
 def make_inputs(T: int, B: int, N: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(T, B, N, generator=g) * 0.3
@@ -84,16 +98,10 @@ def variants(x: torch.Tensor, up: torch.Tensor) -> dict[str, Callable[[], None]]
     except ImportError:
         pass
     try:
-        from spikingjelly.activation_based import neuron, surrogate
+        spikingjelly_lif()
 
         def sj() -> None:
-            node = neuron.LIFNode(
-                tau=1 / (1 - BETA),
-                decay_input=False,
-                v_reset=0.0,
-                step_mode="m",
-                surrogate_function=surrogate.ATan(),
-            )
+            node = spikingjelly_lif()
             xx = x.detach().requires_grad_()
             node(xx).backward(up)
 
