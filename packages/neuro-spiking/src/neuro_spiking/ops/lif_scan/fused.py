@@ -335,8 +335,9 @@ class LIFScanFunction(torch.autograd.Function):
         dx = torch.empty_like(x)
         dbeta = torch.zeros_like(x[0]) if want_beta else None
         bwd: Callable[..., Any] = _get("backward", True) if compiled else _backward_inplace
-        scratch = [x.new_empty((min(chunk, T), *x.shape[1:])) for _ in range(2)]
-        extra = {} if compiled else {"work": tuple(scratch)}
+        extra: dict[str, Any] = {}
+        if not compiled:  # membranes and spikes of one chunk, reused by every chunk
+            extra["work"] = tuple(x.new_empty((min(chunk, T), *x.shape[1:])) for _ in range(2))
         starts = list(range(0, T, chunk))
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
