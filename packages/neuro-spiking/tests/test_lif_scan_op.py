@@ -209,6 +209,41 @@ def test_alif_triton_matches_reference(dtype: torch.dtype, T: int, N: int, case:
     )
 
 
+@pytest.mark.parametrize(("T", "N"), [(9, 33), (12, 5), (17, 8)])
+@pytest.mark.parametrize(
+    "case",
+    [
+        *ALIF_CASES,
+        dict(reset="hard"),
+        dict(reset="hard", detach_reset=True, surrogate=Triangle(width=0.5)),
+        dict(reset="subtract", v_reset=-0.2, v_rest=0.1, surrogate=ATan(slope=3.0)),
+    ],
+    ids=["sub", "hard", "detach", "hard0", "hard-detach", "sub-rest"],
+)
+def test_alif_fused_matches_reference(T: int, N: int, case: dict) -> None:
+    """The eager CPU backend (default on CPU): outputs and every gradient against the spec."""
+    assert_backends_match(
+        alif("reference", **case),
+        alif("fused", **case),
+        alif_inputs(T, 2, N, T * N + 1),
+        dtype=torch.float32,
+        grad=("x", "v0", "a0", "beta"),
+    )
+
+
+def test_alif_fused_spikes_and_state_bit_identical_to_reference() -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 4, 33, generator=g) * 0.6 + 0.3
+    for reset in ("subtract", "hard"):
+        kw = dict(beta=0.9, rho=0.95, adapt_increment=0.3, reset=reset, v_reset=-0.1)
+        ref = fused_alif_scan(x, backend="reference", **kw)
+        got = fused_alif_scan(x, backend="fused", **kw)
+        assert ref[0].sum() > 100
+        for r, o in zip(ref, got):
+            assert torch.equal(r, o)
+    assert fused_alif_scan(x[:0], beta=0.9, rho=0.5, adapt_increment=0.1)[0].shape == x[:0].shape
+
+
 def test_alif_op_reference_equals_neuron_scan() -> None:
     p = AdaptiveLIFParams(
         refractory_ms=0.0,

@@ -1,9 +1,11 @@
 """Fused multi-step adaptive LIF: ``fused_alif_scan(x, v0, a0, beta=..., backend="auto")``.
 
-Backends: ``"reference"`` (:mod:`.reference`, autograd), ``"compile"`` (``torch.compile`` of
-the reference; one graph per T), ``"triton"`` (:mod:`.triton`, one launch forward and one
-backward). ``"auto"``: Triton on CUDA when the surrogate has a kernel form, else ``"compile"``
-on CPU when ``NEURO_CPU_COMPILE=1``, else the reference.
+Backends: ``"reference"`` (:mod:`.reference`, autograd), ``"fused"`` (:mod:`.fused`: eager,
+spikes out, state recomputed chunk by chunk in a hand-written backward), ``"compile"``
+(``torch.compile`` of the reference; one graph per T), ``"triton"`` (:mod:`.triton`, one launch
+forward and one backward). ``"auto"``: Triton on CUDA when the surrogate has a kernel form, else
+``"compile"`` on CPU when ``NEURO_CPU_COMPILE=1``, else ``"fused"`` on CPU and the reference on
+other devices.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from neuro_spiking.ops.lif_scan import TRITON_SURROGATES, _as_beta, check_lif_in
 from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
 
 _compiled_reference = compiled(alif_scan_reference)
+_SUPPORTED = ("auto", "reference", "fused", "compile", "triton")
 
 
 def fused_alif_scan(
@@ -59,11 +62,13 @@ def fused_alif_scan(
         raise ValueError(f"surrogate must be a binary Surrogate, got {surrogate!r}")
     if reset not in ("subtract", "hard"):
         raise ValueError(f"reset must be 'subtract' or 'hard', got {reset!r}")
-    chosen = resolve_backend(backend, x, op="fused_alif_scan")
+    chosen = resolve_backend(backend, x, supported=_SUPPORTED, op="fused_alif_scan")
     if chosen == "triton" and surrogate.kind not in TRITON_SURROGATES:
         if backend == "triton":
             raise ValueError(f"surrogate {type(surrogate).__name__} has no Triton form")
         chosen = "reference"
+    if backend == "auto" and chosen == "reference" and x.device.type == "cpu":
+        chosen = "fused"
     args = (
         x,
         v0,
@@ -84,6 +89,11 @@ def fused_alif_scan(
         return alif_scan_triton(*args)
     if chosen == "compile":
         return _compiled_reference(*args)  # type: ignore[no-any-return, arg-type]
+    if chosen == "fused":
+        from neuro_spiking.ops.alif_scan.fused import DEFAULT_CHUNK, ALIFScanFunction
+
+        s, v, a = ALIFScanFunction.apply(*args[:9], reset == "subtract", *args[10:], DEFAULT_CHUNK)
+        return s, v, a
     return alif_scan_reference(*args)  # type: ignore[arg-type]
 
 
