@@ -273,17 +273,19 @@ def test_alif_op_reference_equals_neuron_scan() -> None:
         fused_alif_scan(x, a0=torch.zeros(2), beta=0.9, rho=0.5, adapt_increment=0.1)
 
 
-def gif_inputs(T: int, B: int, N: int, seed: int, levels: int = 4) -> dict[str, torch.Tensor]:
+def gif_inputs(
+    T: int, B: int, N: int, seed: int, levels: int = 4, clamp: float = 2.0, scale: float = 3.0
+) -> dict[str, torch.Tensor]:
     """Inputs keeping v/θ ≥ 0.05 from every integer (no ambiguous floor) and p off the clamp
     bounds, built by running the recursion in float64 and nudging."""
     g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(T, B, N, generator=g, dtype=torch.float64) - 0.2) * 3
+    x = (torch.rand(T, B, N, generator=g, dtype=torch.float64) - 0.2) * scale
     v0 = torch.rand(B, N, generator=g, dtype=torch.float64)
     th0 = 1 + torch.rand(B, N, generator=g, dtype=torch.float64) * 0.2
     v, th = v0.clone(), th0.clone()
     for t in range(T):
         p = 0.9 * v + x[t]
-        bound = 2 * levels * th
+        bound = clamp * levels * th
         u = p / th
         near = ((u - torch.round(u)).abs() < 0.05) | ((p.abs() - bound).abs() < 0.05)
         x[t] = torch.where(near, x[t] + 0.15 * th, x[t])
@@ -295,11 +297,42 @@ def gif_inputs(T: int, B: int, N: int, seed: int, levels: int = 4) -> dict[str, 
     return {"x": x.float(), "v0": v0.float(), "theta0": th0.float()}
 
 
-def gif(backend: str):
+def gif(backend: str, clamp: float = 2.0):
     def run(x, v0, theta0):
-        return fused_gif_scan(x, v0, theta0, beta=0.9, levels=4, adapt_rate=0.05, backend=backend)
+        return fused_gif_scan(
+            x, v0, theta0, beta=0.9, levels=4, adapt_rate=0.05, clamp_factor=clamp, backend=backend
+        )
 
     return run
+
+
+@pytest.mark.parametrize(("T", "N"), [(9, 33), (12, 5), (17, 8)])
+@pytest.mark.parametrize(("clamp", "scale"), [(2.0, 3.0), (0.3, 8.0)], ids=["free", "clamped"])
+def test_gif_fused_matches_reference(T: int, N: int, clamp: float, scale: float) -> None:
+    """The eager CPU backend (default on CPU): outputs and every gradient against the spec,
+    with and without the membrane hitting the ±c·L·θ clamp."""
+    inputs = gif_inputs(T, 2, N, T * N + 2, clamp=clamp, scale=scale)
+    if clamp < 1:
+        p = inputs["x"] + 0.9 * inputs["v0"]  # the first step alone must already clamp
+        assert bool((p.abs() > clamp * 4 * inputs["theta0"]).any())
+    assert_backends_match(
+        gif("reference", clamp),
+        gif("fused", clamp),
+        inputs,
+        dtype=torch.float32,
+        grad=("x", "v0", "theta0"),
+    )
+
+
+def test_gif_fused_spikes_and_state_bit_identical_to_reference() -> None:
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(40, 4, 33, generator=g) - 0.3) * 6
+    kw = dict(beta=0.9, levels=4, adapt_rate=0.05, clamp_factor=0.5)
+    ref = fused_gif_scan(x, backend="reference", **kw)
+    got = fused_gif_scan(x, backend="fused", **kw)
+    assert ref[0].sum() > 100
+    for r, o in zip(ref, got):
+        assert torch.equal(r, o)
 
 
 @pytest.mark.interpreter

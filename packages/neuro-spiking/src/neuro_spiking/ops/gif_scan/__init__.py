@@ -1,8 +1,10 @@
 """Fused multi-step multi-bit GIF: ``fused_gif_scan(x, v0, theta0, beta=..., backend="auto")``.
 
-Backends: ``"reference"`` (:mod:`.reference`, autograd), ``"compile"`` (``torch.compile`` of
-the reference), ``"triton"`` (:mod:`.triton`, one launch forward and one backward).
-``"auto"``: Triton on CUDA, ``"compile"`` on CPU when ``NEURO_CPU_COMPILE=1``, else reference.
+Backends: ``"reference"`` (:mod:`.reference`, autograd), ``"fused"`` (:mod:`.fused`: eager,
+spikes out, state recomputed chunk by chunk in a hand-written backward), ``"compile"``
+(``torch.compile`` of the reference), ``"triton"`` (:mod:`.triton`, one launch forward and one
+backward). ``"auto"``: Triton on CUDA, ``"compile"`` on CPU when ``NEURO_CPU_COMPILE=1``, else
+``"fused"`` on CPU and the reference on other devices.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from neuro_core.validation import check_in_range, check_positive, check_tensor
 from neuro_spiking.ops.gif_scan.reference import gif_scan_reference
 
 _compiled_reference = compiled(gif_scan_reference)
+_SUPPORTED = ("auto", "reference", "fused", "compile", "triton")
 
 
 def fused_gif_scan(
@@ -51,7 +54,9 @@ def fused_gif_scan(
     theta0 = x.new_full(x.shape[1:], theta_rest) if theta0 is None else theta0
     check_tensor("v0", v0, shape=tuple(x.shape[1:]), device=x.device, floating=True)
     check_tensor("theta0", theta0, shape=tuple(x.shape[1:]), device=x.device, floating=True)
-    chosen = resolve_backend(backend, x, op="fused_gif_scan")
+    chosen = resolve_backend(backend, x, supported=_SUPPORTED, op="fused_gif_scan")
+    if backend == "auto" and chosen == "reference" and x.device.type == "cpu":
+        chosen = "fused"
     args = (
         x,
         v0,
@@ -68,6 +73,11 @@ def fused_gif_scan(
         return gif_scan_triton(*args)
     if chosen == "compile":
         return _compiled_reference(*args)  # type: ignore[no-any-return]
+    if chosen == "fused":
+        from neuro_spiking.ops.gif_scan.fused import DEFAULT_CHUNK, GIFScanFunction
+
+        s, v, th = GIFScanFunction.apply(*args, DEFAULT_CHUNK)
+        return s, v, th
     return gif_scan_reference(*args)
 
 
