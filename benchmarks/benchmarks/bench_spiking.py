@@ -5,13 +5,17 @@ loop, ``fused`` hand-written backward, ``compile`` torch.compile'd chunks, ``tri
 only) and the peers ``snntorch`` (``Leaky`` time loop) and ``spikingjelly``
 (``LIFNode(step_mode="m")``), all with the matched parameterization of
 ``benchmarks/scripts/spiking_targets.py``. Peers raise ``NotImplementedError`` (skipped) when
-they are not installed. ``Network``: 100 ms of the 10k-neuron, 1 %-connectivity network.
+they are not installed. ``AdaptiveScan``: the adaptive LIF and multi-bit GIF ops per CPU backend
+(``reference``, ``fused``, ``compile``). ``Network``: 100 ms of the 10k-neuron,
+1 %-connectivity network.
 """
 
 try:
     import torch
 
     from neuro_spiking.network import PoissonInput, brunel_like
+    from neuro_spiking.ops.alif_scan import fused_alif_scan
+    from neuro_spiking.ops.gif_scan import fused_gif_scan
     from neuro_spiking.ops.lif_scan import fused_lif_scan
 except ImportError:  # an old commit without the package: asv skips the suite
     torch = None
@@ -85,6 +89,38 @@ class LIFScan:
         self.run()
 
     def peakmem_forward_backward(self, backend, shape):
+        self.run()
+
+
+class AdaptiveScan:
+    params = (["alif", "gif"], ["reference", "fused", "compile"], [(64, 32, 4096), (16, 32, 1024)])
+    param_names = ["op", "backend", "shape"]
+    timeout = 300
+
+    def setup(self, op, backend, shape):
+        if torch is None:
+            raise NotImplementedError("neuro_spiking not importable")
+        if backend == "reference" and shape[0] * shape[2] > 16 * 1024:
+            raise NotImplementedError("the eager reference is only timed on the small shape")
+        g = torch.Generator().manual_seed(0)
+        self.x = (torch.rand(shape, generator=g) - 0.2) * (3.0 if op == "gif" else 0.3)
+        self.up = torch.randn(shape, generator=g)
+
+        def run():
+            x = self.x.detach().requires_grad_()
+            if op == "alif":
+                s = fused_alif_scan(
+                    x, beta=BETA, rho=0.95, adapt_increment=0.1, reset="hard", backend=backend
+                )[0]
+            else:
+                s = fused_gif_scan(x, beta=BETA, levels=8, backend=backend)[0]
+            s.backward(self.up)
+
+        self.run = run
+        for _ in range(2):  # warm up (compiles)
+            run()
+
+    def time_forward_backward(self, op, backend, shape):
         self.run()
 
 
