@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from neuro_spiking.ops.lif_scan.fused import _charge, _reduce_like, _reset
+from neuro_spiking.ops.lif_scan.fused import _charge, _chunked_forward, _reduce_like, _reset
 from neuro_spiking.surrogates import Surrogate
 
 #: Steps between state checkpoints.
@@ -96,12 +96,9 @@ class ALIFScanFunction(torch.autograd.Function):
         T = x.shape[0]
         step = _Step(beta.to(x.dtype), rho, adapt, v_rest, threshold, v_reset, subtract)
         spikes = torch.empty_like(x)
-        v, a = v0.to(x.dtype), a0.to(x.dtype)
-        checkpoints: list[torch.Tensor] = []
-        for start in range(0, T, chunk):
-            checkpoints += [v, a]
-            for t in range(start, min(start + chunk, T)):
-                v, a = step(v, a, x[t], spikes[t])
+        checkpoints, (v, a) = _chunked_forward(
+            step, x, (v0.to(x.dtype), a0.to(x.dtype)), chunk, spikes
+        )
         ctx.save_for_backward(x, beta, *checkpoints)
         ctx.args = (
             rho,

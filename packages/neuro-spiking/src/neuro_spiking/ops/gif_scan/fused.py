@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from neuro_spiking.ops.lif_scan.fused import _chunked_forward
 from neuro_spiking.surrogates import MultiBit
 
 #: Steps between state checkpoints.
@@ -80,12 +81,9 @@ class GIFScanFunction(torch.autograd.Function):
         T = x.shape[0]
         step = _Step(beta, theta_rest, levels, adapt, clamp)
         spikes = torch.empty_like(x)
-        v, theta = v0.to(x.dtype), theta0.to(x.dtype)
-        checkpoints: list[torch.Tensor] = []
-        for start in range(0, T, chunk):
-            checkpoints += [v, theta]
-            for t in range(start, min(start + chunk, T)):
-                v, theta = step(v, theta, x[t], spikes[t])
+        checkpoints, (v, theta) = _chunked_forward(
+            step, x, (v0.to(x.dtype), theta0.to(x.dtype)), chunk, spikes
+        )
         ctx.save_for_backward(x, *checkpoints)
         ctx.args = (beta, theta_rest, levels, adapt, clamp, chunk)
         if T == 0:

@@ -242,6 +242,24 @@ def _get(name: str, compiled: bool) -> Callable[..., Any]:
     return _compiled_cache[name]
 
 
+def _chunked_forward(
+    step: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor],
+    chunk: int,
+    spikes: torch.Tensor,
+) -> tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Run ``state = step(*state, x[t], spikes[t])`` over all steps (the step writes the spike);
+    return the state at the start of every chunk (flattened) and the final state. Shared by the
+    two-state neurons (adaptive LIF, GIF)."""
+    checkpoints: list[torch.Tensor] = []
+    for start in range(0, x.shape[0], chunk):
+        checkpoints += state
+        for t in range(start, min(start + chunk, x.shape[0])):
+            state = step(*state, x[t], spikes[t])
+    return checkpoints, state
+
+
 def _reduce_like(g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Sum a ``[B, ...]`` gradient down to the (broadcast) shape of ``target``."""
     while g.ndim > target.ndim:
