@@ -627,31 +627,24 @@ def _lif_block(
     to the free trajectory, with the same floating-point operations, so the result is
     bit-identical to simulating every neuron step by step (a test pins this). The arithmetic
     runs in numpy on views of the tensors: on vectors of a few hundred neurons its per-call
-    overhead is a third of torch's, and that overhead is what the step loop costs.
+    overhead is a fraction of torch's, and that overhead is what the step loop costs
+    (``python benchmarks/scripts/cpu_op_costs.py``).
     """
-    x = xb.numpy()
+    x, v0, r0 = xb.numpy(), v.numpy(), refr.numpy()
     K, N = x.shape
     traj = np.empty_like(x)
-    h = v.numpy()
+    h = v0
     for t in range(K):
         h = np.multiply(params.beta, h, out=traj[t])
         h += x[t]
     cand = traj.max(0) >= params.threshold
-    cand |= refr.numpy() > 0
+    cand |= r0 > 0
     idx = np.flatnonzero(cand)
     v_new = traj[K - 1].copy()
-    refr_new = np.zeros(N, dtype=np.int32)
-    if idx.size == N:
-        s, v_new, refr_new = _lif_exact(x, v.numpy(), refr.numpy(), params)
-        t_idx, n_idx = np.nonzero(s)
-    elif idx.size:
-        s, v_new[idx], refr_new[idx] = _lif_exact(
-            x[:, idx], v.numpy()[idx], refr.numpy()[idx], params.take(idx)
-        )
-        t_idx, j = np.nonzero(s)
-        n_idx = idx[j]
-    else:
-        t_idx = n_idx = np.zeros(0, dtype=np.int64)
+    refr_new = np.zeros(N, dtype=r0.dtype)
+    s, v_new[idx], refr_new[idx] = _lif_exact(x[:, idx], v0[idx], r0[idx], params.take(idx))
+    t_idx, j = np.nonzero(s)
+    n_idx = idx[j]
     as_t = torch.from_numpy
     return (as_t(t_idx), as_t(n_idx)), as_t(v_new), as_t(refr_new)
 

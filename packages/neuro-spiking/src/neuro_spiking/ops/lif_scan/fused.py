@@ -74,13 +74,19 @@ def _reset(
 
     The hard reset is exact: ``h − h·1 = 0`` (a fused multiply-add rounds once) and
     ``h − h·0 = h``. Only float arithmetic: on CPU, comparisons producing bool tensors and
-    ``masked_fill``/``where`` cost 4–10× an elementwise float op."""
+    ``masked_fill``/``where`` cost several times an elementwise float op
+    (``python benchmarks/scripts/cpu_op_costs.py``)."""
     if subtract:
         return torch.sub(h, s, alpha=rho)
     v = torch.addcmul(h, h, s, value=-1.0)
     if v_reset != 0.0:
         v.add_(s, alpha=v_reset)
     return v
+
+
+def _bias_or_none(leak_bias: torch.Tensor) -> torch.Tensor | None:
+    """The leak bias ``(1 − β)·v_rest``, or None when it is a zero scalar (skip the add)."""
+    return leak_bias if bool(leak_bias.ndim) or bool(leak_bias != 0) else None
 
 
 def _forward_inplace(
@@ -98,7 +104,7 @@ def _forward_inplace(
 
     Four float ops per step (charge ×2, threshold into the float spike output, reset)."""
     rho = threshold - v_reset
-    bias = leak_bias if bool(leak_bias.ndim) or bool(leak_bias != 0) else None
+    bias = _bias_or_none(leak_bias)
     for t in range(x.shape[0]):
         h = _charge(v, beta, x[t], bias)
         st = torch.ge(h, threshold, out=spikes[t])
@@ -183,7 +189,7 @@ def _backward_inplace(
     surrogate: Surrogate,
     want_beta: bool,
     out: torch.Tensor,
-    work: tuple[torch.Tensor, torch.Tensor] | None = None,
+    work: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eager twin of :func:`_backward_chunk` with few kernel launches per step.
 
@@ -191,15 +197,16 @@ def _backward_inplace(
     membranes and spikes in ``[K, ...]`` buffers; the adjoint then works on one step's slice at a
     time (a working set that stays in cache), evaluates the surrogate in place on a scratch
     buffer (:meth:`~neuro_spiking.surrogates.Surrogate.derivative_`) and writes ``dx_t`` into
-    ``out[t]`` with the op that computes it. ``work``: two ``[≥K, ...]`` scratch buffers for the
-    membranes and spikes, reused across chunks (fresh memory costs page faults on first touch). Float arithmetic only (no bool masks, see
+    ``out[t]`` with the op that computes it. ``work``: scratch buffers reused across chunks
+    (fresh memory costs page faults on first touch): ``[≥K, ...]`` for the membranes and for the
+    spikes, and one step's ``[...]`` for the surrogate. Float arithmetic only (no bool masks, see
     :func:`_reset`)."""
     K = x.shape[0]
     rho = threshold - v_reset
-    bias = leak_bias if bool(leak_bias.ndim) or bool(leak_bias != 0) else None
+    bias = _bias_or_none(leak_bias)
     if work is None:
-        work = (torch.empty_like(x), torch.empty_like(x))
-    hs, ss = work[0][:K], work[1][:K]
+        work = (torch.empty_like(x), torch.empty_like(x), torch.empty_like(x[0]))
+    hs, ss, scratch = work[0][:K], work[1][:K], work[2]
     v_prev = []
     v = v_start
     for t in range(K):
@@ -208,7 +215,6 @@ def _backward_inplace(
         h = _charge(v, beta, x[t], bias, out=hs[t])
         st = torch.ge(h, threshold, out=ss[t])
         v = _reset(h, st, rho, v_reset, subtract)
-    scratch = torch.empty_like(x[0])
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
     for k in range(K - 1, -1, -1):
         sg = surrogate.derivative_(torch.sub(hs[k], threshold, out=scratch))
@@ -354,8 +360,13 @@ class LIFScanFunction(torch.autograd.Function):
         dbeta = torch.zeros_like(x[0]) if want_beta else None
         bwd: Callable[..., Any] = _get("backward", True) if compiled else _backward_inplace
         extra: dict[str, Any] = {}
-        if not compiled:  # membranes and spikes of one chunk, reused by every chunk
-            extra["work"] = tuple(x.new_empty((min(chunk, T), *x.shape[1:])) for _ in range(2))
+        if not compiled:  # one chunk's membranes and spikes, one step's scratch: reused
+            k = min(chunk, T)
+            extra["work"] = (
+                x.new_empty((k, *x.shape[1:])),
+                x.new_empty((k, *x.shape[1:])),
+                x.new_empty(x.shape[1:]),
+            )
         starts = list(range(0, T, chunk))
         for idx in range(len(starts) - 1, -1, -1):
             start = starts[idx]
