@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from neuro_models.bundle import Bundle, BundleError, load_bundle, save_bundle
 from neuro_models.config import LlamaConfig
 from neuro_models.evaluate import EvalResult, mean_std
 from neuro_models.llama import KVCache, Llama
@@ -9,6 +10,8 @@ from neuro_models.params import ParamCount, count_parameters, match_parameters
 from neuro_models.train import TrainConfig, TrainResult
 
 __all__ = [
+    "Bundle",
+    "BundleError",
     "EvalResult",
     "KVCache",
     "Llama",
@@ -18,6 +21,8 @@ __all__ = [
     "TrainResult",
     "__version__",
     "count_parameters",
+    "load_bundle",
     "match_parameters",
     "mean_std",
+    "save_bundle",
 ]

@@ -18,7 +18,6 @@ it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from neuro_models._fileio import atomic_directory, fsync_write, sha256_file
 
 __all__ = [
     "Checkpoint",
@@ -59,29 +60,6 @@ class Checkpoint:
     optimizer: dict[str, Any] | None
     rng: dict[str, torch.Tensor]
     meta: dict[str, Any]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -140,39 +118,26 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     final = root / name
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    model_t = {k: v.detach().cpu().contiguous().clone() for k, v in model.items()}
-    save_file(model_t, str(tmp / MODEL_FILE))
-    opt_t, opt_js = _flatten_optimizer(optimizer) if optimizer is not None else ({}, None)
-    for k, v in (rng or {}).items():
-        opt_t[_RNG_PREFIX + k] = v.detach().cpu().contiguous().clone()
-    save_file(opt_t, str(tmp / OPTIM_FILE))
-    for f in (MODEL_FILE, OPTIM_FILE):
-        _fsync_file(tmp / f)
-    state = {
-        "format": FORMAT_VERSION,
-        "step": int(step),
-        "meta": meta or {},
-        "optimizer": opt_js,
-        "files": {f: _sha256(tmp / f) for f in (MODEL_FILE, OPTIM_FILE)},
-    }
-    _fsync_write(tmp / STATE_FILE, json.dumps(state, indent=1, sort_keys=True).encode())
-    if final.exists():
-        # Re-saving a step (after a resume): move the old copy aside first; rename is atomic.
-        trash = root / f".old-{name}-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    # Re-saving a step (after a resume) replaces the old copy atomically.
+    with atomic_directory(final) as tmp:
+        model_t = {k: v.detach().cpu().contiguous().clone() for k, v in model.items()}
+        save_file(model_t, str(tmp / MODEL_FILE))
+        opt_t, opt_js = _flatten_optimizer(optimizer) if optimizer is not None else ({}, None)
+        for k, v in (rng or {}).items():
+            opt_t[_RNG_PREFIX + k] = v.detach().cpu().contiguous().clone()
+        save_file(opt_t, str(tmp / OPTIM_FILE))
+        state = {
+            "format": FORMAT_VERSION,
+            "step": int(step),
+            "meta": meta or {},
+            "optimizer": opt_js,
+            "files": {f: sha256_file(tmp / f) for f in (MODEL_FILE, OPTIM_FILE)},
+        }
+        fsync_write(tmp / STATE_FILE, json.dumps(state, indent=1, sort_keys=True).encode())
     pointer = root / f".{LATEST}.tmp{os.getpid()}"
-    _fsync_write(pointer, name.encode())
+    fsync_write(pointer, name.encode())
     os.replace(pointer, root / LATEST)
     if keep is not None:
         done = sorted(p for p in root.glob("step_*") if p.is_dir())
@@ -230,7 +195,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
         fpath = path / fname
         if not fpath.is_file():
             raise CheckpointError(f"checkpoint file {str(fpath)!r} is missing")
-        if verify and _sha256(fpath) != files.get(fname):
+        if verify and sha256_file(fpath) != files.get(fname):
             raise CheckpointError(
                 f"checkpoint file {str(fpath)!r} is truncated or corrupt (sha256 differs from "
                 f"{str(state_path)!r})"

@@ -14,13 +14,26 @@ every arm. A sliding window with stride < ``seq_len`` would give lower NLL at ``
 times the cost; we do not use it so that numbers are comparable with the training loss. The
 model runs in ``eval()`` mode (dropout off) under ``torch.no_grad``, without autocast, and its
 training mode is restored afterwards; no label smoothing, no auxiliary losses.
+
+Command line (``neuro-eval`` is the same)::
+
+    python -m neuro_models.evaluate BUNDLE --text FILE [--seq-len N] [--batch-size N]
+                                    [--max-tokens N] [--json]
+
+scores a model bundle (:mod:`neuro_models.bundle`) on a UTF-8 text file, read as one document laid
+out as a shard lays it out (the tokenizer's end-of-text id, then the text), so ``n_tokens`` is the
+number of text tokens and bits per byte divides by the file's UTF-8 byte count.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +42,7 @@ from torch import nn
 
 from neuro_models.data.shards import Shard
 
-__all__ = ["EvalResult", "evaluate", "logits_of", "mean_std"]
+__all__ = ["EvalResult", "evaluate", "logits_of", "main", "mean_std"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +167,109 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     if len(v) == 1:
         return m, 0.0
     return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; ``ValueError`` naming the file if it is missing, not UTF-8 or
+    empty."""
+    if not path.is_file():
+        raise ValueError(f"--text: file {str(path)!r} is missing")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"--text: file {str(path)!r} cannot be read: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"--text: file {str(path)!r} is not UTF-8 (invalid byte at offset {exc.start})"
+        ) from None
+    if not text:
+        raise ValueError(f"--text: file {str(path)!r} is empty")
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``neuro-eval`` / ``python -m neuro_models.evaluate``: score a model bundle on a text file.
+
+    Prints NLL (nats/token), perplexity, bits per byte, the token count and the tokenizer
+    identity, or one JSON object with ``--json``. Returns 0, or 2 after printing an error
+    (missing, non-UTF-8 or empty text; not a bundle; a window longer than the model's context).
+    """
+    from neuro_models.bundle import BundleError, load_bundle
+    from neuro_models.data.shards import tokenize_to_shard
+
+    ap = argparse.ArgumentParser(
+        prog="neuro-eval",
+        description="Exact NLL, perplexity and bits per byte of a model bundle on a UTF-8 text.",
+    )
+    ap.add_argument("bundle", type=Path, help="model bundle folder (neuro_models.save_bundle)")
+    ap.add_argument("--text", type=Path, required=True, help="UTF-8 text file, one document")
+    ap.add_argument(
+        "--seq-len", type=_positive_int, default=None, help="window length (default: max_seq_len)"
+    )
+    ap.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward")
+    ap.add_argument(
+        "--max-tokens", type=_positive_int, default=None, help="score only the first N tokens"
+    )
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+
+    try:
+        text = _read_text(args.text)
+        bundle = load_bundle(args.bundle)
+        max_len = bundle.config.max_seq_len
+        seq_len = max_len if args.seq_len is None else args.seq_len
+        if seq_len > max_len:
+            raise ValueError(f"--seq-len {seq_len} exceeds the model's max_seq_len {max_len}")
+        # One document, laid out exactly as in a shard: eos, then the text.
+        shard = tokenize_to_shard([text], bundle.tokenizer)
+        result = evaluate(
+            bundle.model,
+            shard,
+            seq_len,
+            batch_size=args.batch_size,
+            max_tokens=args.max_tokens,
+        )
+    except (BundleError, ValueError) as exc:
+        sys.stderr.write(f"{ap.prog}: error: {exc}\n")
+        return 2
+
+    report = {
+        **result.as_dict(),
+        "n_bytes": shard.n_bytes,
+        "seq_len": seq_len,
+        "tokenizer_id": bundle.tokenizer.identity,
+        "kind": bundle.kind,
+        "bundle": str(args.bundle),
+        "text": str(args.text),
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        bpb = "n/a" if result.bpb is None else f"{result.bpb:.6f}"
+        cut = " (scaled: --max-tokens)" if args.max_tokens is not None else ""
+        sys.stdout.write(
+            f"bundle     {args.bundle} ({bundle.kind})\n"
+            f"text       {args.text} ({shard.n_bytes} bytes)\n"
+            f"tokenizer  {bundle.tokenizer.identity}\n"
+            f"tokens     {result.n_tokens} (seq_len {seq_len})\n"
+            f"nll        {result.nll:.6f} nats/token\n"
+            f"ppl        {result.ppl:.6f}\n"
+            f"bpb        {bpb}{cut}\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

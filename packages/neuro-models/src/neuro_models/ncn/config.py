@@ -7,8 +7,10 @@ network hidden 64 with 2 pooling heads, dropout 0.1, RMSNorm ε 1e-5.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from neuro_core.validation import check_in_range, check_positive
 
@@ -65,6 +67,12 @@ class ControlConfig:
                 f"precision_max must exceed precision_floor={self.precision_floor}, "
                 f"got {self.precision_max}"
             )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ControlConfig:
+        """Build a config from a mapping; unknown keys raise ``ValueError`` naming them."""
+        _check_keys(cls, d)
+        return cls(**dict(d))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +140,32 @@ class NCNConfig:
     def theta(self) -> float:
         """RoPE base actually used (llama only)."""
         return 10_000.0 if self.rope_theta is None else self.rope_theta
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of every field, ``control`` as a nested dict or None (JSON-serializable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NCNConfig:
+        """Inverse of :meth:`to_dict`; unknown keys (also inside ``control``) raise ``ValueError``
+        naming them, and ``control`` must be a mapping, a :class:`ControlConfig` or None."""
+        _check_keys(cls, d)
+        values = dict(d)
+        control = values.get("control")
+        if isinstance(control, Mapping):
+            values["control"] = ControlConfig.from_dict(control)
+        elif "control" in values and not (control is None or isinstance(control, ControlConfig)):
+            raise ValueError(
+                f"control must be a mapping, a ControlConfig or None, got {type(control).__name__}"
+            )
+        return cls(**values)
+
+
+def _check_keys(cls: type, d: Mapping[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
 
 
 def published_config(**overrides: object) -> NCNConfig:
