@@ -45,27 +45,15 @@ EPOCH_TOKENS = 520_290_304
 
 @dataclass(frozen=True, kw_only=True)
 class ScalePreset:
-    """Everything that differs between scales.
+    """The model shapes of one scale (budgets live in ``experiment.py``).
 
     Attributes:
-        vocab_size: byte-level BPE vocabulary trained on the train head (the published run used
-            GPT-2's 50,257; we cannot ship that tokenizer's training data, and a 50k vocabulary
-            would be 90%+ of a CPU-sized model).
+        vocab_size: byte-level BPE vocabulary trained on the train split (the published run used
+            GPT-2's 50,257; a 50k vocabulary would be 90%+ of a CPU-sized model).
         d_model, n_layers, n_heads, ffn_dim, seq_len: the NCN (arm B) backbone.
         ncn_hidden, ncn_heads: the control network.
-        batch_size: windows per optimizer step.
-        steps: optimizer steps of every main run.
-        sweep_lrs: peak learning rates tried per arm; sweep_steps: steps of each sweep run (the
-            cosine schedule is compressed to that length).
-        warmup_steps: linear warmup (scaled down in the sweep by the same fraction).
-        seeds: default seeds of the main runs.
-        eval_tokens: held-out tokens evaluated (None: the whole validation head).
-        probe_windows: validation windows of the leak probe and the signal statistics.
-        reaction_windows: validation windows searched for " but" and the control words.
-        dev_tokens: tokens cut from the end of the train stream to choose the learning rate (the
-            validation stories are never used for any choice).
         reg_weight: λ of the homeostatic term (0.01, published).
-        dropout: 0 for every arm (the Llama baseline has none, and < 1 epoch needs none).
+        dropout: 0 for every arm (the Llama baseline has none).
     """
 
     vocab_size: int
@@ -76,22 +64,8 @@ class ScalePreset:
     seq_len: int
     ncn_hidden: int
     ncn_heads: int
-    batch_size: int
-    steps: int
-    sweep_lrs: tuple[float, ...]
-    sweep_steps: int
-    warmup_steps: int
-    seeds: tuple[int, ...]
-    eval_tokens: int | None
-    dev_tokens: int
-    probe_windows: int = 64
-    reaction_windows: int = 256
     reg_weight: float = 0.01
     dropout: float = 0.0
-
-    @property
-    def tokens_per_run(self) -> int:
-        return self.steps * self.batch_size * self.seq_len
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,26 +73,15 @@ class ScalePreset:
 
 PRESETS: dict[str, ScalePreset] = {
     # CI: exercises every code path in about a minute; the numbers mean nothing.
-    "smoke": ScalePreset(
-        vocab_size=512, d_model=32, n_layers=2, n_heads=2, ffn_dim=64, seq_len=64,
-        ncn_hidden=16, ncn_heads=2, batch_size=8, steps=10, sweep_lrs=(1e-3, 3e-3),
-        sweep_steps=3, warmup_steps=2, seeds=(0,), eval_tokens=2048, dev_tokens=2048,
-        probe_windows=16, reaction_windows=32,
-    ),
-    # 2 CPU cores, ≤ ~20 minutes alone: ~0.6M-parameter models, 307k tokens per run.
-    "cpu": ScalePreset(
-        vocab_size=1024, d_model=96, n_layers=4, n_heads=4, ffn_dim=384, seq_len=128,
-        ncn_hidden=32, ncn_heads=2, batch_size=16, steps=150, sweep_lrs=(1e-3, 2e-3, 4e-3),
-        sweep_steps=30, warmup_steps=15, seeds=(0, 1, 2), eval_tokens=65_536,
-        dev_tokens=32_768,
-    ),
+    "smoke": ScalePreset(vocab_size=512, d_model=32, n_layers=2, n_heads=2, ffn_dim=64,
+                         seq_len=64, ncn_hidden=16, ncn_heads=2),
+    # 2 CPU cores: ~0.6M-parameter models.
+    "cpu": ScalePreset(vocab_size=1024, d_model=96, n_layers=4, n_heads=4, ffn_dim=384,
+                       seq_len=128, ncn_hidden=32, ncn_heads=2),
     # The published shapes (d 256, 6 layers, 8 heads, F 1024, context 512, NCN hidden 64 with
-    # 2 pooling heads, batch 64, lr 6e-4 in the published run) on one GPU.
-    "gpu": ScalePreset(
-        vocab_size=8192, d_model=256, n_layers=6, n_heads=8, ffn_dim=1024, seq_len=512,
-        ncn_hidden=64, ncn_heads=2, batch_size=64, steps=300, sweep_lrs=(3e-4, 6e-4, 1.2e-3),
-        sweep_steps=60, warmup_steps=30, seeds=(0, 1, 2), eval_tokens=None, dev_tokens=65_536,
-    ),
+    # 2 pooling heads) on one GPU.
+    "gpu": ScalePreset(vocab_size=8192, d_model=256, n_layers=6, n_heads=8, ffn_dim=1024,
+                       seq_len=512, ncn_hidden=64, ncn_heads=2),
 }  # fmt: skip
 
 

