@@ -64,20 +64,25 @@ log = logging.getLogger(__name__)
 _NOT_TRAINING_CODE = ("experiment/report.py", "experiment/stats.py", "experiment/cli.py")
 
 
-def code_version(extra_files: Iterable[str | os.PathLike[str]] = ()) -> str:
-    """sha256 (16 hex) of the installed ``neuro_*`` sources that a training run executes, plus
-    ``extra_files`` (the reproduction's declaration)."""
-    import neuro_models
+#: Every package a training run can execute.
+_PACKAGES = ("neuro_core", "neuro_attention", "neuro_plasticity", "neuro_memory", "neuro_spiking",
+             "neuro_objectives", "neuro_models")  # fmt: skip
 
+
+def code_version(extra_files: Iterable[str | os.PathLike[str]] = ()) -> str:
+    """sha256 (16 hex) of the ``neuro_*`` sources that a training run executes, plus
+    ``extra_files`` (the reproduction's declaration and whatever it imports beside it)."""
     h = hashlib.sha256()
-    site = Path(neuro_models.__file__).resolve().parent.parent
-    roots = sorted(p for p in site.iterdir() if p.name.startswith("neuro_") and p.is_dir())
-    files = [f for r in roots for f in sorted(r.rglob("*.py"))]
+    files: list[Path] = []
+    for name in _PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            files += sorted(Path(root).rglob("*.py"))
     for f in [*files, *map(Path, extra_files)]:
         rel = f.as_posix()
         if any(rel.endswith(s) for s in _NOT_TRAINING_CODE):
             continue
-        h.update(f.name.encode())
+        h.update(rel.split("/neuro_")[-1].encode() if "/neuro_" in rel else f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -538,7 +543,7 @@ def run_experiment(
             f"{exp.scale.max_passes}): the models would memorize the train split. This scale "
             "needs a larger train split in the data directory."
         )
-    code = code_version([decl])
+    code = code_version(sorted(decl.parent.glob("*.py")))
     progress = progress or Progress()
     if not progress.total_tokens:
         progress.add(plan_tokens(exp))
