@@ -278,27 +278,28 @@ def render(summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel
         out += ["", "Trend: the last budget's difference against the middle one; a change of "
                 "more than one standard error of the final paired difference counts as growing or "
                 "shrinking.", ""]  # fmt: skip
-    out += ["## Comparisons and verdicts", "",
-            "Paired by seed (same data order and init seed); t-based 95% CI with n − 1 degrees of "
-            "freedom; MDE = minimum detectable effect (α 0.05, power 0.8). Rule "
-            "(`neuro_models.experiment.stats.verdict`): **confirmed** if the CI excludes 0 in the "
-            "claimed direction, **refuted** if it excludes the claimed improvement (or every "
-            "improvement above the smallest effect of interest), **inconclusive** otherwise, "
-            "**not testable** when the scale is not informative or has fewer than 3 seeds.", "",
-            "| claim | comparison | what it isolates | mean Δ (nats) | paired sd | 95% CI | MDE | "
-            "claimed | MDE ≤ claimed/2 | verdict |",
-            "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- |"]  # fmt: skip
-    for c in comps:
-        st = c["stats"]
-        ci = f"[{st['ci_low']:+.3f}, {st['ci_high']:+.3f}]" if st else "–"
-        mde_ok = ("yes" if c.get("mde_ok") else f"no (≈ {c['seeds_for_half_claim']} seeds needed)"
-                  ) if st else "–"  # fmt: skip
-        out.append(
-            f"| {c['claim']} | {c['arm']} − {c['reference']} | {c['what']} | "
-            f"{_f(st['mean'] if st else None, sign=True)} | {_f(st['sd'] if st else None)} | {ci} | "
-            f"{_f(st['mde'] if st else None)} | −{c['claimed']:.3g} | {mde_ok} | "
-            f"**{c['verdict']['outcome']}**: {c['verdict']['reason']} |"
-        )
+    if comps:
+        out += ["## Comparisons and verdicts", "",
+                "Paired by seed (same data order and init seed); t-based 95% CI with n − 1 degrees of "
+                "freedom; MDE = minimum detectable effect (α 0.05, power 0.8). Rule "
+                "(`neuro_models.experiment.stats.verdict`): **confirmed** if the CI excludes 0 in the "
+                "claimed direction, **refuted** if it excludes the claimed improvement (or every "
+                "improvement above the smallest effect of interest), **inconclusive** otherwise, "
+                "**not testable** when the scale is not informative or has fewer than 3 seeds.", "",
+                "| claim | comparison | what it isolates | mean Δ (nats) | paired sd | 95% CI | MDE | "
+                "claimed | MDE ≤ claimed/2 | verdict |",
+                "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- |"]  # fmt: skip
+        for c in comps:
+            st = c["stats"]
+            ci = f"[{st['ci_low']:+.3f}, {st['ci_high']:+.3f}]" if st else "–"
+            mde_ok = ("yes" if c.get("mde_ok") else f"no (≈ {c['seeds_for_half_claim']} seeds needed)"
+                      ) if st else "–"  # fmt: skip
+            out.append(
+                f"| {c['claim']} | {c['arm']} − {c['reference']} | {c['what']} | "
+                f"{_f(st['mean'] if st else None, sign=True)} | {_f(st['sd'] if st else None)} | {ci} | "
+                f"{_f(st['mde'] if st else None)} | −{c['claimed']:.3g} | {mde_ok} | "
+                f"**{c['verdict']['outcome']}**: {c['verdict']['reason']} |"
+            )
     out += [""]
     if extra_md:
         out += [extra_md.rstrip(), ""]
@@ -339,7 +340,7 @@ def write(
     report_path: Path | None = None,
 ) -> Path:
     """Write results.json, runs.csv, curves.png and REPORT.md; return the report's path."""
-    extra_md, extra_verdicts = "", []
+    extra_md, extra_verdicts = "", list[dict[str, str]]()
     if exp.report is not None:
         extra_md, extra_verdicts = exp.report(summary, runs)
     summary["other_verdicts"] = list(extra_verdicts)

@@ -119,6 +119,7 @@ def _atomic_write(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -454,6 +455,10 @@ def _sweep(exp: Experiment, run: Callable[[list[Job]], list[dict[str, Any]]],
     ext = dict.fromkeys(grids, 0)
     seen: dict[tuple[str, float], dict[str, Any]] = {}
     ratio = s.grid_ratio()
+
+    def best_of(arm: str) -> float:
+        return min(grids[arm], key=lambda lr: float(seen[(arm, lr)]["dev_nll"]))
+
     while True:
         jobs = [Job("sweep", a, lr, s.seeds[0], s.sweep_steps)
                 for a, g in grids.items() for lr in g if (a, lr) not in seen]  # fmt: skip
@@ -463,10 +468,13 @@ def _sweep(exp: Experiment, run: Callable[[list[Job]], list[dict[str, Any]]],
             seen[(j.arm, j.lr)] = r
         grew = False
         for a, g in grids.items():
-            best = min(g, key=lambda lr, a=a: seen[(a, lr)]["dev_nll"])
+            best = best_of(a)
             if ext[a] < s.max_grid_extensions and best in (g[0], g[-1]):
                 new = g[0] / ratio if best == g[0] else g[-1] * ratio
-                g.insert(0, new) if best == g[0] else g.append(new)
+                if best == g[0]:
+                    g.insert(0, new)
+                else:
+                    g.append(new)
                 ext[a] += 1
                 grew = True
                 progress.add(s.sweep_steps * s.tokens_per_step)
@@ -474,7 +482,7 @@ def _sweep(exp: Experiment, run: Callable[[list[Job]], list[dict[str, Any]]],
             break
     choice = {}
     for a, g in grids.items():
-        best = min(g, key=lambda lr, a=a: seen[(a, lr)]["dev_nll"])
+        best = best_of(a)
         choice[a] = {"lr": best, "grid": g, "interior": best not in (g[0], g[-1]),
                      "extensions": ext[a]}  # fmt: skip
     return list(seen.values()), choice
@@ -588,6 +596,9 @@ def summaries_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, s in summaries.items():
         corpus = s["data"]["corpus"] + (" (substitute)" if s["data"]["substitute"] else "")
+        inf = s["informative"]
+        lines.append(f"| {name} | {s['scale']} | {corpus} | scale informative (reference − bigram "
+                     f"floor ≤ −{inf['margin']}) | – | – | {'yes' if inf['ok'] else 'no'} |")  # fmt: skip
         for c in s["comparisons"]:
             st = c.get("stats") or {}
             diff = f"{st['mean']:+.3f}" if st else "–"

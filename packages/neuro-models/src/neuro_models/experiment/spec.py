@@ -118,6 +118,8 @@ class Scale:
             raise ValueError(f"sweep_fraction must be in [0.25, 1], got {self.sweep_fraction}")
         if self.curve_points < 5:
             raise ValueError(f"curve_points must be >= 5, got {self.curve_points}")
+        if self.steps < self.curve_points:
+            raise ValueError(f"steps ({self.steps}) must be >= curve_points ({self.curve_points})")
 
     @property
     def tokens_per_step(self) -> int:
@@ -132,11 +134,20 @@ class Scale:
         return max(1, math.ceil(self.steps * self.sweep_fraction))
 
     def curve_steps(self, steps: int | None = None) -> list[int]:
-        """Log-spaced optimizer steps of the curve evaluations, from ``total/32`` to ``total``."""
+        """``curve_points`` distinct optimizer steps, log-spaced from ``total/32`` to ``total``
+        (rounding collisions at short runs are filled with the nearest free steps)."""
         total = steps or self.steps
+        n = min(self.curve_points, total)
         first = max(1, total // 32)
-        pts = {max(1, round(first * (total / first) ** (i / (self.curve_points - 1))))
-               for i in range(self.curve_points)}  # fmt: skip
+        pts: set[int] = set()
+        for i in range(n):
+            want = round(first * (total / first) ** (i / (n - 1))) if n > 1 else total
+            step = min(max(1, want), total)
+            while step in pts and step < total:
+                step += 1
+            while step in pts:
+                step -= 1
+            pts.add(step)
         return sorted(pts | {total})
 
     def grid_ratio(self) -> float:
