@@ -76,12 +76,17 @@ def t_cdf(t: float, df: float) -> float:
     """CDF of Student's t with ``df`` degrees of freedom."""
     if df <= 0:
         raise ValueError(f"df must be > 0, got {df}")
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    tt = t * t
+    # t² ≤ df: x = df / (df + t²) is near 1 and 1 − x cancels; use I_x(a, b) = 1 − I_{1−x}(b, a).
+    if tt > df:
+        tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + tt))
+    else:
+        tail = 0.5 - 0.5 * _betainc(0.5, df / 2.0, tt / (df + tt))
     return 1.0 - tail if t > 0 else tail
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf`, |error| < 1e-10)."""
+    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf`, absolute error < 1e-10)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
     if p < 0.5:
