@@ -9,6 +9,7 @@ values, so it hashes into the run cache and travels to worker processes.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,8 +113,9 @@ class Scale:
             raise ValueError("steps, batch_size and seq_len must be >= 1")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
-        if len(self.lr_grid) < 3 or list(self.lr_grid) != sorted(self.lr_grid):
-            raise ValueError(f"lr_grid must hold >= 3 ascending rates, got {self.lr_grid}")
+        g = self.lr_grid
+        if len(g) < 3 or g[0] <= 0 or any(b <= a for a, b in itertools.pairwise(g)):
+            raise ValueError(f"lr_grid must hold >= 3 positive, strictly ascending rates, got {g}")
         if not 0.25 <= self.sweep_fraction <= 1.0:
             raise ValueError(f"sweep_fraction must be in [0.25, 1], got {self.sweep_fraction}")
         if self.curve_points < 5:
