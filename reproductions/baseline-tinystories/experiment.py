@@ -15,7 +15,7 @@ from torch import nn
 
 from neuro_models import Llama, LlamaConfig
 from neuro_models.config import swiglu_hidden
-from neuro_models.experiment import Arm, Experiment, Scale
+from neuro_models.experiment import Arm, Experiment, Scale, smoke_scale
 from neuro_models.generate import SamplingConfig, generate_text
 
 PROMPT = "Once upon a time"
@@ -24,11 +24,7 @@ PROMPT = "Once upon a time"
 SHAPES = {"smoke": (64, 2, 4, 1024, 64), "cpu": (128, 4, 4, 4096, 128)}
 
 SCALES = {
-    "smoke": Scale(
-        name="smoke", steps=12, batch_size=8, seq_len=64, seeds=(0, 1, 2),
-        lr_grid=(1e-3, 3e-3, 9e-3), max_grid_extensions=1, dev_tokens=4096, eval_tokens=4096,
-        curve_points=5, curve_tokens=1024, note="a code-path check: the numbers mean nothing.",
-    ),
+    "smoke": smoke_scale(),
     # ~1.3M parameters (0.5M of them embedding), 1.5M tokens per seed (~3 passes over the head).
     "cpu": Scale(
         name="cpu", steps=750, batch_size=16, seq_len=128, seeds=(0, 1, 2),

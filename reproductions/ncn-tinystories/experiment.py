@@ -31,7 +31,7 @@ from configs import (
     build,
 )
 
-from neuro_models.experiment import Arm, Comparison, Experiment, Scale
+from neuro_models.experiment import Arm, Comparison, Experiment, Scale, smoke_scale
 from neuro_models.experiment.stats import paired
 from neuro_models.ncn import NCNModel, Signals, signal_statistics
 from neuro_objectives import HomeostaticRegularizer
@@ -53,11 +53,7 @@ DIAGNOSTIC_PAIRS = (
 
 SCALES: dict[str, Scale] = {
     # CI: every code path in about a minute; the numbers mean nothing (never informative).
-    "smoke": Scale(
-        name="smoke", steps=12, batch_size=8, seq_len=64, seeds=(0, 1, 2),
-        lr_grid=(1e-3, 3e-3, 9e-3), max_grid_extensions=1, dev_tokens=4096, eval_tokens=4096,
-        curve_points=5, curve_tokens=1024, note="a code-path check: no verdict can come from it.",
-    ),
+    "smoke": smoke_scale(),
     # 2 CPU cores: ~0.6M-parameter models, 3.1M tokens per run (≈ 3 passes over the V1+V2 heads).
     "cpu": Scale(
         name="cpu", steps=1500, batch_size=16, seq_len=128, seeds=(0, 1, 2),

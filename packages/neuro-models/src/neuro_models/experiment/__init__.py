@@ -9,7 +9,7 @@ verdicts (:mod:`~neuro_models.experiment.stats`), plots, ``results.json`` and ``
 """
 
 from neuro_models.experiment.floors import Floors, fit_floors
-from neuro_models.experiment.spec import Arm, Comparison, Experiment, Scale
+from neuro_models.experiment.spec import Arm, Comparison, Experiment, Scale, smoke_scale
 from neuro_models.experiment.stats import Paired, Verdict, paired, seeds_needed, verdict
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "fit_floors",
     "paired",
     "seeds_needed",
+    "smoke_scale",
     "verdict",
 ]
