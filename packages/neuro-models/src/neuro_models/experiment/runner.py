@@ -488,9 +488,34 @@ def _sweep(exp: Experiment, run: Callable[[list[Job]], list[dict[str, Any]]],
     return list(seen.values()), choice
 
 
-def environment(workers: int, precision: str) -> dict[str, Any]:
+def git_revision(folder: Path) -> str:
+    """``git describe``-style revision of the checkout holding ``folder`` (``+dirty`` when it has
+    uncommitted changes), or ``"unknown"`` outside a git checkout."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", "packages", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty.strip() else "")
+
+
+def environment(workers: int, precision: str, folder: Path | None = None) -> dict[str, Any]:
     """Where and how the runs were made (printed in every report)."""
     return {
+        "git": git_revision(folder) if folder is not None else "unknown",
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -584,7 +609,7 @@ def run_experiment(
     summary = rep.summarize(
         exp, ctx=ctx.summary(), floors=floors.as_dict(), curve_floors=curve_floors.as_dict(),
         counts=counts, sweep=sweep, choice=choice, runs=runs, code=code,
-        environment=environment(workers, precision), wall_s=time.perf_counter() - t0,
+        environment=environment(workers, precision, decl.parent), wall_s=time.perf_counter() - t0,
     )  # fmt: skip
     rep.write(exp, summary, runs, sweep, out, Path(report_path) if report_path else None)
     return summary
