@@ -152,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress()
     plan = []
     for n in wanted or names:
-        exp = load_experiment(HERE / n / "experiment.py").experiment(args.scale)
+        try:
+            exp = load_experiment(HERE / n / "experiment.py").experiment(args.scale)
+        except ValueError as exc:
+            print(f"skip {n}: {exc}")
+            continue
         corpus = exp.corpus if corpus_available(exp.corpus, args.data_dir) else exp.substitute
         if corpus is None:
             print(f"skip {n}: it needs corpus {exp.corpus!r}, which is not in the data directory "
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 on_result=_git_commit if args.git_commit else None, report_path=report,
             )  # fmt: skip
         except Exception as exc:  # one failed reproduction must not hide the others' results
-            logging.exception("%s failed", n)
+            if not isinstance(exc, ValueError | FileNotFoundError):  # refusals need no traceback
+                logging.exception("%s failed", n)
             print(f"FAILED {n}: {type(exc).__name__}: {exc}", flush=True)
             failed.append(n)
             continue

@@ -67,7 +67,7 @@ SCALES: dict[str, Scale] = {
     # refuses unless the train split is large enough (Scale.max_passes).
     "gpu": Scale(
         name="gpu", steps=16_000, batch_size=64, seq_len=512, seeds=(0, 1, 2),
-        lr_grid=(3e-4, 6e-4, 1.2e-3), dev_tokens=262_144, eval_tokens=None,
+        lr_grid=(3e-4, 6e-4, 1.2e-3), dev_tokens=65_536, eval_tokens=None,
         curve_tokens=131_072, precision="auto", max_passes=1.5,
         note="the published shapes; needs the full TinyStories train split.",
     ),

@@ -561,7 +561,6 @@ def run_experiment(
     decl = Path(decl).resolve()
     exp: Experiment = load_experiment(decl).experiment(scale)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     counts = exp.check_matched()
     dd = str(data_dir) if data_dir is not None else None
     corpus = exp.corpus if corpus_available(exp.corpus, dd) else exp.substitute
@@ -576,6 +575,7 @@ def run_experiment(
             f"{exp.scale.max_passes}): the models would memorize the train split. This scale "
             "needs a larger train split in the data directory."
         )
+    out.mkdir(parents=True, exist_ok=True)
     code = code_version(sorted(decl.parent.glob("*.py")))
     progress = progress or Progress()
     if not progress.total_tokens:
