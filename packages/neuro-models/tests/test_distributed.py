@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from neuro_models.data import DataOrder
-from neuro_models.distributed import all_reduce_mean, dist_info, parallelize
+from neuro_models.distributed import all_reduce_mean, dist_info, parallelize, shutdown_distributed
 from neuro_models.train import TrainConfig, train
 
 WORKER = Path(__file__).with_name("test_train_worker.py")
@@ -37,6 +37,8 @@ def test_single_process_helpers():
         parallelize(model, "ddp")
     with pytest.raises(ValueError, match="parallel must be"):
         parallelize(model, "zero3")  # type: ignore[arg-type]
+    shutdown_distributed()  # nothing to tear down: a no-op
+    assert dist_info().world_size == 1
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 from neuro_models import Llama, LlamaConfig
 from neuro_models.data import DataOrder
-from neuro_models.distributed import init_distributed
+from neuro_models.distributed import init_distributed, shutdown_distributed
 from neuro_models.train import StepInfo, TrainConfig, train
 
 VOCAB = 64
@@ -66,8 +66,7 @@ def main() -> None:
     for parallel in args.parallel.split(","):
         out = Path(args.out_dir) / parallel
         run(args, parallel, out, info.is_main)
-    if info.world_size > 1:
-        torch.distributed.destroy_process_group()
+    shutdown_distributed()
 
 
 def run(args: argparse.Namespace, parallel: str, out: Path, is_main: bool) -> None:

@@ -9,7 +9,8 @@ order. Launch::
 
     torchrun --nproc_per_node=2 -m neuro_models.train --parallel fsdp ...
 
-CPU runs use the ``gloo`` backend, CUDA runs ``nccl``.
+CPU runs use the ``gloo`` backend, CUDA runs ``nccl``. A script that called
+:func:`init_distributed` ends with :func:`shutdown_distributed` on every rank.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "dist_info",
     "init_distributed",
     "parallelize",
+    "shutdown_distributed",
 ]
 
 Parallel = Literal["none", "ddp", "fsdp"]
@@ -71,6 +73,35 @@ def init_distributed(backend: str | None = None) -> DistInfo:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
     return dist_info()
+
+
+# Handles of the barriers run by shutdown_distributed, kept until the interpreter exits (see there).
+_final_barriers: list[dist.Work] = []
+
+
+def shutdown_distributed() -> None:
+    """Tear down the default process group; call it on every rank after the rank's last collective.
+
+    A no-op when no group is initialized. Not for error paths: its barrier waits for every rank.
+
+    Why more than ``destroy_process_group``: gloo runs collectives on worker threads that outlive
+    the group (FSDP's device mesh and DTensor's caches keep it alive), and a worker drops its
+    reference to a finished collective only after the caller has moved on. When that frees
+    tensors Python can see, the worker needs the GIL; if the interpreter is finalizing by then,
+    Python ends the thread inside a C++ destructor and the process aborts with "terminate called
+    without an active exception". A gloo barrier holds weak references to every collective still
+    on a worker, which keep those collectives from being freed before the barrier is. Holding the
+    barrier's handle until exit makes the main thread, which may take the GIL during
+    finalization, free them instead of a worker.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    device_ids = [torch.cuda.current_device()] if dist.get_backend() == "nccl" else None
+    work = dist.barrier(async_op=True, device_ids=device_ids)
+    if work is not None:
+        work.wait()
+        _final_barriers.append(work)
+    dist.destroy_process_group()
 
 
 def parallelize(model: nn.Module, parallel: Parallel) -> nn.Module:

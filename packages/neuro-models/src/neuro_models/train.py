@@ -829,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``neuro-train`` / ``python -m neuro_models.train``."""
     from neuro_models.config import LlamaConfig, swiglu_hidden
     from neuro_models.data.prepare import prepare_data
-    from neuro_models.distributed import init_distributed
+    from neuro_models.distributed import init_distributed, shutdown_distributed
     from neuro_models.evaluate import evaluate
     from neuro_models.llama import Llama
 
@@ -900,6 +900,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             generator=torch.Generator().manual_seed(config.seed),
         )[0]
         log.info("sample:\n%s%s", args.prompt, sample)
+    shutdown_distributed()
 
 
 if __name__ == "__main__":
