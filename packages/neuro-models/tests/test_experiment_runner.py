@@ -133,10 +133,10 @@ def test_cached_runs_are_reused_and_code_changes_invalidate(
     stale = run(decl, out, data_dir, allow_stale=True)
     assert calls == []
     assert stale["stale_runs"]
-    assert "older code version" in (out / "REPORT.md").read_text()
+    assert "another code version" in (out / "REPORT.md").read_text()
     fresh = run(decl, out, data_dir)
     assert len(calls) == len(first["sweep"]) + 6
-    assert fresh["stale_runs"] == []
+    assert fresh["stale_runs"] == {}
     # Same code, same config: bit-identical results (the run is deterministic).
     assert fresh["arms"]["T"]["per_seed_nll"] == first["arms"]["T"]["per_seed_nll"]
 

@@ -119,14 +119,17 @@ def summarize(
             entry["curve_diffs"] = per_point
             entry["trend"] = curve_trend(per_point, st.sd / math.sqrt(st.n))
         comps.append(entry)
-    stale = sorted({f"{r['kind']} {r['arm']} seed {r['seed']} lr {r['lr']:.3g} (code {r['code']})"
-                    for r in [*runs, *sweep] if r.get("stale")})  # fmt: skip
+    stale: dict[str, int] = {}
+    for r in [*runs, *sweep]:
+        if r.get("stale"):
+            stale[r["code"]] = stale.get(r["code"], 0) + 1
     return {
         "experiment": exp.name, "title": exp.title, "scale": s.name, "scale_config": s.to_dict(),
         "declared_corpus": exp.corpus, "data": dict(ctx), "floors": dict(floors),
         "curve_floors": dict(curve_floors), "reference": exp.reference, "arms": arms,
         "informative": {"ok": ok, "reason": why, "margin": s.informative_margin},
         "comparisons": comps, "code": code, "stale_runs": stale,
+        "run_hours": sum(r.get("wall_s", 0.0) for r in [*runs, *sweep]) / 3600,
         "environment": dict(environment), "wall_s": wall_s,
         "passes_over_train": s.tokens_per_run / max(1, ctx["train_tokens"]),
         "sweep": [{k: r[k] for k in ("arm", "lr", "seed", "steps", "tokens", "dev_nll")}
@@ -199,8 +202,10 @@ def _f(x: float | None, d: int = 3, sign: bool = False) -> str:
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
 
 
-def render(summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel: str) -> str:
-    """REPORT.md text."""
+def render(
+    summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel: str, repo_rel: str
+) -> str:
+    """REPORT.md text; links relative to the report, commands relative to the repository root."""
     s, d, fl = summary["scale_config"], summary["data"], summary["floors"]
     env = summary["environment"]
     ref = summary["reference"]
@@ -233,8 +238,9 @@ def render(summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel
             f"{s['min_lr_ratio']}× the peak rate; precision {env['precision']} "
             f"(CPU bf16: {'yes' if env['cpu_bf16'] else 'no'}).",
             f"- Machine: {env['machine']}, {env['cpu_count']} CPUs, {env['workers']} worker(s), "
-            f"torch {env['torch']}, Python {env['python']}; wall time "
-            f"{summary['wall_s'] / 60:.1f} min for the runs made by this invocation.", ""]  # fmt: skip
+            f"torch {env['torch']}, Python {env['python']}; the runs took "
+            f"{summary.get('run_hours', 0.0):.2f} worker-hours in all; this invocation "
+            f"{summary['wall_s'] / 60:.1f} min of wall time.", ""]  # fmt: skip
     out += ["## Arms", "", "| arm | what | parameters | vs reference | peak LR (dev-chosen) | "
             "held-out NLL | ppl | bits/byte | − bigram floor | tokens/s (median) |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
@@ -318,18 +324,32 @@ def render(summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel
         out.append(f"| {name} | {cells} | {a['lr']['lr']:.3g} | {interior} |")
     out += [""]
     if summary["stale_runs"]:
-        out += ["## Runs from an older code version", "",
-                "Reused with `--allow-stale`; their configuration matches but the code differs:",
-                "", *[f"- {x}" for x in summary["stale_runs"]], ""]  # fmt: skip
+        n_all = len(summary["sweep"]) + len(summary["arms"]) * len(s["seeds"])
+        out += ["## Runs from another code version", "",
+                f"This report was rendered by code `{summary['code']}` from run records reused with "
+                "`--allow-stale` (same configuration, other code version):", "",
+                *[f"- {n} of the {n_all} runs were made by code `{c}`"
+                  for c, n in sorted(summary["stale_runs"].items())],
+                "", "Re-run them with the current code (`--compare-committed` prints both):", ""]  # fmt: skip
     out += ["## Reproduce", "",
             "```bash",
-            f"nox -s reproduce -- --only {summary['experiment']} --scale {summary['scale']}",
-            f"python -m neuro_models.evaluate {results_rel}/weights/<arm>-seed{s['seeds'][0]} "
+            f"nox -s reproduce -- --only {summary['experiment']} --scale {summary['scale']}"
+            + (" --compare-committed" if summary["stale_runs"] else ""),
+            f"python -m neuro_models.evaluate {repo_rel}/weights/<arm>-seed{s['seeds'][0]} "
             "--text FILE   # score a committed model on any UTF-8 text",
             "```", "",
             f"Per-run records: `{results_rel}/runs/`; all numbers: `{results_rel}/results.json`, "
             f"`{results_rel}/runs.csv`.", ""]  # fmt: skip
     return "\n".join(out)
+
+
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the enclosing repository root (the folder with ``packages/``)."""
+    p = path.resolve()
+    for parent in p.parents:
+        if (parent / "packages").is_dir() and (parent / "pyproject.toml").is_file():
+            return p.relative_to(parent).as_posix()
+    return str(path)
 
 
 def write(
@@ -351,5 +371,5 @@ def write(
     plot_curves(summary, out / "curves.png")
     rel = os.path.relpath(out, report_path.parent)
     rel = "." if rel == "." else rel
-    _atomic(report_path, render(summary, extra_md, f"{rel}/curves.png", rel))
+    _atomic(report_path, render(summary, extra_md, f"{rel}/curves.png", rel, _repo_relative(out)))
     return report_path
