@@ -182,8 +182,9 @@ def plot_curves(summary: Mapping[str, Any], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("training tokens")
     ax.set_ylabel(f"held-out NLL (nats/token, first {cf['n_eval_tokens']:,} validation tokens)")
-    lo = min(min(min(c) for c in a["curve"]["per_seed"]) for a in summary["arms"].values())
-    ax.set_ylim(lo - 0.1, max(cf["bigram_nll"] + 0.8, lo + 1.0))
+    vals = [v for a in summary["arms"].values() for c in a["curve"]["per_seed"] for v in c]
+    # Everything from the best point up to the unigram floor (early points above it say little).
+    ax.set_ylim(min(vals) - 0.1, min(max(vals), cf["unigram_nll"]) + 0.1)
     data = summary["data"]
     ax.set_title(f"{summary['experiment']} [{summary['scale']}] on {data['corpus']}"
                  + (" (substitute)" if data["substitute"] else ""), fontsize=10)  # fmt: skip
@@ -239,8 +240,8 @@ def render(
             f"(CPU bf16: {'yes' if env['cpu_bf16'] else 'no'}).",
             f"- Machine: {env['machine']}, {env['cpu_count']} CPUs, {env['workers']} worker(s), "
             f"torch {env['torch']}, Python {env['python']}; the runs took "
-            f"{summary.get('run_hours', 0.0):.2f} worker-hours in all; this invocation "
-            f"{summary['wall_s'] / 60:.1f} min of wall time.", ""]  # fmt: skip
+            f"{summary.get('run_hours', 0.0):.2f} worker-hours in all (per-run times in "
+            "`runs.csv`).", ""]  # fmt: skip
     out += ["## Arms", "", "| arm | what | parameters | vs reference | peak LR (dev-chosen) | "
             "held-out NLL | ppl | bits/byte | − bigram floor | tokens/s (median) |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
