@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from neuro_models.experiment.spec import Experiment
-from neuro_models.experiment.stats import paired, seeds_needed, verdict
+from neuro_models.experiment.stats import paired, seeds_needed, t_quantile, verdict
 
 __all__ = ["curve_trend", "informative", "summarize", "write"]
 
@@ -203,6 +203,15 @@ def _f(x: float | None, d: int = 3, sign: bool = False) -> str:
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
 
 
+def _mean_ci(values: Sequence[float]) -> str:
+    n = len(values)
+    if n < 2:
+        return "– (one seed)"
+    m, sd = statistics.fmean(values), statistics.stdev(values)
+    h = t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    return f"[{m - h:.4f}, {m + h:.4f}]"
+
+
 def render(
     summary: Mapping[str, Any], extra_md: str, plot_rel: str, results_rel: str, repo_rel: str
 ) -> str:
@@ -254,7 +263,13 @@ def render(
             f"{a['valid_bpb']['mean']:.4f} | {v['mean'] - fl['bigram_nll']:+.3f} | "
             f"{a['tokens_per_s_median']:,.0f} |"
         )
-    out += ["", "NLL in nats per token (mean ± sd over seeds), perplexity = exp(mean NLL).", ""]
+    out += ["", "NLL in nats per token (mean ± sd over seeds), perplexity = exp(mean NLL). "
+            "95% CI of each arm's mean NLL (t, n − 1 df): "
+            + "; ".join(f"{name} {_mean_ci(a['per_seed_nll'])}" for name, a in summary["arms"].items())
+            + ".", ""]  # fmt: skip
+    if not summary["comparisons"]:
+        out += ["This reproduction makes no comparison between arms, so it has no paired 95% CI and "
+                "no minimum detectable effect (MDE).", ""]  # fmt: skip
     out += ["## Floors", "",
             "Count models fit on the train tokens, smoothing chosen on dev, scored on exactly the "
             "evaluated tokens:", "",
