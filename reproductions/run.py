@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"skip {n}: {exc}")
             continue
-        corpus = exp.corpus if corpus_available(exp.corpus, args.data_dir) else exp.substitute
+        own = corpus_available(exp.corpus, args.data_dir) and not args.substitute
+        corpus = exp.corpus if own else exp.substitute
         if corpus is None:
             print(f"skip {n}: it needs corpus {exp.corpus!r}, which is not in the data directory "
                   f"(get it with `python -m neuro_models.data download {exp.corpus} DIR` and pass "
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             s = run_experiment(
                 HERE / n / "experiment.py", args.scale, out, workers=workers,
                 allow_stale=args.allow_stale, data_dir=args.data_dir, progress=progress,
-                on_result=_git_commit if args.git_commit else None, report_path=report,
+                on_result=_git_commit if args.git_commit else None, report_path=report, corpus=corpus,
             )  # fmt: skip
         except Exception as exc:  # one failed reproduction must not hide the others' results
             if not isinstance(exc, ValueError | FileNotFoundError):  # refusals need no traceback

@@ -539,6 +539,7 @@ def run_experiment(
     progress: Progress | None = None,
     on_result: Callable[[Path], None] | None = None,
     report_path: str | os.PathLike[str] | None = None,
+    corpus: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one reproduction at ``scale`` and write its results and report.
 
@@ -552,6 +553,7 @@ def run_experiment(
         progress: shared progress of a multi-experiment invocation.
         on_result: called with each new run's result file (e.g. to commit it).
         report_path: where REPORT.md goes (default ``out_dir / "REPORT.md"``).
+        corpus: run on this corpus (default: the declared one if available, else the substitute).
 
     Returns:
         The summary written to ``results.json``.
@@ -563,7 +565,8 @@ def run_experiment(
     out = Path(out_dir)
     counts = exp.check_matched()
     dd = str(data_dir) if data_dir is not None else None
-    corpus = exp.corpus if corpus_available(exp.corpus, dd) else exp.substitute
+    if corpus is None:
+        corpus = exp.corpus if corpus_available(exp.corpus, dd) else exp.substitute
     if corpus is None:
         raise FileNotFoundError(f"{exp.name} needs corpus {exp.corpus!r} and has no substitute")
     ctx = prepare_context(exp, data_dir=dd, corpus=corpus)
