@@ -120,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --publish: commit each run record as it lands",
     )
     ap.add_argument(
+        "--substitute",
+        action="store_true",
+        help="run on each reproduction's substitute corpus even where its own is available",
+    )
+    ap.add_argument(
         "--compare-committed",
         action="store_true",
         help="print this run's numbers beside the committed ones",
