@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                   "--data-dir DIR or set NEURO_DATA_DIR)")  # fmt: skip
             continue
         if corpus != exp.corpus:
-            print(f"{n}: corpus {exp.corpus!r} not found; running on the SUBSTITUTE corpus "
-                  f"{corpus!r} (results written apart, labelled in the report)")  # fmt: skip
+            why = "--substitute" if args.substitute else f"corpus {exp.corpus!r} not found"
+            print(f"{n}: {why}; running on the SUBSTITUTE corpus {corpus!r} (results written "
+                  "apart, labelled in the report)")  # fmt: skip
         plan.append((n, exp, corpus))
         progress.add(plan_tokens(exp))
     t0 = time.perf_counter()
