@@ -1,4 +1,4 @@
-"""Durable, atomic file output shared by checkpoints and model bundles.
+"""Durable, atomic file output shared by checkpoints, model bundles and experiment records.
 
 A folder is written under a temporary sibling name, every file in it and the folder itself are
 fsynced, and only then is it renamed into place; the parent folder is fsynced after the rename so
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory", "fsync_file", "fsync_write", "sha256_file"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "fsync_file", "fsync_write", "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:
@@ -33,6 +33,23 @@ def fsync_write(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, fsync it, and rename it to ``path`` (mode 0644).
+
+    A reader sees the old file or the complete new one; a failure leaves no temporary behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fsync_write(tmp, data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fsync_file(path: Path) -> None:

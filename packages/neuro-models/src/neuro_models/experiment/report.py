@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from neuro_models._fileio import atomic_write_bytes
 from neuro_models.experiment.spec import Experiment
 from neuro_models.experiment.stats import paired, seeds_needed, t_quantile, verdict
 
@@ -138,12 +139,6 @@ def summarize(
 
 
 # --------------------------------------------------------------------------- outputs
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def runs_csv(runs: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, Any]]) -> str:
@@ -382,10 +377,11 @@ def write(
         extra_md, extra_verdicts = exp.report(summary, runs)
     summary["other_verdicts"] = list(extra_verdicts)
     report_path = report_path or out / "REPORT.md"
-    _atomic(out / "results.json", json.dumps(summary, indent=1))
-    _atomic(out / "runs.csv", runs_csv(runs, sweep))
+    atomic_write_bytes(out / "results.json", json.dumps(summary, indent=1).encode())
+    atomic_write_bytes(out / "runs.csv", runs_csv(runs, sweep).encode())
     plot_curves(summary, out / "curves.png")
     rel = os.path.relpath(out, report_path.parent)
     rel = "." if rel == "." else rel
-    _atomic(report_path, render(summary, extra_md, f"{rel}/curves.png", rel, _repo_relative(out)))
+    text = render(summary, extra_md, f"{rel}/curves.png", rel, _repo_relative(out))
+    atomic_write_bytes(report_path, text.encode())
     return report_path

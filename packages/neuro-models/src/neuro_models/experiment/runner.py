@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuro_models._fileio import atomic_write_bytes
 from neuro_models.data import DataOrder, load_corpus, prepare_data, resolve_data_dir
 from neuro_models.evaluate import evaluate
 from neuro_models.experiment.floors import fit_floors
@@ -109,21 +110,6 @@ def load_experiment(path: str | os.PathLike[str]) -> ModuleType:
 def slug(name: str) -> str:
     """A file-name-safe arm label (``A'`` → ``A-prime``)."""
     return name.replace("'", "-prime").replace("/", "_").replace(" ", "_")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _hash(obj: Any) -> str:
@@ -312,7 +298,7 @@ def run_job(
             save_bundle(out_dir / keep_weights, model, ctx.tokenizer, dtype="bf16", meta=meta)
             out["weights"] = keep_weights
     out["wall_s"] = time.perf_counter() - t0
-    _atomic_write(out_dir / job.relpath, json.dumps(out))
+    atomic_write_bytes(out_dir / job.relpath, json.dumps(out).encode())
     return out
 
 
