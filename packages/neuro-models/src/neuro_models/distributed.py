@@ -135,6 +135,11 @@ def parallelize(model: nn.Module, parallel: Parallel) -> nn.Module:
     for block in layers:
         fully_shard(block)
     fully_shard(model)
+    if callable(getattr(type(model), "loss", None)):
+        from torch.distributed.fsdp import register_fsdp_forward_method
+
+        # The trainer's default loss calls model.loss: it needs the same all-gathers as forward.
+        register_fsdp_forward_method(model, "loss")
     return model
 
 

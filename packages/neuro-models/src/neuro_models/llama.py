@@ -25,6 +25,7 @@ Layout: tokens ``[B, T]``, activations ``[B, T, d]``, attention ``[B, H, T, d_h]
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,9 @@ from neuro_models.config import LlamaConfig
 
 # SDPA gained native grouped-query attention (``enable_gqa``) in torch 2.5.
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+
+# Tokens per chunk of the fused lm_head + cross-entropy: a [1024, V] fp32 block (16 MB at V 4096).
+LOSS_CHUNK = 1024
 
 
 def rope_table(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +53,54 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate pairs ``(x_i, x_{i+d_h/2})`` of ``x [..., d_h]`` by the angles in ``cos``/``sin``."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean NLL of ``softmax(h Wᵀ)`` at ``targets``, gradients computed chunk by chunk in forward.
+
+    ``h [N, d]``, ``weight [V, d]``, ``targets [N]``. Each chunk of ``chunk`` rows forms its logits
+    in ``dtype`` (the autocast dtype, as ``lm_head`` would), takes the fp32 log-softmax and turns it
+    at once into ``∂loss/∂logits = (softmax − onehot)/N``, so neither the ``[N, V]`` logits nor
+    their fp32 copy are kept for backward (the idea of Liger-Kernel's fused linear cross-entropy).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        h: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        chunk: int,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        n = h.shape[0]
+        w, hc = weight.to(dtype), h.to(dtype)
+        # N·∂loss/∂h and N·∂loss/∂W; the 1/N goes onto these small tensors in backward.
+        grad_h = torch.empty_like(hc)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        nll = torch.zeros((), dtype=torch.float32, device=h.device)
+        with torch.autocast(h.device.type, enabled=False):
+            for lo in range(0, n, chunk):
+                x, t = hc[lo : lo + chunk], targets[lo : lo + chunk]
+                logp = torch.log_softmax(x @ w.t(), dim=-1, dtype=torch.float32)
+                nll -= logp.gather(1, t[:, None]).sum()
+                # softmax − onehot, built in place in the log-probabilities' buffer.
+                g = logp.exp_()
+                g[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+                g_c = g.to(dtype)
+                torch.mm(g_c, w, out=grad_h[lo : lo + chunk])
+                grad_w.add_(g_c.t() @ x)
+        ctx.save_for_backward(grad_h.to(h.dtype), grad_w.to(weight.dtype))
+        ctx.n = n
+        return nll / n
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
+        grad_h, grad_w = ctx.saved_tensors
+        scale = grad_out / ctx.n
+        return grad_h * scale, grad_w * scale, None, None, None
 
 
 class KVCache:
@@ -220,6 +272,29 @@ class Llama(nn.Module):
     ) -> torch.Tensor:
         """Logits ``[B, T, V]`` of the next token at every position; see :meth:`hidden_states`."""
         return self.lm_head(self.hidden_states(tokens, cache=cache, attention_mask=attention_mask))
+
+    def loss(
+        self, inputs: torch.Tensor, targets: torch.Tensor, *, chunk: int = LOSS_CHUNK
+    ) -> torch.Tensor:
+        """Mean next-token NLL ``[]`` (fp32) of ``targets [B, T]`` given ``inputs [B, T]``.
+
+        Equal, value and gradients, to ``F.cross_entropy(self(inputs).float().flatten(0, 1),
+        targets.flatten())`` (every target must be a valid id: no ``ignore_index``), but
+        ``lm_head`` and the cross-entropy run fused over ``chunk`` tokens at a time, so the
+        ``[B, T, V]`` logits are never materialized: faster to train, and less memory.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be ≥ 1, got {chunk}")
+        check_tensor(
+            "targets", targets, shape=tuple(inputs.shape), dtype=(torch.int64, torch.int32)
+        )
+        h = self.hidden_states(inputs)
+        device = h.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+        out: torch.Tensor = _LinearCrossEntropy.apply(
+            h.flatten(0, 1), self.lm_head.weight, targets.flatten().long(), chunk, dtype
+        )
+        return out
 
     def hidden_states(
         self,

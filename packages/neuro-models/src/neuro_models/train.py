@@ -338,7 +338,14 @@ def flops_per_token(model: nn.Module, seq_len: int) -> float:
 def cross_entropy_loss(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Default loss: mean next-token cross-entropy in fp32, no extra metrics."""
+    """Default loss: mean next-token cross-entropy in fp32, no extra metrics.
+
+    A model whose class defines ``loss(inputs, targets) -> mean NLL`` (:meth:`Llama.loss`, fused
+    ``lm_head`` + cross-entropy) is trained through it; anything else, including a wrapper such
+    as ``torch.compile``'s or DDP's, whose class has no ``loss``, through ``model(inputs)``.
+    """
+    if callable(getattr(type(model), "loss", None)):
+        return model.loss(inputs, targets), {}  # type: ignore[operator]
     logits = logits_of(model, inputs)
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
     return loss, {}
