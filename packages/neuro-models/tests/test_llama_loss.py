@@ -6,6 +6,8 @@ reference: the fused loss must give the same value and the same gradient for eve
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,10 @@ from neuro_models.train import TrainConfig, cross_entropy_loss, train
 # Named tolerances per precision: fp32 differs only by summation order; under bf16 autocast both
 # paths round the same bf16 logits, but the fused one sums dW over chunks in fp32 (plain: one
 # bf16 matmul), so gradients agree to bf16's resolution relative to each tensor's scale.
-TOL = {"fp32": dict(rtol=1e-5, atol=1e-6), "bf16": dict(rtol=0.0, atol=2e-2)}
+TOL: dict[str, dict[str, Any]] = {
+    "fp32": dict(rtol=1e-5, atol=1e-6),
+    "bf16": dict(rtol=0.0, atol=2e-2),
+}
 VOCAB = 37
 
 
