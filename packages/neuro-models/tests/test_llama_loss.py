@@ -17,12 +17,13 @@ from neuro_models import Llama, LlamaConfig
 from neuro_models.data import DataOrder
 from neuro_models.train import TrainConfig, cross_entropy_loss, train
 
-# Named tolerances per precision: fp32 differs only by summation order; under bf16 autocast both
-# paths round the same bf16 logits, but the fused one sums dW over chunks in fp32 (plain: one
-# bf16 matmul), so gradients agree to bf16's resolution relative to each tensor's scale.
+# Named tolerances per precision. fp32: the two paths differ only by summation order. bf16
+# autocast: both round logits and gradients to bf16 at different points, so each is compared with
+# the fp32 gradients; the fused error (relative to each tensor's scale) must stay within
+# ``factor`` x the plain path's error, or under ``floor``.
 TOL: dict[str, dict[str, Any]] = {
     "fp32": dict(rtol=1e-5, atol=1e-6),
-    "bf16": dict(rtol=0.0, atol=2e-2),
+    "bf16": dict(factor=2.0, floor=1e-2),
 }
 VOCAB = 37
 
@@ -72,19 +73,29 @@ def test_fused_loss_and_gradients_equal_plain_fp32(tied, chunk):
         torch.testing.assert_close(a, b, **TOL["fp32"], msg=name)
 
 
-def test_fused_loss_and_gradients_equal_plain_bf16_autocast():
+def test_fused_loss_and_gradients_match_plain_accuracy_under_bf16_autocast():
     model = _model()
     g = torch.Generator().manual_seed(2)
     x = torch.randint(0, VOCAB, (2, 11), generator=g)
     y = torch.randint(0, VOCAB, (2, 11), generator=g)
+    truth = _grads(_reference(model, x, y), model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ref = _reference(model, x, y)
         fused = model.loss(x, y, chunk=5)
     assert fused.dtype == torch.float32
     torch.testing.assert_close(fused, ref, rtol=0.0, atol=1e-3)
-    for (name, _), a, b in zip(model.named_parameters(), _grads(fused, model), _grads(ref, model)):
-        scale = b.abs().max().clamp(min=1e-12)
-        torch.testing.assert_close(a / scale, b / scale, **TOL["bf16"], msg=name)
+    tol = TOL["bf16"]
+    for (name, _), t, a, b in zip(
+        model.named_parameters(), truth, _grads(fused, model), _grads(ref, model)
+    ):
+        scale = t.abs().max().clamp(min=1e-12)
+        err_fused = float((a - t).abs().max() / scale)
+        err_plain = float((b - t).abs().max() / scale)
+        assert err_fused <= max(tol["factor"] * err_plain, tol["floor"]), (
+            name,
+            err_fused,
+            err_plain,
+        )
 
 
 def test_fused_loss_rejects_bad_arguments():

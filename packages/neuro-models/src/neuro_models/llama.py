@@ -38,8 +38,9 @@ from neuro_models.config import LlamaConfig
 # SDPA gained native grouped-query attention (``enable_gqa``) in torch 2.5.
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
-# Tokens per chunk of the fused lm_head + cross-entropy: a [1024, V] fp32 block (16 MB at V 4096).
-LOSS_CHUNK = 1024
+# Tokens per chunk of the fused lm_head + cross-entropy: a [512, V] fp32 block (8 MB at V 4096);
+# 512 was ~5% faster than 1024 or 2048 for the d 256 benchmark step on one CPU thread.
+LOSS_CHUNK = 512
 
 
 def rope_table(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +60,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """Mean NLL of ``softmax(h Wᵀ)`` at ``targets``, gradients computed chunk by chunk in forward.
 
     ``h [N, d]``, ``weight [V, d]``, ``targets [N]``. Each chunk of ``chunk`` rows forms its logits
-    in ``dtype`` (the autocast dtype, as ``lm_head`` would), takes the fp32 log-softmax and turns it
+    in ``dtype`` (the autocast dtype, as ``lm_head`` would), takes its softmax in fp32 and turns it
     at once into ``∂loss/∂logits = (softmax − onehot)/N``, so neither the ``[N, V]`` logits nor
     their fp32 copy are kept for backward (the idea of Liger-Kernel's fused linear cross-entropy).
     """
@@ -82,17 +83,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
         with torch.autocast(h.device.type, enabled=False):
             for lo in range(0, n, chunk):
                 x, t = hc[lo : lo + chunk], targets[lo : lo + chunk]
-                z = (x @ w.t()).float()
-                z_t = z.gather(1, t[:, None])
-                # Softmax in place, by hand: ~20% faster on CPU than log_softmax then exp.
-                m = z.amax(dim=-1, keepdim=True)
-                g = z.sub_(m).exp_()
+                z = x @ w.t()
+                z_t = z.gather(1, t[:, None]).float()
+                m = z.amax(dim=-1, keepdim=True).float()
+                # Softmax by hand, each pass fused with a dtype change where one is needed:
+                # exp(z − max) in fp32 straight from the ``dtype`` logits, and the division by
+                # the sum written out in ``dtype`` (on CPU, ~2x cheaper than log_softmax, exp
+                # and separate casts).
+                g = (z - m).exp_()
                 total = g.sum(dim=-1, keepdim=True)
                 nll += (total.log() + m - z_t).sum()
-                # softmax − onehot, in the logits' own buffer.
-                g.div_(total)
-                g[torch.arange(t.shape[0], device=t.device), t] -= 1.0
-                g_c = g.to(dtype)
+                # softmax − onehot = (e − onehot·Σe) / Σe.
+                g[torch.arange(t.shape[0], device=t.device), t] -= total[:, 0]
+                g_c = g if dtype == g.dtype else torch.empty_like(g, dtype=dtype)
+                torch.div(g, total, out=g_c)
                 torch.mm(g_c, w, out=grad_h[lo : lo + chunk])
                 grad_w.add_(g_c.t() @ x)
         ctx.save_for_backward(grad_h.to(h.dtype), grad_w.to(weight.dtype))
