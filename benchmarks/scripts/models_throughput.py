@@ -8,13 +8,13 @@ every figure is the **median** (with min-max spread) of ``--rounds`` rounds, nev
   256 / 4 layers and 512 / 8 layers, batch 8 x 256, vocab 4096, tied embeddings. Each model takes
   its loss the way it trains best, that is through the trainer's default loss
   (``neuro_models.train.cross_entropy_loss``: eager, ``Llama.loss`` with ``lm_head`` fused into the
-  cross-entropy; compiled, logits -> fp32 cross-entropy, which inductor fuses), HF the standard way
-  (``use_cache=False``, logits -> fp32 cross-entropy). Four arms per size: each model eager and
+  cross-entropy; compiled, the ``torch.compile`` wrapper has no ``loss``, so its logits -> fp32
+  cross-entropy outside the compiled module), HF the standard way (``use_cache=False``, logits
+  -> fp32 cross-entropy). Four arms per size: each model eager and
   with its module under ``torch.compile`` (as ``TrainConfig.compile`` does); ratios eager/eager,
   compiled/compiled and best/best (each model at its setting of lower median step time). A
   ratio's median and spread are over the per-round ratios of the paired, interleaved
-  measurements. MFU = 6·N·tokens/s over the measured
-  matmul peak;
+  measurements. MFU = 6·N·tokens/s over the measured matmul peak;
 * generation tokens/s with a KV cache (greedy, same prompt, same number of new tokens, fp32)
   ≥ 1.0x ``LlamaForCausalLM.generate``; both must emit the same tokens.
 
@@ -125,7 +125,7 @@ def train_step_fn(
             logits = module(input_ids=x, use_cache=False).logits
             return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         # The trainer's default loss: fused Llama.loss on the plain module, logits -> fp32
-        # cross-entropy through a compiled one (inductor then fuses the cross-entropy itself).
+        # cross-entropy (outside the compiled graph) through a compiled one.
         return cross_entropy_loss(module, x, y)[0]
 
     def step() -> float:
