@@ -169,3 +169,23 @@ def test_substitute_corpus_is_labelled(tmp_path: Path, data_dir: Path) -> None:
 def test_memorizing_budget_is_refused(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(ValueError, match="memorize"):
         run(declare(tmp_path, "f", max_passes=0.001), tmp_path / "out", data_dir)
+
+
+def test_worker_processes_record_the_code_they_ran(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decl = declare(tmp_path, "g")
+    serial = run(decl, tmp_path / "serial", data_dir)
+    parallel = run(decl, tmp_path / "parallel", data_dir, workers=2)
+    # Same code, same seeds, one thread each: the worker processes reproduce the serial numbers.
+    assert parallel["arms"]["T"]["per_seed_nll"] == serial["arms"]["T"]["per_seed_nll"]
+    assert parallel["stale_runs"] == {}
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "parallel" / "runs").rglob("*.json")]
+    assert {r["code"] for r in recs} == {serial["code"]}
+    # In-process, the worker computes the code version and keys itself, from what it imports.
+    monkeypatch.setattr(runner, "code_version", lambda files=(): "f" * 16)
+    job = runner.Job("main", "R", 1e-3, 0, 6)
+    r = runner._worker(str(decl), "smoke", "tinyshakespeare", str(data_dir), job,
+                       str(tmp_path / "w"), 1, None)  # fmt: skip
+    assert r["code"] == "f" * 16
+    assert r["key"] == runner._hash([r["config_key"], "f" * 16])

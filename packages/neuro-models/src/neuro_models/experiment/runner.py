@@ -304,13 +304,17 @@ def run_job(
 
 def _worker(
     decl: str, scale: str, corpus: str, data_dir: str | None, job: Job, out_dir: str,
-    threads: int, keys: tuple[str, str, str], keep_weights: str | None,
+    threads: int, keep_weights: str | None,
 ) -> dict[str, Any]:  # fmt: skip
+    """Run one job in a fresh process. The process imports the code as it is on disk *now*, so
+    the record's code version and keys are computed here, from what this process runs."""
     torch.set_num_threads(threads)
     exp = load_experiment(decl).experiment(scale)
     ctx = prepare_context(exp, data_dir=data_dir, corpus=corpus)
-    return run_job(exp, ctx, job, Path(out_dir), keep_weights=keep_weights, key=keys[0],
-                   config_key=keys[1], code=keys[2])  # fmt: skip
+    code = code_version(sorted(Path(decl).parent.glob("*.py")))
+    ck = job.config_key(exp, ctx.data_id)
+    return run_job(exp, ctx, job, Path(out_dir), keep_weights=keep_weights,
+                   key=_hash([ck, code]), config_key=ck, code=code)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- progress
@@ -401,7 +405,13 @@ def _execute(
         todo.append((job, (key, ck, code)))
     threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo) or 1)))
 
+    expected = {job: keys[0] for job, keys in todo}
+
     def done(job: Job, r: dict[str, Any]) -> None:
+        if r["key"] != expected[job]:
+            # The code (or declaration) changed on disk while this invocation ran.
+            log.warning("%s ran code %s, not %s", job.relpath, r["code"], code)
+            r["stale"] = True
         results[job] = r
         progress.finish(job.steps * exp.scale.tokens_per_step, cached=False)
         what = f"dev {r['dev_nll']:.4f}" + (
@@ -426,8 +436,8 @@ def _execute(
         with cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=mpctx) as pool:
             futs = {
                 pool.submit(_worker, str(decl), exp.scale.name, ctx.corpus, data_dir, job,
-                            str(out_dir), threads, keys, weights_for(job)): job
-                for job, keys in todo
+                            str(out_dir), threads, weights_for(job)): job
+                for job, _ in todo
             }  # fmt: skip
             for fut in cf.as_completed(futs):
                 done(futs[fut], fut.result())
