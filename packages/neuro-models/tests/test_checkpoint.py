@@ -27,14 +27,6 @@ sys.path.insert(0, str(WORKER.parent))
 import test_train_worker as worker  # noqa: E402
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny(vocab: int = 32) -> Llama:
     torch.manual_seed(0)
     return Llama(

@@ -18,12 +18,7 @@ from neuro_models.train import TrainConfig, cross_entropy_loss, lr_at, main, tra
 VOCAB, SEQ = 32, 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(seed: int = 0) -> Llama:
