@@ -6,6 +6,10 @@ entropy are kept for the backward, which recomputes the block's probabilities. P
 a few ``[B, H, block, T]`` buffers instead of the reference's several ``[B, H, T, T]``. Keys that
 every query of a block masks are skipped (half the work for causal attention).
 
+Under ``create_graph=True`` (double backward) the backward differentiates the materialized spec
+instead (:func:`~neuro_attention.ops.modulated_attention.reference.reference_vjp`): exact second
+derivatives at the spec's memory.
+
 Gradients (s = logits, p = softmax(s), H = entropy, lse = log Σ exp s, dP = dO·vᵀ):
 
     dS_ij = p_ij · (dP_ij − dO_i·o_i − dH_i · (s_ij − lse_i + H_i))
@@ -21,6 +25,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from neuro_attention.ops.modulated_attention.reference import reference_vjp
 
 #: Logit written at masked positions: finite, so that 0·(masked logit) is 0 in the entropy terms
 #: (also after multiplication by an upstream entropy gradient), and far enough below any real
@@ -278,15 +284,28 @@ class BlockwiseAttention(torch.autograd.Function):
             None if beta is None else beta.dtype,
             None if kb is None else kb.dtype,
         )
-        ctx.save_for_backward(out, ent)
+        ctx.save_for_backward(out, ent, q, k, v, beta, kb, ga, gb)
         o = _to_bthd(out, q)
         e = _to_bth(ent, q.dtype) if ent is not None else q.new_zeros(q.shape[:3])
         return o, e
 
     @staticmethod
     def backward(ctx, dout, dent):  # type: ignore[override]
-        out, ent = ctx.saved_tensors
+        out, ent, *inputs = ctx.saved_tensors
         causal, window, gate_w, rows = ctx.meta
+        if torch.is_grad_enabled():
+            # create_graph=True: the formulas below are not differentiable again; differentiate
+            # the spec instead so that second derivatives are exact
+            grads = reference_vjp(
+                tuple(inputs),
+                tuple(ctx.needs_input_grad[:7]),
+                dout,
+                dent if ent is not None else None,
+                causal=causal,
+                window=window,
+                gate_w=gate_w,
+            )
+            return (*grads, None, None, None, None, None)
         c: _Ctx = ctx.c
         dq, dk, dv, dqs, dkb, dga, dgb = _backward(
             c, out, ent, dout, dent if ent is not None else None, causal, window, gate_w, rows

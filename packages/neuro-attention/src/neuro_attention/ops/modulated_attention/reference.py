@@ -117,3 +117,57 @@ def modulated_attention_reference(
     log_p = torch.where(p > 0, p, 1.0).log()
     entropy = -(p * log_p).sum(-1).transpose(1, 2)
     return out.to(q.dtype), entropy.to(q.dtype)
+
+
+def reference_vjp(
+    inputs: tuple[torch.Tensor | None, ...],
+    needs_grad: tuple[bool, ...],
+    dout: torch.Tensor,
+    dent: torch.Tensor | None,
+    *,
+    causal: bool,
+    window: int | None,
+    gate_w: int | None,
+) -> tuple[torch.Tensor | None, ...]:
+    """Differentiable vector-Jacobian product of the spec, for double backward of the fast paths.
+
+    The blockwise and Triton backwards compute ``∂L/∂inputs`` with hand-written formulas that
+    autograd cannot differentiate again. Under ``create_graph=True`` they call this instead: it
+    recomputes the materialized spec from the original inputs and differentiates it with
+    ``create_graph=True``, so second derivatives (gradient penalties, Hessian-vector products) are
+    exact, at the spec's ``[B, H, T, T]`` memory.
+
+    Args:
+        inputs: ``(q, k, v, query_scale, key_bias, gate_a, gate_b)`` as given to the fast path.
+        needs_grad: which of ``inputs`` need a gradient (``ctx.needs_input_grad``).
+        dout: ``[B, T, H, D]`` upstream gradient of the output.
+        dent: ``[B, T, H]`` upstream gradient of the entropy, or None.
+        causal, window, gate_w: as in :func:`modulated_attention_reference`.
+
+    Returns:
+        One gradient (or None) per entry of ``inputs``.
+    """
+    q, k, v, beta, kb, ga, gb = inputs
+    assert q is not None
+    assert k is not None
+    assert v is not None
+    pair = None if ga is None or gb is None or gate_w is None else (ga, gb, gate_w)
+    out, ent = modulated_attention_reference(
+        q, k, v, causal=causal, window=window, query_scale=beta, key_bias=kb, pair_gate=pair
+    )
+    outs, ups = [out], [dout]
+    if dent is not None:
+        outs.append(ent)
+        ups.append(dent)
+    wrt = [i for i, (x, n) in enumerate(zip(inputs, needs_grad)) if n and x is not None]
+    grads = torch.autograd.grad(
+        outs,
+        [inputs[i] for i in wrt],  # type: ignore[misc,arg-type]
+        ups,
+        create_graph=True,
+        allow_unused=True,
+    )
+    result: list[torch.Tensor | None] = [None] * len(inputs)
+    for i, g in zip(wrt, grads):
+        result[i] = g
+    return tuple(result)

@@ -9,6 +9,8 @@ row log-sum-exp lse and entropy H. The backward recomputes p = exp(s − lse) bl
 one kernel per key block accumulates dK, dV, the key-bias gradient (summed over the query heads
 of its group) and the pair-gate ``b`` gradient; one kernel per query block accumulates dQ, dβ and
 the pair-gate ``a`` gradient, so no atomics are needed and results are deterministic.
+Under ``create_graph=True`` the backward differentiates the materialized spec instead, so double
+backward is exact (at the spec's memory).
 The head gain multiplies the output outside the kernel (one elementwise op, autograd handles it).
 Triton is imported when this module is imported, which the dispatcher does lazily.
 """
@@ -21,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from neuro_attention.ops.modulated_attention.reference import reference_vjp
 from neuro_core.dispatch import interpreting
 
 
@@ -569,6 +572,18 @@ class TritonModulatedAttention(torch.autograd.Function):
     def backward(ctx, do, dent):  # type: ignore[override]
         q, k, v, qs, kb, ga, gb, o, lse, ent = ctx.saved_tensors
         causal, window, gate_w, entropy, sm_scale = ctx.meta
+        if torch.is_grad_enabled():
+            # create_graph=True: the kernels' gradients are not differentiable again
+            grads = reference_vjp(
+                (q, k, v, qs, kb, ga, gb),
+                tuple(ctx.needs_input_grad[:7]),
+                do,
+                dent if entropy else None,
+                causal=causal,
+                window=window,
+                gate_w=gate_w,
+            )
+            return (*grads, None, None, None, None)
         b, t, h, d = q.shape
         hkv = k.shape[2]
         do = do.contiguous()
