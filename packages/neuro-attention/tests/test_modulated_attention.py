@@ -363,3 +363,134 @@ def test_triton_double_backward_matches_reference() -> None:
     got = _gradient_penalty_grads("triton", x, 5)
     for name, a, b in zip(grads_of(x), got, want):
         torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}")
+
+
+# --- decoding (T_q < T_k) and key padding ---------------------------------------------------------
+
+DECODE_CASES = [
+    # (backend, features, causal, window, entropy)
+    ("reference", FEATURES, True, None, True),
+    ("reference", FEATURES, True, 4, True),
+    ("blockwise", FEATURES, True, None, True),
+    ("blockwise", FEATURES, True, 5, False),
+    ("blockwise", ("key_bias", "pair_gate"), True, 6, True),
+    ("sdpa", ("query_scale", "head_gain"), True, None, False),
+    ("sdpa", (), True, None, False),
+    ("auto", ("query_scale", "key_bias", "head_gain"), True, None, False),
+]
+
+
+def _slice(x: dict, q_rows: slice, k_len: int) -> dict:  # type: ignore[type-arg]
+    """Inputs of a decode step: per-query tensors at ``q_rows``, per-key tensors up to k_len."""
+    out = dict(x)
+    out["q"] = x["q"][:, q_rows]
+    for n in ("k", "v", "key_bias", "gate_b"):
+        if n in x:
+            out[n] = x[n][:, :k_len]
+    for n in ("query_scale", "gate_a"):
+        if n in x:
+            out[n] = x[n][:, q_rows]
+    if "head_gain" in x and x["head_gain"].ndim == 3:
+        out["head_gain"] = x["head_gain"][:, q_rows]
+    return out
+
+
+@pytest.mark.parametrize(("backend", "features", "causal", "window", "entropy"), DECODE_CASES)
+def test_decode_equals_full_recomputation(backend, features, causal, window, entropy) -> None:  # type: ignore[no-untyped-def]
+    """All T positions at once == a prefix of 7, then one token at a time with the growing K/V
+    (and a 3-token chunk), on GQA with every feature of the case."""
+    t = 15
+    x = select(make_inputs(b=2, t=t, h=4, hkv=2, d=6, gate_w=4), features)
+    run = partial(op, backend, causal, window, entropy)
+    full = run(**x)
+    steps = [run(**_slice(x, slice(0, 7), 7))]
+    steps.append(run(**_slice(x, slice(7, 10), 10)))
+    steps += [run(**_slice(x, slice(i, i + 1), i + 1)) for i in range(10, t)]
+    if entropy:
+        got = tuple(torch.cat([s[n] for s in steps], 1) for n in range(2))
+        torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+    else:
+        torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("backend", "causal", "window"),
+    [
+        ("blockwise", True, None),
+        ("blockwise", False, 3),
+        ("blockwise", False, None),
+        ("sdpa", True, None),
+    ],
+)
+def test_decode_step_matches_reference_with_gradients(backend: str, causal: bool, window) -> None:  # type: ignore[no-untyped-def]
+    """The last 4 queries against 17 keys with padding (also non-causal: the queries still sit at
+    positions 13–16 for the window and the pair gate), values and all gradients."""
+    feats = FEATURES if backend == "blockwise" else ("query_scale", "head_gain")
+    x = _slice(select(make_inputs(b=2, t=17, h=6, hkv=3, d=5), feats), slice(13, 17), 17)
+    # padded keys, among them a query's own position (13), which it still sees
+    x["key_padding_mask"] = torch.ones(2, 17, dtype=torch.bool)
+    x["key_padding_mask"][1, [0, 1, 2, 5, 13, 15]] = False
+    entropy = backend == "blockwise"
+    assert_backends_match(
+        partial(op, "reference", causal, window, entropy),
+        partial(op, backend, causal, window, entropy),
+        x,
+        dtype=torch.float32,
+        grad=grads_of(x),
+    )
+
+
+def _left_pad(x: torch.Tensor, pad: int, fill: float) -> torch.Tensor:
+    return torch.cat([torch.full_like(x[:, :pad], fill), x], 1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "blockwise", "sdpa"])
+def test_key_padding_equals_the_unpadded_sequence(backend: str) -> None:
+    """Both items are left-padded by 3 positions of garbage: the real positions give exactly the
+    outputs of the unpadded sequence, padded queries see only themselves (out = g·v_self); also
+    while decoding the last 2 positions."""
+    feats = ("query_scale", "head_gain") if backend == "sdpa" else ("query_scale", "key_bias")
+    x = select(make_inputs(b=2, t=9, h=4, hkv=2, d=5), feats)
+    pad = 3
+    padded = {n: _left_pad(x[n], pad, 7.0) for n in x}
+    mask = torch.ones(2, 9 + pad, dtype=torch.bool)
+    mask[:, :pad] = False
+    run = partial(op, backend, True, None, False)
+    want = run(**x)
+    got = run(**padded, key_padding_mask=mask)
+    torch.testing.assert_close(got[:, pad:], want, atol=1e-5, rtol=1e-5)
+    gain = padded.get("head_gain", torch.ones(1))
+    v_self = padded["v"][:, :pad].repeat_interleave(2, 2) * (
+        gain[:, :pad, :, None] if gain.ndim == 3 else 1.0
+    )
+    torch.testing.assert_close(got[:, :pad], v_self, atol=1e-5, rtol=1e-5)
+    step = run(**_slice(padded, slice(9 + pad - 2, 9 + pad), 9 + pad), key_padding_mask=mask)
+    torch.testing.assert_close(step, want[:, -2:], atol=1e-5, rtol=1e-5)
+
+
+def test_decode_and_padding_bad_input() -> None:
+    x = make_inputs(b=2, t=6)
+    q, k, v = x["q"], x["k"], x["v"]
+    with pytest.raises(ValueError, match=r"^k: the number of keys"):
+        modulated_attention(q, k[:, :4], v[:, :4])
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        modulated_attention(q, k, v, key_padding_mask=torch.ones(2, 6))
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        modulated_attention(q, k, v, key_padding_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_bias"):
+        modulated_attention(q[:, 2:], k, v, key_bias=x["key_bias"][:, 2:])
+    with pytest.raises(ValueError, match="query_scale"):
+        modulated_attention(q[:, 2:], k, v, query_scale=x["query_scale"])
+
+
+@pytest.mark.interpreter
+@needs_triton
+def test_triton_refuses_decoding_and_padding() -> None:
+    x = make_inputs(b=1, t=6, d=16)
+    q, k, v = x["q"], x["k"], x["v"]
+    with pytest.raises(ValueError, match="triton"):
+        modulated_attention(q[:, 3:], k, v, backend="triton")
+    with pytest.raises(ValueError, match="triton"):
+        modulated_attention(
+            q, k, v, key_padding_mask=torch.ones(1, 6, dtype=torch.bool), backend="triton"
+        )

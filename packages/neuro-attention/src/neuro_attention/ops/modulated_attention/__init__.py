@@ -4,11 +4,14 @@ One dispatcher; see :mod:`.reference` for the equation. Backends:
 
 ``"reference"``  the materialized spec (``[B, H, T, T]`` memory).
 ``"sdpa"``       ``F.scaled_dot_product_attention`` when the features allow it: no ``key_bias``,
-                 ``pair_gate``, ``window`` or entropy (β is folded into q, g multiplies the output).
+                 ``pair_gate``, ``window`` or entropy (β is folded into q, g multiplies the output;
+                 decoding and padding become a boolean ``attn_mask``).
 ``"blockwise"``  the exact CPU path with O(T·block) memory and a recomputing backward.
-``"triton"``     the flash-style kernel (CUDA, or the CPU interpreter in tests).
-``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA and ``"blockwise"`` on CPU
-                 (``"reference"`` while ``torch.compile`` traces, which fuses it).
+``"triton"``     the flash-style kernel (CUDA, or the CPU interpreter in tests); ``T_q = T_k``
+                 without padding only.
+``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA (``"blockwise"`` when
+                 decoding or padded) and ``"blockwise"`` on CPU (``"reference"`` while
+                 ``torch.compile`` traces, which fuses it).
 
 Finiteness checks of the modulation inputs follow :mod:`neuro_core.validation`: skipped under
 ``torch.compile`` and switchable off (``NEURO_FINITE_CHECKS=0``) where the device sync matters.
@@ -26,6 +29,7 @@ from neuro_attention.ops.modulated_attention.blockwise import modulated_attentio
 from neuro_attention.ops.modulated_attention.reference import (
     attention_probabilities_reference,
     modulated_attention_reference,
+    visible_pairs,
 )
 from neuro_core.dispatch import resolve_backend
 from neuro_core.validation import check_same_device, check_tensor
@@ -49,13 +53,20 @@ def _check_int(name: str, value: object) -> int:
     return value
 
 
-def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain) -> None:  # type: ignore[no-untyped-def]
+def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain, pad) -> None:  # type: ignore[no-untyped-def]
     check_tensor("q", q, ndim=4, floating=True)
     b, t, h, d = q.shape
     check_tensor("k", k, ndim=4, dtype=q.dtype, device=q.device)
-    hkv = k.shape[2]
-    check_tensor("k", k, shape=(b, t, None, d))
-    check_tensor("v", v, shape=(b, t, hkv, d), dtype=q.dtype, device=q.device)
+    tk, hkv = k.shape[1], k.shape[2]
+    check_tensor("k", k, shape=(b, None, None, d))
+    if tk < t:
+        raise ValueError(
+            f"k: the number of keys T_k={tk} must be ≥ the number of queries T_q={t} "
+            "(queries are the last T_q positions)"
+        )
+    check_tensor("v", v, shape=(b, tk, hkv, d), dtype=q.dtype, device=q.device)
+    if pad is not None:
+        check_tensor("key_padding_mask", pad, shape=(b, tk), dtype=torch.bool, device=q.device)
     if hkv == 0 or h % hkv:
         raise ValueError(f"k: the number of query heads H={h} must be divisible by H_kv={hkv}")
     if window is not None:
@@ -72,7 +83,7 @@ def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain) -> N
     for name, x in mods.items():
         if x is None:
             continue
-        shape = (b, t, hkv) if name == "key_bias" else (b, t, h)
+        shape = {"key_bias": (b, tk, hkv), "pair_gate b": (b, tk, h)}.get(name, (b, t, h))
         check_tensor(name, x, shape=shape, dtype=q.dtype, finite=True)
     if head_gain is not None:
         check_tensor("head_gain", head_gain, ndim=(1, 3), dtype=q.dtype, finite=True)
@@ -82,18 +93,28 @@ def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain) -> N
             )
 
 
-def _sdpa(q, k, v, causal, query_scale, head_gain):  # type: ignore[no-untyped-def]
+def _sdpa(q, k, v, causal, query_scale, head_gain, pad):  # type: ignore[no-untyped-def]
     if query_scale is not None:
         q = q * query_scale[..., None]
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     group = q.shape[2] // k.shape[2]
+    t_q, t_k = q.shape[1], k.shape[1]
+    mask = None
+    if pad is not None or (causal and t_q != t_k):
+        # SDPA's is_causal aligns the top-left corner; decoding needs the bottom-right one
+        mask = visible_pairs(
+            t_q, t_k, causal=causal, window=None, key_padding_mask=pad, device=q.device
+        )
+        causal = False
     if group == 1:
-        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+        out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, is_causal=causal)
     elif _sdpa_has_gqa():
-        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, enable_gqa=True)
+        out = F.scaled_dot_product_attention(
+            qt, kt, vt, attn_mask=mask, is_causal=causal, enable_gqa=True
+        )
     else:
         kt, vt = kt.repeat_interleave(group, 1), vt.repeat_interleave(group, 1)
-        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+        out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, is_causal=causal)
     out = out.transpose(1, 2)
     if head_gain is not None:
         out = out * head_gain[..., None]
@@ -114,6 +135,7 @@ def modulated_attention(
     head_gain: torch.Tensor | None = ...,
     return_entropy: Literal[False] = ...,
     backend: AttentionBackend = ...,
+    key_padding_mask: torch.Tensor | None = ...,
 ) -> torch.Tensor: ...
 
 
@@ -131,6 +153,7 @@ def modulated_attention(
     head_gain: torch.Tensor | None = ...,
     return_entropy: Literal[True],
     backend: AttentionBackend = ...,
+    key_padding_mask: torch.Tensor | None = ...,
 ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -147,37 +170,54 @@ def modulated_attention(
     head_gain: torch.Tensor | None = None,
     return_entropy: bool = False,
     backend: AttentionBackend = "auto",
+    key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention with per-token precision, key bias, factorized pair gate, head gain and entropy.
 
     The equation is in :mod:`neuro_attention.ops.modulated_attention.reference`.
 
+    Decoding with a KV cache: pass the new queries (``T_q ≥ 1``) and every key and value so far
+    (``T_k ≥ T_q``); query i sits at absolute position ``T_k − T_q + i``, so running all T
+    positions at once equals running a prefix and then one token at a time.
+
     Args:
-        q: ``[B, T, H, D]`` queries.
-        k, v: ``[B, T, H_kv, D]`` keys and values, ``H % H_kv == 0`` (head h reads kv head
-            ``h // (H / H_kv)``).
+        q: ``[B, T_q, H, D]`` queries.
+        k, v: ``[B, T_k, H_kv, D]`` keys and values, ``H % H_kv == 0`` (head h reads kv head
+            ``h // (H / H_kv)``), ``T_k ≥ T_q``.
         causal: mask keys after the query (default True).
         window: if set (≥ 1), also mask keys with ``|i − j| ≥ window``.
-        query_scale: ``[B, T, H]`` precision β multiplying the logits of query i (default 1).
-        key_bias: ``[B, T, H_kv]`` additive logit bias of key j.
-        pair_gate: ``(a [B, T, H], b [B, T, H], W)``: adds ``log σ(a_i + b_j)`` to pairs with
+        query_scale: ``[B, T_q, H]`` precision β multiplying the logits of query i (default 1).
+        key_bias: ``[B, T_k, H_kv]`` additive logit bias of key j.
+        pair_gate: ``(a [B, T_q, H], b [B, T_k, H], W)``: adds ``log σ(a_i + b_j)`` to pairs with
             ``|i − j| < W``; pairs further apart are ungated (not masked).
-        head_gain: ``[H]`` or ``[B, T, H]`` gain multiplying each head's output.
-        return_entropy: also return the attention entropy ``[B, T, H]`` (nats).
+        head_gain: ``[H]`` or ``[B, T_q, H]`` gain multiplying each head's output.
+        return_entropy: also return the attention entropy ``[B, T_q, H]`` (nats).
         backend: see the module docstring.
+        key_padding_mask: ``[B, T_k]`` bool, True for real tokens; padded keys are masked except
+            that a query always sees its own position (rows stay finite; left padding as in
+            :mod:`neuro_models.generate`).
 
     Returns:
-        ``out [B, T, H, D]`` in ``q.dtype``, or ``(out, entropy)`` with ``return_entropy=True``.
+        ``out [B, T_q, H, D]`` in ``q.dtype``, or ``(out, entropy)`` with
+        ``return_entropy=True``.
 
     Raises:
-        ValueError: naming the argument, for mismatched shapes, dtypes or devices, H not
-            divisible by H_kv, window or W < 1, or non-finite modulation values.
+        ValueError: naming the argument, for mismatched shapes, dtypes or devices, ``T_k < T_q``,
+            H not divisible by H_kv, window or W < 1, non-finite modulation values, or
+            ``backend="triton"`` with ``T_q ≠ T_k`` or a padding mask (not implemented there).
     """
-    _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain)
+    _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain, key_padding_mask)
     chosen = resolve_backend(backend, q, supported=_SUPPORTED, op="modulated_attention")
     sdpa_ok = key_bias is None and pair_gate is None and window is None and not return_entropy
+    # the Triton kernel assumes T_q = T_k and no padding
+    triton_ok = key_padding_mask is None and q.shape[1] == k.shape[1]
+    if chosen == "triton" and backend == "triton" and not triton_ok:
+        raise ValueError(
+            "backend='triton' does not support T_q < T_k (decoding) or key_padding_mask; "
+            "use backend='blockwise', 'sdpa' or 'auto'"
+        )
     if backend == "auto":
-        if sdpa_ok or chosen == "triton":
+        if sdpa_ok or (chosen == "triton" and triton_ok):
             chosen = "sdpa" if sdpa_ok else "triton"
         else:
             # the blockwise path writes into strided views, which torch.compile cannot trace;
@@ -189,7 +229,7 @@ def modulated_attention(
                 "backend='sdpa' supports only query_scale and head_gain (no key_bias, pair_gate, "
                 "window or return_entropy)"
             )
-        return _sdpa(q, k, v, causal, query_scale, head_gain)
+        return _sdpa(q, k, v, causal, query_scale, head_gain, key_padding_mask)
     kwargs: dict[str, Any] = dict(
         causal=causal,
         window=window,
@@ -198,6 +238,8 @@ def modulated_attention(
         pair_gate=pair_gate,
         head_gain=head_gain,
     )
+    if key_padding_mask is not None:
+        kwargs["key_padding_mask"] = key_padding_mask
     if chosen == "reference":
         out, ent = modulated_attention_reference(q, k, v, **kwargs)
         return (out, ent) if return_entropy else out
@@ -222,4 +264,5 @@ __all__ = [
     "modulated_attention",
     "modulated_attention_blockwise",
     "modulated_attention_reference",
+    "visible_pairs",
 ]

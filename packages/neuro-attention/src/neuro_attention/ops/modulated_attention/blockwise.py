@@ -114,11 +114,16 @@ class _Ctx:
     ``[q', 1, −lse_i] · [k, c_j, 1] = q'·k + c_j − lse_i`` (q' = β q / √D).
     """
 
-    def __init__(self, q, k, v, beta, kb, ga, gb, scale):  # type: ignore[no-untyped-def]
+    def __init__(self, q, k, v, beta, kb, ga, gb, scale, pad):  # type: ignore[no-untyped-def]
         b, t, h, d = q.shape
-        hkv = k.shape[2]
+        tk, hkv = k.shape[1], k.shape[2]
         g = h // hkv
         self.shape = (b, t, h, hkv, g, d)
+        self.tk = tk
+        # query i sits at absolute position off + i (decoding: the last T_q positions)
+        self.off = tk - t
+        # [B, 1, 1, 1, T_k] True where key j is padding, or None
+        self.pad = None if pad is None else (~pad)[:, None, None, None, :]
         self.q = q.float().permute(0, 2, 1, 3).reshape(b, hkv, g, t, d)
         qs = torch.full((b, hkv, g, t), scale, dtype=torch.float32, device=q.device)
         if beta is not None:
@@ -128,16 +133,16 @@ class _Ctx:
         torch.mul(self.q, qs[..., None], out=self.qa[..., :d])
         self.qa[..., d] = 1.0
         self.qa[..., d + 1] = 0.0
-        self.ka = torch.empty(b, hkv, t, d + 2, dtype=torch.float32, device=q.device)
+        self.ka = torch.empty(b, hkv, tk, d + 2, dtype=torch.float32, device=q.device)
         self.ka[..., :d] = k.permute(0, 2, 1, 3)
         self.ka[..., d] = 0.0 if kb is None else kb.permute(0, 2, 1)
         self.ka[..., d + 1] = 1.0
         self.has_kb = kb is not None
-        self.va = torch.empty(b, hkv, t, d + 1, dtype=torch.float32, device=q.device)
+        self.va = torch.empty(b, hkv, tk, d + 1, dtype=torch.float32, device=q.device)
         self.va[..., :d] = v.permute(0, 2, 1, 3)
         self.va[..., d] = 1.0
         self.ga = None if ga is None else ga.float().permute(0, 2, 1).reshape(b, hkv, g, t)
-        self.gb = None if gb is None else gb.float().permute(0, 2, 1).reshape(b, hkv, g, t)
+        self.gb = None if gb is None else gb.float().permute(0, 2, 1).reshape(b, hkv, g, tk)
         self.last_gate: tuple[int, int, torch.Tensor] | None = None
 
     def logits(
@@ -151,9 +156,13 @@ class _Ctx:
         gate_w: int | None,
         minus_lse: bool,
     ) -> torch.Tensor:
-        """Masked logits ``[B, H_kv, G, n, L]`` (minus the row lse when ``minus_lse``)."""
+        """Masked logits ``[B, H_kv, G, n, L]`` (minus the row lse when ``minus_lse``).
+
+        ``i0:i1`` index the queries; ``lo:hi`` and the masks use absolute positions.
+        """
         b, _, _, hkv, g, d = self.shape
         n, length = i1 - i0, hi - lo
+        a0, a1 = i0 + self.off, i1 + self.off
         cols = d + 2 if minus_lse else d + 1
         qb = self.qa[:, :, :, i0:i1, :cols].reshape(b, hkv, g * n, cols)
         s = torch.matmul(qb, self.ka[:, :, lo:hi, :cols].transpose(-1, -2)).view(
@@ -161,14 +170,18 @@ class _Ctx:
         )
         self.last_gate = None
         if self.ga is not None and self.gb is not None and gate_w is not None:
-            c0, c1 = _band_cols(i0, i1, lo, hi, gate_w)
+            c0, c1 = _band_cols(a0, a1, lo, hi, gate_w)
             if c1 > c0:
                 lg = self._log_gate(i0, i1, c0, c1, gate_w)
                 s[..., c0 - lo : c1 - lo].add_(lg)
                 self.last_gate = (c0, c1, lg)
-        for c0, c1 in _masked_spans(i0, i1, lo, hi, causal, window):
-            bad = _pair_mask(i1 - i0, c1 - c0, i0 - c0, causal, window, s.device)
+        for c0, c1 in _masked_spans(a0, a1, lo, hi, causal, window):
+            bad = _pair_mask(n, c1 - c0, a0 - c0, causal, window, s.device)
             s[..., c0 - lo : c1 - lo].masked_fill_(bad, _MASKED)
+        if self.pad is not None:
+            # padded keys are masked except for the query's own position
+            not_own = _pair_mask(n, length, a0 - lo, False, 1, s.device)
+            s.masked_fill_(self.pad[..., lo:hi] & not_own, _MASKED)
         return s
 
     def _log_gate(self, i0: int, i1: int, c0: int, c1: int, w: int) -> torch.Tensor:
@@ -178,10 +191,11 @@ class _Ctx:
         # log σ(x) = −softplus(−x), in place: no extra buffer (F.logsigmoid keeps one)
         lg = F.softplus((self.ga[..., i0:i1, None] + self.gb[..., None, c0:c1]).neg_()).neg_()
         n = i1 - i0
+        a0, a1 = i0 + self.off, i1 + self.off
         # pairs outside the band sit in the first and last ≤ n columns of the span
-        for e0, e1 in ((c0, min(c1, i1 - w)), (max(c0, i0 + w), c1)):
+        for e0, e1 in ((c0, min(c1, a1 - w)), (max(c0, a0 + w), c1)):
             if e1 > e0:
-                bad = _pair_mask(n, e1 - e0, i0 - e0, False, w, lg.device)
+                bad = _pair_mask(n, e1 - e0, a0 - e0, False, w, lg.device)
                 lg[..., e0 - c0 : e1 - c0].masked_fill_(bad, 0.0)
         return lg
 
@@ -199,7 +213,7 @@ def _forward(
     ent = torch.empty(b, hkv, g, t, dtype=torch.float32, device=c.q.device) if entropy else None
     for i0, i1 in rows:
         n = i1 - i0
-        lo, hi = _key_range(i0, i1, t, causal, window)
+        lo, hi = _key_range(i0 + c.off, i1 + c.off, c.tk, causal, window)
         s = c.logits(i0, i1, lo, hi, causal, window, gate_w, minus_lse=False)
         c.last_gate = None  # only the backward reuses the gate tile
         p = torch.softmax(s, dim=-1)
@@ -224,14 +238,14 @@ def _backward(c: _Ctx, out, ent, dout, dent, causal, window, gate_w, rows):  # t
         corr = corr + de * ent  # dS = p·(dP − dO·o − dH·(log p + H))
     doa[..., d] = -corr
     dqp = torch.empty(b, hkv, g, t, d, dtype=torch.float32, device=c.q.device)
-    dka = torch.zeros(b, hkv, t, d + 1, dtype=torch.float32, device=c.q.device)  # [dk, dc]
-    dv = torch.zeros(b, hkv, t, d, dtype=torch.float32, device=c.q.device)
+    dka = torch.zeros(b, hkv, c.tk, d + 1, dtype=torch.float32, device=c.q.device)  # [dk, dc]
+    dv = torch.zeros(b, hkv, c.tk, d, dtype=torch.float32, device=c.q.device)
     gated = c.ga is not None and gate_w is not None
     dga = torch.zeros_like(c.ga) if c.ga is not None and gated else None
     dgb = torch.zeros_like(c.gb) if c.gb is not None and gated else None
     for i0, i1 in rows:
         n = i1 - i0
-        lo, hi = _key_range(i0, i1, t, causal, window)
+        lo, hi = _key_range(i0 + c.off, i1 + c.off, c.tk, causal, window)
         length = hi - lo
         logp = c.logits(i0, i1, lo, hi, causal, window, gate_w, minus_lse=True)
         p = logp.exp()
@@ -273,9 +287,9 @@ def _to_bth(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 class BlockwiseAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, beta, kb, ga, gb, causal, window, gate_w, entropy, rows):  # type: ignore[override]
+    def forward(ctx, q, k, v, beta, kb, ga, gb, pad, causal, window, gate_w, entropy, rows):  # type: ignore[override]
         scale = 1.0 / math.sqrt(q.shape[-1])
-        c = _Ctx(q, k, v, beta, kb, ga, gb, scale)
+        c = _Ctx(q, k, v, beta, kb, ga, gb, scale, pad)
         out, ent = _forward(c, causal, window, gate_w, entropy, rows)
         ctx.c, ctx.scale = c, scale
         ctx.meta = (causal, window, gate_w, rows)
@@ -284,14 +298,14 @@ class BlockwiseAttention(torch.autograd.Function):
             None if beta is None else beta.dtype,
             None if kb is None else kb.dtype,
         )
-        ctx.save_for_backward(out, ent, q, k, v, beta, kb, ga, gb)
+        ctx.save_for_backward(out, ent, q, k, v, beta, kb, ga, gb, pad)
         o = _to_bthd(out, q)
         e = _to_bth(ent, q.dtype) if ent is not None else q.new_zeros(q.shape[:3])
         return o, e
 
     @staticmethod
     def backward(ctx, dout, dent):  # type: ignore[override]
-        out, ent, *inputs = ctx.saved_tensors
+        out, ent, *inputs, pad = ctx.saved_tensors
         causal, window, gate_w, rows = ctx.meta
         if torch.is_grad_enabled():
             # create_graph=True: the formulas below are not differentiable again; differentiate
@@ -304,8 +318,9 @@ class BlockwiseAttention(torch.autograd.Function):
                 causal=causal,
                 window=window,
                 gate_w=gate_w,
+                key_padding_mask=pad,
             )
-            return (*grads, None, None, None, None, None)
+            return (*grads, None, None, None, None, None, None)
         c: _Ctx = ctx.c
         dq, dk, dv, dqs, dkb, dga, dgb = _backward(
             c, out, ent, dout, dent if ent is not None else None, causal, window, gate_w, rows
@@ -332,6 +347,7 @@ class BlockwiseAttention(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -346,10 +362,14 @@ def modulated_attention_blockwise(
     key_bias: torch.Tensor | None = None,
     pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
     head_gain: torch.Tensor | None = None,
+    key_padding_mask: torch.Tensor | None = None,
     return_entropy: bool = True,
     block: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Blockwise CPU path; same contract as the reference (inputs are assumed validated).
+
+    Decoding (``T_q < T_k``: queries are the last ``T_q`` positions) and ``key_padding_mask``
+    (``[B, T_k]`` bool, True for real keys; a query always sees itself) as in the reference.
 
     Computes in fp32 whatever the input dtype and casts back. ``block`` is the number of query
     rows per step (memory ∝ B·H·block·T); None picks :func:`auto_block`.
@@ -362,9 +382,21 @@ def modulated_attention_blockwise(
     if pair_gate is not None:
         ga, gb, gate_w = pair_gate
     b, t, h, _ = q.shape
-    rows = row_blocks(t, block if block is not None else auto_block(b, h, t))
+    rows = row_blocks(t, block if block is not None else auto_block(b, h, k.shape[1]))
     out, ent = BlockwiseAttention.apply(
-        q, k, v, query_scale, key_bias, ga, gb, causal, window, gate_w, return_entropy, rows
+        q,
+        k,
+        v,
+        query_scale,
+        key_bias,
+        ga,
+        gb,
+        key_padding_mask,
+        causal,
+        window,
+        gate_w,
+        return_entropy,
+        rows,
     )
     if head_gain is not None:
         out = out * head_gain[..., None]

@@ -6,10 +6,14 @@ attention) and key ``j``:
     s_ij = β_ih · (q_ih · k_jκ) / √D                      precision (NCN β, Aura temperatures)
          + c_jκ                                           key_bias (habituation, novelty)
          + 1[|i − j| < W] · log σ(a_ih + b_jh)             pair_gate (synaptic modulation matrix)
-    s_ij = −∞  where j > i (causal) or |i − j| ≥ window    masks
+    s_ij = −∞  where j > i (causal), |i − j| ≥ window     masks
+               or key j is padding (j ≠ i)
     p_ij = softmax_j(s_ij)
     o_ih = g_h · Σ_j p_ij v_jκ                            head_gain (synaptic scaling, NCN gain)
     H_ih = −Σ_j p_ij log p_ij                             entropy, in [0, log(#visible keys)]
+
+Decoding: with ``T_q < T_k`` queries are the last ``T_q`` positions (query i sits at absolute
+position ``T_k − T_q + i``; i and j above are absolute positions), as with a KV cache.
 
 Sources: the pairwise synaptic modulation matrix S_ij = σ(w·[q_i; k_j] + c) of NeuroLlama's
 ``SynapticModulationMatrix`` (reference-systems §1.4) is linear inside the sigmoid, so
@@ -29,6 +33,37 @@ import torch
 import torch.nn.functional as F
 
 
+def visible_pairs(
+    t_q: int,
+    t_k: int,
+    *,
+    causal: bool,
+    window: int | None,
+    key_padding_mask: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Which keys each query may see: ``[T_q, T_k]`` or ``[B, 1, T_q, T_k]`` bool, or None (all).
+
+    Query i sits at absolute position ``T_k − T_q + i`` (the last ``T_q`` positions: decoding
+    with a KV cache). Key j is visible when ``j ≤ i_abs`` (causal), ``|i_abs − j| < window``
+    and ``key_padding_mask[b, j]``; a query always sees its own position, so that no row is empty
+    (the convention of :class:`neuro_models.Llama` for left padding).
+    """
+    i = torch.arange(t_k - t_q, t_k, device=device)[:, None]
+    j = torch.arange(t_k, device=device)[None, :]
+    allowed: torch.Tensor | None = None
+    if causal:
+        allowed = j <= i
+    if window is not None:
+        near = (i - j).abs() < window
+        allowed = near if allowed is None else allowed & near
+    if key_padding_mask is not None:
+        keys = key_padding_mask[:, None, None, :]
+        allowed = keys if allowed is None else allowed & keys
+        allowed = allowed | (i == j)
+    return allowed
+
+
 def attention_probabilities_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -38,41 +73,49 @@ def attention_probabilities_reference(
     query_scale: torch.Tensor | None = None,
     key_bias: torch.Tensor | None = None,
     pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The attention probabilities ``p [B, H, T, T]`` of the spec, in at least fp32.
+    """The attention probabilities ``p [B, H, T_q, T_k]`` of the spec, in at least fp32.
 
     Args:
-        q: ``[B, T, H, D]``.
-        k: ``[B, T, H_kv, D]`` with ``H % H_kv == 0``.
+        q: ``[B, T_q, H, D]``; query i sits at absolute position ``T_k − T_q + i``.
+        k: ``[B, T_k, H_kv, D]`` with ``H % H_kv == 0`` and ``T_k ≥ T_q``.
         causal: mask keys ``j > i``.
         window: mask keys with ``|i − j| ≥ window`` (sliding window), or None.
-        query_scale: ``[B, T, H]`` β, or None (β = 1).
-        key_bias: ``[B, T, H_kv]`` c, or None.
-        pair_gate: ``(a [B, T, H], b [B, T, H], W)``, or None.
+        query_scale: ``[B, T_q, H]`` β, or None (β = 1).
+        key_bias: ``[B, T_k, H_kv]`` c, or None.
+        pair_gate: ``(a [B, T_q, H], b [B, T_k, H], W)``, or None.
+        key_padding_mask: ``[B, T_k]`` bool, True for real keys, or None; a query always sees
+            its own position.
     """
     dt = torch.promote_types(q.dtype, torch.float32)
-    t, h, d = q.shape[1:]
+    t_q, h, d = q.shape[1:]
+    t_k = k.shape[1]
     group = h // k.shape[2]
-    qf = q.to(dt).transpose(1, 2)  # [B, H, T, D]
+    qf = q.to(dt).transpose(1, 2)  # [B, H, T_q, D]
     kf = k.to(dt).repeat_interleave(group, dim=2).transpose(1, 2)
-    s = qf @ kf.transpose(-1, -2) / math.sqrt(d)  # [B, H, T, T]
+    s = qf @ kf.transpose(-1, -2) / math.sqrt(d)  # [B, H, T_q, T_k]
     if query_scale is not None:
         s = s * query_scale.to(dt).transpose(1, 2)[..., :, None]
     if key_bias is not None:
         c = key_bias.to(dt).repeat_interleave(group, dim=2).transpose(1, 2)
         s = s + c[..., None, :]
-    i = torch.arange(t, device=q.device)[:, None]
-    j = torch.arange(t, device=q.device)[None, :]
     if pair_gate is not None:
         a, b, w = pair_gate
+        i = torch.arange(t_k - t_q, t_k, device=q.device)[:, None]
+        j = torch.arange(t_k, device=q.device)[None, :]
         logit = a.to(dt).transpose(1, 2)[..., :, None] + b.to(dt).transpose(1, 2)[..., None, :]
         s = s + torch.where((i - j).abs() < w, F.logsigmoid(logit), 0.0)
-    allowed = torch.ones(t, t, dtype=torch.bool, device=q.device)
-    if causal:
-        allowed &= j <= i
-    if window is not None:
-        allowed &= (i - j).abs() < window
-    s = s.masked_fill(~allowed, float("-inf"))
+    allowed = visible_pairs(
+        t_q,
+        t_k,
+        causal=causal,
+        window=window,
+        key_padding_mask=key_padding_mask,
+        device=q.device,
+    )
+    if allowed is not None:
+        s = s.masked_fill(~allowed, float("-inf"))
     return torch.softmax(s, dim=-1)
 
 
@@ -87,17 +130,18 @@ def modulated_attention_reference(
     key_bias: torch.Tensor | None = None,
     pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
     head_gain: torch.Tensor | None = None,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Materialized modulated attention; see the module docstring for the equation.
 
     Args:
-        q, k, causal, window, query_scale, key_bias, pair_gate: as in
+        q, k, causal, window, query_scale, key_bias, pair_gate, key_padding_mask: as in
             :func:`attention_probabilities_reference`.
-        v: ``[B, T, H_kv, D]``.
-        head_gain: ``[H]`` or ``[B, T, H]`` g, or None.
+        v: ``[B, T_k, H_kv, D]``.
+        head_gain: ``[H]`` or ``[B, T_q, H]`` g, or None.
 
     Returns:
-        ``(out [B, T, H, D], entropy [B, T, H])`` in ``q.dtype`` (computed in at least fp32).
+        ``(out [B, T_q, H, D], entropy [B, T_q, H])`` in ``q.dtype`` (computed in at least fp32).
     """
     p = attention_probabilities_reference(
         q,
@@ -107,6 +151,7 @@ def modulated_attention_reference(
         query_scale=query_scale,
         key_bias=key_bias,
         pair_gate=pair_gate,
+        key_padding_mask=key_padding_mask,
     )
     group = q.shape[2] // k.shape[2]
     vf = v.to(p.dtype).repeat_interleave(group, dim=2).transpose(1, 2)
@@ -128,6 +173,7 @@ def reference_vjp(
     causal: bool,
     window: int | None,
     gate_w: int | None,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, ...]:
     """Differentiable vector-Jacobian product of the spec, for double backward of the fast paths.
 
@@ -142,7 +188,7 @@ def reference_vjp(
         needs_grad: which of ``inputs`` need a gradient (``ctx.needs_input_grad``).
         dout: ``[B, T, H, D]`` upstream gradient of the output.
         dent: ``[B, T, H]`` upstream gradient of the entropy, or None.
-        causal, window, gate_w: as in :func:`modulated_attention_reference`.
+        causal, window, gate_w, key_padding_mask: as in :func:`modulated_attention_reference`.
 
     Returns:
         One gradient (or None) per entry of ``inputs``.
@@ -153,7 +199,15 @@ def reference_vjp(
     assert v is not None
     pair = None if ga is None or gb is None or gate_w is None else (ga, gb, gate_w)
     out, ent = modulated_attention_reference(
-        q, k, v, causal=causal, window=window, query_scale=beta, key_bias=kb, pair_gate=pair
+        q,
+        k,
+        v,
+        causal=causal,
+        window=window,
+        query_scale=beta,
+        key_bias=kb,
+        pair_gate=pair,
+        key_padding_mask=key_padding_mask,
     )
     outs, ups = [out], [dout]
     if dent is not None:
