@@ -1,4 +1,5 @@
-"""Hippocampal-style memory for sequence models: episodic key-value stores and retrieval."""
+"""Hippocampal-style memory for sequence models: episodic stores, retrieval, place/grid/time cells
+and theta-gamma positional encoding."""
 
 from neuro_memory.episodic import (
     EpisodicMemory,
@@ -12,7 +13,22 @@ from neuro_memory.episodic import (
     write,
 )
 from neuro_memory.faiss_index import FaissIndex
+from neuro_memory.grid_cells import (
+    GridCellParams,
+    GridCells,
+    GridLayout,
+    grid_cell_layout,
+    grid_code,
+)
+from neuro_memory.place_cells import PlaceCellEncoder, PlaceCellParams, PlaceCode, place_cell_code
 from neuro_memory.retrieval import MemoryRetrieval, RetrievalParams
+from neuro_memory.theta_gamma import (
+    ThetaGammaEncoding,
+    ThetaGammaParams,
+    published_theta_gamma_encoding,
+    theta_gamma_encoding,
+)
+from neuro_memory.time_cells import TimeCellParams, TimeCells, time_cell_code
 
 __version__ = "0.1.0"
 
@@ -21,13 +37,29 @@ __all__ = [
     "EpisodicParams",
     "EpisodicState",
     "FaissIndex",
+    "GridCellParams",
+    "GridCells",
+    "GridLayout",
     "MemoryRetrieval",
+    "PlaceCellEncoder",
+    "PlaceCellParams",
+    "PlaceCode",
     "Replacement",
     "RetrievalParams",
     "Retrieved",
+    "ThetaGammaEncoding",
+    "ThetaGammaParams",
+    "TimeCellParams",
+    "TimeCells",
     "__version__",
     "decay",
+    "grid_cell_layout",
+    "grid_code",
     "init_state",
+    "place_cell_code",
+    "published_theta_gamma_encoding",
     "read",
+    "theta_gamma_encoding",
+    "time_cell_code",
     "write",
 ]
