@@ -36,8 +36,17 @@ PUBLISHED_NUM_BINS = 10
 #: Default soft-binning temperature τ: a tenth of the squared bin width of 10 bins.
 DEFAULT_SOFT_BIN_TEMPERATURE = 1e-3
 
-# L-BFGS stops on these (float64 fits of one or two scalars converge well below them)
-_TOLERANCES = {"tolerance_grad": 1e-12, "tolerance_change": 1e-15}
+
+def _lbfgs(param: torch.Tensor, max_iter: int) -> torch.optim.LBFGS:
+    # tight tolerances: float64 fits of one or two scalars converge well below the defaults
+    return torch.optim.LBFGS(
+        [param],
+        lr=1.0,
+        max_iter=int(max_iter),
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+    )
 
 
 def _check_inputs(
@@ -182,7 +191,7 @@ def fit_temperature(
         raise ValueError(f"labels must have N = {logits.shape[0]} entries, got {labels.shape[0]}")
     z = logits.detach().double()
     log_t = torch.zeros((), dtype=torch.float64, device=z.device, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=int(max_iter), line_search_fn="strong_wolfe")
+    opt = _lbfgs(log_t, max_iter)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -226,9 +235,7 @@ def fit_platt(
         raise ValueError("correct must hold 0/1 or bool values")
     s = scores.detach().double()
     ab = torch.zeros(2, dtype=torch.float64, device=s.device, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [ab], lr=1.0, max_iter=int(max_iter), line_search_fn="strong_wolfe", **_TOLERANCES
-    )
+    opt = _lbfgs(ab, max_iter)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
