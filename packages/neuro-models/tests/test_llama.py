@@ -270,13 +270,13 @@ def test_swiglu_hidden(d: int, want: int) -> None:
 
 def test_gqa_fallback_for_torch_without_enable_gqa(monkeypatch: pytest.MonkeyPatch) -> None:
     # torch 2.4 has no SDPA enable_gqa; the model then repeats the key/value heads itself.
-    import neuro_models.llama as llama_module
+    import neuro_models.decoder.parts as parts_module
 
     torch.manual_seed(5)
     model = Llama(LlamaConfig(**BASE)).eval()
     tokens = torch.randint(0, 50, (2, 7))
     with torch.no_grad():
         native = model(tokens)
-        monkeypatch.setattr(llama_module, "_SDPA_GQA", False)
+        monkeypatch.setattr(parts_module, "_SDPA_GQA", False)
         fallback = model(tokens)
     torch.testing.assert_close(fallback, native, atol=1e-6, rtol=1e-5)

@@ -84,8 +84,9 @@ def test_causality_check_catches_a_leak() -> None:
     # passing result above is informative.
     class Leaky(Llama):
         def _layout(self, B, T, start, cache, attention_mask, device):  # type: ignore[no-untyped-def]
-            cos, sin, _, _ = super()._layout(B, T, start, cache, attention_mask, device)
-            return cos, sin, None, False
+            ctx, positions = super()._layout(B, T, start, cache, attention_mask, device)
+            ctx.mask, ctx.is_causal = None, False
+            return ctx, positions
 
     spec = ContractSpec(name="leaky", build=lambda: Leaky(CONFIG), make_input=_tokens)
     with pytest.raises(AssertionError, match="changed outputs"):

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from neuro_models.decoder import Block, SequenceContext
 from neuro_models.ncn import (
     ControlConfig,
     NCNConfig,
@@ -23,7 +24,7 @@ from neuro_models.ncn import (
     signals_from_logits,
     token_response,
 )
-from neuro_models.ncn.model import Block
+from neuro_models.ncn.model import decoder_config
 from neuro_models.params import count_parameters
 from neuro_objectives import homeostatic_penalty
 
@@ -116,38 +117,47 @@ def test_salience_pooling_matches_torch_multihead_attention(pooling: str) -> Non
         torch.testing.assert_close(c[:, t], want[:, 0], atol=1e-5, rtol=1e-5)
 
 
+def block_of(cfg: NCNConfig) -> Block:
+    return Block(decoder_config(cfg), 0).eval()
+
+
+def whole(rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> SequenceContext:
+    """The context of a whole unpadded sequence without a cache."""
+    return SequenceContext(rope, None, True, None, 0, None)
+
+
 @pytest.mark.parametrize("backbone", ["gpt2", "llama"])
 def test_unit_signals_are_the_identity_modulation(backbone: str) -> None:
-    block = Block(tiny(backbone=backbone)).eval()
+    block = block_of(tiny(backbone=backbone))
     x = torch.randn(2, 6, 32)
     rope = None
     if backbone == "llama":
         m = build(backbone="llama")
         rope = (m.rope_cos[:6][None, :, None], m.rope_sin[:6][None, :, None])
     ones = torch.ones(2, 6)
-    modulated, _ = block(x, rope, gain=ones, precision=ones, gate=ones)
-    plain, _ = block(x, rope)
+    modulated = block(x, whole(rope), gain=ones, precision=ones, gate=ones)
+    plain = block(x, whole(rope))
     torch.testing.assert_close(modulated, plain)
 
 
 def test_precision_is_an_inverse_temperature_on_the_query() -> None:
     """Block with β = c equals the unmodulated block whose W_q is multiplied by c."""
-    block = Block(tiny()).eval()
+    block = block_of(tiny())
     x = torch.randn(2, 6, 32)
-    modulated, _ = block(x, None, precision=torch.full((2, 6), 2.5))
+    modulated = block(x, whole(), precision=torch.full((2, 6), 2.5))
     with torch.no_grad():
         block.attn.qkv.weight[:32] *= 2.5
-    plain, _ = block(x, None)
+    plain = block(x, whole())
     torch.testing.assert_close(modulated, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_gain_and_gate_scale_the_sublayer_outputs() -> None:
     """x + g·Attn(norm x) then h + g·γ·FFN(norm h), assembled from the block's own parts."""
-    block = Block(tiny()).eval()
+    block = block_of(tiny())
     x = torch.randn(2, 5, 32)
     g, gam = torch.rand(2, 5) * 2, torch.rand(2, 5)
-    got, _ = block(x, None, gain=g, gate=gam)
-    a, _ = block.attn(block.attn_norm(x), None, None, None, None)
+    got = block(x, whole(), gain=g, gate=gam)
+    a = block.attn(block.attn_norm(x), whole())
     h = x + g[..., None] * a
     want = h + (g * gam)[..., None] * block.mlp(block.mlp_norm(h))
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 import torch
 
-from neuro_models.llama import KVCache, Llama
+from neuro_models.decoder import Decoder
+from neuro_models.llama import Llama
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +143,20 @@ def _ends_with(row: list[int], stops: tuple[tuple[int, ...], ...]) -> bool:
 
 @torch.inference_mode()
 def generate(
-    model: Llama,
+    model: Decoder,
     prompts: Sequence[Sequence[int]] | torch.Tensor,
     config: SamplingConfig | None = None,
     *,
     generator: torch.Generator | None = None,
     pad_id: int = 0,
     stop_check: Any = None,
+    use_cache: bool = True,
 ) -> list[list[int]]:
-    """Generate continuations of a batch of prompts with a KV cache.
+    """Generate continuations of a batch of prompts with a KV cache (or by recomputation).
 
     Args:
-        model: a :class:`Llama` (any object with its ``forward(tokens, *, cache, attention_mask)``
-            and ``config``); switched to eval mode for the call and restored after.
+        model: any :class:`~neuro_models.decoder.Decoder` (:class:`Llama`, ``NCNModel``, ...);
+            switched to eval mode for the call and restored after.
         prompts: ``[B, T]`` int tensor of equal-length prompts, or ``B`` token lists of any
             lengths ≥ 1 (left-padded with ``pad_id``).
         config: sampling settings (default :class:`SamplingConfig`).
@@ -162,6 +164,9 @@ def generate(
         pad_id: token used for left padding (masked out, never attended to).
         stop_check: optional ``(row_index, generated_ids) -> bool`` called after each token;
             True ends that row (used for stop strings).
+        use_cache: False recomputes the whole prefix at every step (the slow reference the
+            tests compare the cache against, and the way to sample from a model whose token
+            mixers cannot decode incrementally).
 
     Returns:
         ``B`` lists of generated token ids (prompt excluded), each ending at (and including) its
@@ -186,12 +191,12 @@ def generate(
     tokens = tokens.to(device)
     mask = mask.to(device) if mask is not None else None
     B, T = tokens.shape
-    V = model.config.vocab_size
+    V = model.spec.vocab_size
     capacity = T + config.max_new_tokens
-    if capacity > model.config.max_seq_len:
+    if capacity > model.spec.max_seq_len:
         raise ValueError(
             f"prompts: {T} prompt + {config.max_new_tokens} new tokens exceed "
-            f"max_seq_len = {model.config.max_seq_len}"
+            f"max_seq_len = {model.spec.max_seq_len}"
         )
     seen = None
     if config.repetition_penalty != 1.0:
@@ -202,8 +207,7 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        dtype = next(model.parameters()).dtype
-        cache = KVCache(model.config, B, capacity, device=device, dtype=dtype)
+        cache = model.new_cache(B, capacity) if use_cache else None
         logits = model.lm_head(model.hidden_states(tokens, cache=cache, attention_mask=mask)[:, -1])
         out: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
@@ -222,14 +226,21 @@ def generate(
                 )
             if all(done) or step == config.max_new_tokens - 1:
                 break
-            logits = model.lm_head(model.hidden_states(nxt[:, None], cache=cache)[:, -1])
+            if cache is not None:
+                h = model.hidden_states(nxt[:, None], cache=cache)
+            else:
+                tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+                if mask is not None:
+                    mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
+                h = model.hidden_states(tokens, attention_mask=mask)
+            logits = model.lm_head(h[:, -1])
     finally:
         model.train(was_training)
     return out
 
 
 def generate_text(
-    model: Llama,
+    model: Decoder,
     codec: TextCodec,
     prompts: Sequence[str],
     config: SamplingConfig | None = None,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from neuro_models.config import LlamaConfig
-from neuro_models.llama import Block, Llama, rope_table
+from neuro_models.llama import Attention, Block, Llama, SwiGLU, rope_table
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
@@ -105,6 +105,8 @@ def _hf_state_dict(model: Llama) -> dict[str, torch.Tensor]:
     sd = {"model.embed_tokens.weight": model.embed.weight, "model.norm.weight": model.norm.weight}
     for i, block in enumerate(model.layers):
         assert isinstance(block, Block)
+        assert isinstance(block.attn, Attention)
+        assert isinstance(block.mlp, SwiGLU)
         p = f"model.layers.{i}."
         q, k, v = block.attn.qkv.weight.split([q_rows, kv_rows, kv_rows], dim=0)
         gate, up = block.mlp.gate_up.weight.chunk(2, dim=0)
@@ -173,6 +175,8 @@ def from_hf(hf_model: Any) -> Llama:
             model.lm_head.weight.copy_(sd["lm_head.weight"])
         for i, block in enumerate(model.layers):
             assert isinstance(block, Block)
+            assert isinstance(block.attn, Attention)
+            assert isinstance(block.mlp, SwiGLU)
             p = f"model.layers.{i}."
             block.attn_norm.weight.copy_(sd[p + "input_layernorm.weight"])
             block.mlp_norm.weight.copy_(sd[p + "post_attention_layernorm.weight"])

@@ -100,10 +100,12 @@ class SaliencePooling(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
 
     def forward(
-        self, x: torch.Tensor, cache: PoolCache | None = None
+        self, x: torch.Tensor, cache: PoolCache | None = None, keys: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, PoolCache]:
         """Pool ``x [B, T, d]`` (the newest T positions when ``cache`` holds earlier ones).
 
+        ``keys``: ``[B, S]`` bool, False for padded positions (never pooled; a position always
+        pools itself so that an all-padding prefix stays finite), or None without padding.
         Returns ``(c [B, T, d], cache)`` where the cache covers every position seen so far.
         """
         b, t, d = x.shape
@@ -117,7 +119,23 @@ class SaliencePooling(nn.Module):
             k = torch.cat([cache.k, k], dim=2)
             v = torch.cat([cache.v, v], dim=2)
         s_total = k.shape[2]
-        if self.pooling == "noncausal":
+        if keys is not None:
+            if tuple(keys.shape) != (b, s_total):
+                raise ValueError(f"keys must have shape {(b, s_total)}, got {tuple(keys.shape)}")
+            allowed = keys[:, None, :]  # [B, 1, S]
+            if self.pooling != "noncausal":
+                mine = torch.arange(s_total - t, s_total, device=x.device)[:, None]
+                allowed = (causal_mask(t, s_total, x.device) & allowed) | (
+                    torch.arange(s_total, device=x.device)[None, :] == mine
+                )
+                pooled = F.scaled_dot_product_attention(
+                    q.expand(b, h, t, hd), k, v, attn_mask=allowed[:, None]
+                )
+            else:
+                pooled = F.scaled_dot_product_attention(
+                    q.expand(b, h, 1, hd), k, v, attn_mask=allowed[:, None]
+                ).expand(b, h, t, hd)
+        elif self.pooling == "noncausal":
             # one pooled vector from every available position, broadcast to all queries
             pooled = F.scaled_dot_product_attention(q.expand(b, h, 1, hd), k, v)
             pooled = pooled.expand(b, h, t, hd)
@@ -152,6 +170,15 @@ class ControlNetwork(nn.Module):
         self.fc2 = nn.Linear(config.hidden, 3 * n_layers)
 
     @torch.no_grad()
+    def reset_part_parameters(self) -> None:
+        """The pooling's own init (xavier-uniform in-projection, zero bias, query N(0, 1)), then
+        the signal biases (:meth:`apply_signal_init`); called after the decoder's global init."""
+        nn.init.xavier_uniform_(self.pool.in_proj_weight)
+        nn.init.zeros_(self.pool.in_proj_bias)
+        nn.init.normal_(self.pool.query, 0.0, 1.0)
+        self.apply_signal_init()
+
+    @torch.no_grad()
     def apply_signal_init(self) -> None:
         """Set the signal-head biases per ``config.init`` (call after any global weight init)."""
         bias = self.fc2.bias.view(self.n_layers, 3)
@@ -162,9 +189,13 @@ class ControlNetwork(nn.Module):
         bias[:, 1] = self.config.precision_bias
         bias[:, 2] = self.config.gate_bias
 
-    def forward(self, x: torch.Tensor, cache: PoolCache | None = None) -> tuple[Signals, PoolCache]:
+    def forward(
+        self, x: torch.Tensor, cache: PoolCache | None = None, keys: torch.Tensor | None = None
+    ) -> tuple[Signals, PoolCache]:
+        """Signals ``[B, T, L]`` of ``x [B, T, d]`` and the pooling cache (see
+        :meth:`SaliencePooling.forward` for ``cache`` and ``keys``)."""
         b, t, _ = x.shape
-        c, cache = self.pool(x, cache)
+        c, cache = self.pool(x, cache, keys)
         z = self.fc2(torch.tanh(self.fc1(self.norm(c + x))))
         signals = signals_from_logits(
             z.view(b, t, self.n_layers, 3).float(),

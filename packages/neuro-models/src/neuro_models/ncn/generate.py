@@ -1,4 +1,5 @@
-"""Sampling from an :class:`~neuro_models.ncn.model.NCNModel` with a KV cache.
+"""Sampling from an :class:`~neuro_models.ncn.model.NCNModel`: a tensor-in, tensor-out shorthand
+for the one :func:`neuro_models.generate.generate`.
 
 The prompt is processed in one call that fills the cache (attention K/V of every layer and the
 salience pooling's K/V), then one token per call. With causal pooling each step's signals equal
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 
 from neuro_core.validation import check_positive, check_tensor
+from neuro_models.generate import SamplingConfig
+from neuro_models.generate import generate as _generate
 from neuro_models.ncn.model import NCNModel
 
 
@@ -53,24 +56,14 @@ def generate(
     check_positive("temperature", temperature, allow_zero=True)
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be ≥ 1 or None, got {top_k}")
-    tokens = prompt.long()
-    cache = model.empty_cache(tokens.shape[0], tokens.device) if use_cache else None
-    step_input = tokens
-    for _ in range(max_new_tokens):
-        if use_cache:
-            out = model.run(step_input, cache=cache)
-            cache = out.cache
-        else:
-            out = model.run(tokens)
-        logits = out.logits[:, -1].float()
-        if temperature == 0:
-            nxt = logits.argmax(-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
-        tokens = torch.cat([tokens, nxt], dim=1)
-        step_input = nxt
-    return tokens
+    if max_new_tokens == 0:
+        return prompt.long()
+    out = _generate(
+        model,
+        prompt,
+        SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k),
+        generator=generator,
+        use_cache=use_cache,
+    )
+    new = torch.tensor(out, dtype=torch.long, device=prompt.device)
+    return torch.cat([prompt.long(), new], dim=1)
