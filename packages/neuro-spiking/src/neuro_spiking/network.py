@@ -15,12 +15,27 @@ Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
   ``K = min_delay/dt`` steps at a time on inputs already in the buffer, then all spikes of the
   block are propagated at once. Only synapses of neurons that spiked are touched (a pre-major
   index over the CSR); the work per block is proportional to the number of synaptic events.
-* **Plasticity hooks** (:class:`PlasticityHook`): the protocol of ``neuro_plasticity`` (which
-  this package does not import): ``hook.init(weight) -> state`` and
-  ``hook(pre, post, state, weight, modulator) -> (delta_w, state)`` with ``pre [1, n_pre]``,
-  ``post [1, n_post]`` the spikes of one step and ``weight`` the projection's ``[nnz]`` CSR
-  magnitudes. The hook keeps its traces in ``state``. Changes are summed over the block and
-  applied at its end, then clamped at 0 so that Dale's law holds.
+* **Plasticity hooks**, two protocols (this package does not import ``neuro_plasticity``):
+
+  - :class:`PlasticityHook` (dense, one call per step): ``hook.init(weight) -> state`` and
+    ``hook(pre, post, state, weight, modulator) -> (delta_w, state)`` with ``pre [1, n_pre]``,
+    ``post [1, n_post]`` the spikes of one step and ``weight`` the projection's ``[nnz]`` CSR
+    magnitudes; the rules of ``neuro_plasticity`` implement it.
+  - :class:`EventPlasticityHook` (event-driven, called only at steps where the projection's pre
+    or post population spiked): ``hook.on_spikes(step, pre_index, post_index, state, weight,
+    modulator) -> (index, value, state)``, meaning ``weight[index] = value``; the cost is
+    proportional to the spikes and the synapses they touch
+    (``neuro_plasticity.ops.event_stdp.event_driven`` builds one from a dense STDP rule).
+
+  **Plasticity is exact for any block length K**: inside a block the rules are applied step by
+  step, each step seeing the weights left by the previous one, and every update is followed by
+  ``w ← max(w, 0)`` (Dale's law). A spike emitted at step t carries the weight its synapse has at
+  step t, before that step's plasticity update. The result equals a step-by-step (K = 1)
+  simulation of the same network (tests replay it for K = 1, 5, 15). An earlier version called
+  the rules K times with the block-start weight and summed the changes, so with
+  ``clip(w_min=0, w_max=1)`` a synapse driven to 1 could end at 0 and soft bounds overshot.
+* **Pure**: :meth:`Network.run` never modifies the state it is given (the ring buffer, weights
+  and hook states are copied once per call); running twice from one state gives the same result.
 
 LIF update per step and neuron (as :mod:`neuro_spiking.lif`, hard reset, absolute refractory):
 ``v ← β·v + ((I_syn + (1 − β)·v_rest) + I_ext)`` (the same value as ``v_rest + β·(v − v_rest) +
@@ -50,7 +65,8 @@ from neuro_spiking.lif import LIFParams
 
 @runtime_checkable
 class PlasticityHook(Protocol):
-    """Structural type of a plasticity rule (matches ``neuro_plasticity.PlasticityHook``)."""
+    """Structural type of a dense, per-step plasticity rule (matches
+    ``neuro_plasticity.PlasticityHook``): ``delta_w`` has the shape of ``weight``."""
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> Any: ...
 
@@ -62,6 +78,33 @@ class PlasticityHook(Protocol):
         weight: torch.Tensor,
         modulator: float | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Any]: ...
+
+
+@runtime_checkable
+class EventPlasticityHook(Protocol):
+    """Structural type of an event-driven plasticity rule.
+
+    ``on_spikes(step, pre, post, state, weight, modulator) -> (index, value, state)`` is called
+    at the steps where the projection's presynaptic or postsynaptic population spiked, with
+    ``pre [p]`` / ``post [q]`` the int64 local indices of the neurons that spiked at ``step``
+    (an absolute step count) and ``weight`` the projection's ``[nnz]`` magnitudes before this
+    step's update. It returns the synapses it changed and their new values (``weight[index] =
+    value``; an index may repeat only with equal values). Steps without spikes are skipped, so
+    the rule must account for the time in between itself (lazy traces). It may update ``state``
+    in place: :meth:`Network.run` hands it a private copy.
+    """
+
+    def init(self, weight: torch.Tensor, batch: int = 1) -> Any: ...
+
+    def on_spikes(
+        self,
+        step: int,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        state: Any,
+        weight: torch.Tensor,
+        modulator: float | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,7 +384,7 @@ class Network:
         populations: distinct names; neurons are numbered population by population.
         projections: synapses between them.
         dt_ms: simulation step; every population's ``lif.dt_ms`` must equal it.
-        plasticity: projection index → :class:`PlasticityHook`.
+        plasticity: projection index → :class:`PlasticityHook` or :class:`EventPlasticityHook`.
     """
 
     def __init__(
@@ -350,7 +393,7 @@ class Network:
         projections: list[Projection],
         *,
         dt_ms: float,
-        plasticity: dict[int, PlasticityHook] | None = None,
+        plasticity: dict[int, PlasticityHook | EventPlasticityHook] | None = None,
     ) -> None:
         check_positive("dt_ms", dt_ms)
         self.dt_ms = dt_ms
@@ -394,8 +437,11 @@ class Network:
         for idx, hook in self.plasticity.items():
             if not 0 <= idx < len(self.projections):
                 raise ValueError(f"plasticity key {idx} is not a projection index")
-            if not callable(hook) or not hasattr(hook, "init"):
-                raise ValueError("plasticity hooks must follow the PlasticityHook protocol")
+            if not hasattr(hook, "init") or not (callable(hook) or hasattr(hook, "on_spikes")):
+                raise ValueError(
+                    f"plasticity[{idx}] must follow the PlasticityHook or EventPlasticityHook "
+                    "protocol (init plus __call__ or on_spikes)"
+                )
 
     def slice(self, name: str) -> slice:
         """Global neuron indices of population ``name``."""
@@ -460,6 +506,8 @@ class Network:
         self.pm_offset = self.pm_delay * self.size + self.pm_post
         self.pre_start = self.pre_ptr[:-1].clone()
         self.pre_count = counts
+        # for plastic runs: the weight of pre-major synapse s is w_flat[pre_order[s]] · pm_sign[s]
+        self.pm_sign = self.syn_sign[order]
 
     def init_state(self) -> NetworkState:
         """All neurons at rest, nothing in flight, initial weights and hook states."""
@@ -507,10 +555,18 @@ class Network:
         names = record if record is not None else list(self.offsets)
         for name in names:
             self.slice(name)
-        v, refr, buf, step = state.v, state.refractory, state.buffer, state.step
-        weights = list(state.weights)
-        hook_states = list(state.hook_states)
-        signed = self._signed(weights)
+        v, refr, step = state.v, state.refractory, state.step
+        # run is pure: the buffer (written in place below) and anything plastic are copies
+        buf = state.buffer.clone()
+        plastic = bool(self.plasticity)
+        if plastic:
+            w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0)
+            weights = list(w_flat.split([pr.nnz for pr in self.projections]))
+            hook_states = [_clone_tree(h) for h in state.hook_states]
+        else:
+            weights = list(state.weights)
+            hook_states = list(state.hook_states)
+            signed = self._signed(weights)
         out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         n_events = 0
         done = 0
@@ -525,13 +581,19 @@ class Network:
                     inject[done : done + k] if isinstance(inject, torch.Tensor) else inject(step, k)
                 )
             (t_idx, pre), v, refr = _lif_block(x, v, refr, self._np_params)
-            n_events += self._propagate(t_idx, pre, step, buf, signed)
-            if names or self.plasticity:
+            syn, flat, count = self._events(t_idx, pre, step, buf.numel())
+            if plastic:
+                values = self._plastic_block(
+                    k, step, t_idx, pre, syn, count, w_flat, weights, hook_states, modulator
+                )
+            else:
+                values = signed.index_select(0, syn)
+            if syn.numel():
+                buf.view(-1).scatter_add_(0, flat, values)
+            n_events += syn.numel()
+            if names:
                 spikes = torch.zeros(k, self.size, dtype=torch.bool)
                 spikes[t_idx, pre] = True
-            if self.plasticity:
-                weights, hook_states = self._plasticity(spikes, weights, hook_states, modulator)
-                signed = self._signed(weights)
             for name in names:
                 out[name].append(spikes[:, self.slice(name)])
             step += k
@@ -549,53 +611,96 @@ class Network:
             return torch.zeros(0)
         return (torch.cat(weights) * self.syn_sign)[self.pre_order]
 
-    def _propagate(
-        self,
-        t_idx: torch.Tensor,
-        pre: torch.Tensor,
-        step: int,
-        buf: torch.Tensor,
-        signed: torch.Tensor,
-    ) -> int:
-        """Add the synaptic events of the spikes ``(t_idx[j], pre[j])`` of the block starting at
-        ``step`` to the ring buffer; returns the number of events."""
-        if pre.numel() == 0:
-            return 0
+    def _events(
+        self, t_idx: torch.Tensor, pre: torch.Tensor, step: int, buf_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The synaptic events of the spikes ``(t_idx[j], pre[j])`` of the block starting at
+        ``step``: ``(syn, flat, count)`` with ``syn`` their pre-major synapse ids and ``flat``
+        their ring-buffer offsets, in spike order (time-major), and ``count [n_spikes]`` the
+        events per spike."""
         count = self.pre_count.index_select(0, pre)
-        total = int(count.sum())
+        total = int(count.sum()) if pre.numel() else 0
         if total == 0:
-            return 0
+            empty = torch.zeros(0, dtype=torch.long)
+            return empty, empty, count
         # the pre-major synapse ids of every spike, without a Python loop over spikes:
         # spike j owns events ends[j]-count[j] .. ends[j]-1 and synapses pre_start[pre[j]] ..
         seg = torch.repeat_interleave(count, output_size=total)
         first = self.pre_start.index_select(0, pre) - (count.cumsum(0) - count)
         syn = torch.arange(total).add_(first.index_select(0, seg))
         when = (t_idx + step).mul_(self.size).index_select(0, seg)
-        flat = self.pm_offset.index_select(0, syn).add_(when).remainder_(buf.numel())
-        buf.view(-1).scatter_add_(0, flat, signed.index_select(0, syn))
-        return total
+        flat = self.pm_offset.index_select(0, syn).add_(when).remainder_(buf_size)
+        return syn, flat, count
 
-    def _plasticity(
+    def _plastic_block(
         self,
-        spikes: torch.Tensor,
+        k: int,
+        step: int,
+        t_idx: torch.Tensor,
+        pre: torch.Tensor,
+        syn: torch.Tensor,
+        count: torch.Tensor,
+        w_flat: torch.Tensor,
         weights: list[torch.Tensor],
         hook_states: list[Any],
         modulator: float | torch.Tensor | None,
-    ) -> tuple[list[torch.Tensor], list[Any]]:
-        s = spikes.float()
-        for k, hook in self.plasticity.items():
-            pr = self.projections[k]
-            pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
-            total = torch.zeros_like(weights[k])
-            st = hook_states[k]
-            for t in range(s.shape[0]):
-                dw, st = hook(
-                    s[t : t + 1, pre_sl], s[t : t + 1, post_sl], st, weights[k], modulator
+    ) -> torch.Tensor:
+        """Apply the plasticity hooks step by step over one block, updating ``w_flat`` (whose
+        per-projection views are ``weights``) and ``hook_states`` in place; returns the signed
+        value of every event in ``syn``, read at the step of its spike before that step's
+        update."""
+        t_np, pre_np, syn_np = t_idx.numpy(), pre.numpy(), syn.numpy()
+        w_np = w_flat.numpy()
+        # spikes of block step t: pre_np[sp[t]:sp[t+1]] (ascending); their events ev[t]:ev[t+1]
+        sp = np.searchsorted(t_np, np.arange(k + 1))
+        ev = np.concatenate([[0], np.cumsum(count.numpy())])[sp]
+        values = np.empty(syn_np.shape[0], dtype=w_np.dtype)
+        glob, sign = self.pre_order.numpy(), self.pm_sign.numpy()
+        dense = [i for i, h in self.plasticity.items() if not hasattr(h, "on_spikes")]
+        if dense:
+            s = torch.zeros(k, self.size)
+            s[t_idx, pre] = 1.0
+        for t in range(k):
+            if ev[t + 1] > ev[t]:
+                ids = syn_np[ev[t] : ev[t + 1]]
+                np.multiply(w_np[glob[ids]], sign[ids], out=values[ev[t] : ev[t + 1]])
+            fired = pre_np[sp[t] : sp[t + 1]]
+            for i, hook in self.plasticity.items():
+                pr, w = self.projections[i], weights[i]
+                pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
+                if i in dense:
+                    dw, hook_states[i] = hook(  # type: ignore[operator]
+                        s[t : t + 1, pre_sl], s[t : t + 1, post_sl], hook_states[i], w, modulator
+                    )
+                    torch.add(w, dw, out=w).clamp_min_(0.0)
+                    continue
+                a, b, c, d = np.searchsorted(
+                    fired, [pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop]
                 )
-                total = total + dw
-            hook_states[k] = st
-            weights[k] = (weights[k] + total).clamp_min(0.0)
-        return weights, hook_states
+                if a == b and c == d:
+                    continue
+                index, value, hook_states[i] = hook.on_spikes(  # type: ignore[union-attr]
+                    step + t,
+                    torch.from_numpy(fired[a:b] - pre_sl.start),
+                    torch.from_numpy(fired[c:d] - post_sl.start),
+                    hook_states[i],
+                    w,
+                    modulator,
+                )
+                w[index] = value.clamp_min(0.0)
+        return torch.from_numpy(values)
+
+
+def _clone_tree(x: Any) -> Any:
+    """A copy of ``x`` in which every tensor or array of (nested) tuples is cloned."""
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, tuple):
+        items = [_clone_tree(i) for i in x]
+        return type(x)(*items) if hasattr(x, "_fields") else tuple(items)
+    return x
 
 
 class _NeuronArrays(NamedTuple):
@@ -710,6 +815,7 @@ def brunel_like(
 
 
 __all__ = [
+    "EventPlasticityHook",
     "Network",
     "NetworkState",
     "PlasticityHook",
