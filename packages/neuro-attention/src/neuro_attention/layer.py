@@ -47,7 +47,8 @@ class NeuroAttentionConfig:
         synaptic_scaling: learnable per-head gain α (:class:`SynapticScaling`).
         neuromodulated_gates: per-token head gates from the prefix mean (:class:`NeuromodulatedAttention`).
         pair_gate_window: W of the synaptic modulation matrix, or None for off.
-        habituation: content-based key habituation (:class:`HabituatingAttention`).
+        habituation: content-based key habituation (:class:`HabituatingAttention`) on the keys
+            before RoPE.
         habituation_rate, recovery_rate, max_habituation: its parameters (published defaults).
         memory_temperature: Aura's per-token "memory" temperature (:class:`MemoryTemperature`).
         adaptive_temperature: β from the previous layer's entropy (needs ``prev_entropy``).
@@ -191,6 +192,8 @@ class NeuroAttention(nn.Module):
         q = self.wq(x).view(b, t, h, d)
         k = self.wk(x).view(b, t, hkv, d)
         v = self.wv(x).view(b, t, hkv, d)
+        # habituation compares key content, which RoPE would make position-dependent
+        key_bias = self.habituation.key_bias(k)[0] if self.habituation is not None else None
         if rotary is not None:
             q, k = rotary(q, k)
         beta = None if query_scale is None else query_scale.to(q.dtype)
@@ -205,7 +208,6 @@ class NeuroAttention(nn.Module):
             gain = self._mul(gain, self.scaling.gain().to(q.dtype))
         if self.gates is not None:
             gain = self._mul(gain, self.gates(x).to(q.dtype))
-        key_bias = self.habituation.key_bias(k)[0] if self.habituation is not None else None
         pair = self.pair(q, k) if self.pair is not None else None
         want_entropy = c.return_entropy or self.entropy_vote is not None
         heads, entropy = (
