@@ -494,3 +494,80 @@ def test_triton_refuses_decoding_and_padding() -> None:
         modulated_attention(
             q, k, v, key_padding_mask=torch.ones(1, 6, dtype=torch.bool), backend="triton"
         )
+
+
+# --- 64-bit offsets -------------------------------------------------------------------------------
+
+
+def test_triton_offsets_switch_to_int64_past_int32() -> None:
+    """The size rule: B·T·H·D = 2³¹ needs 64-bit offsets, a small case does not (meta tensors)."""
+    pytest.importorskip("triton")
+    from neuro_attention.ops.modulated_attention.triton import needs_int64
+
+    small = torch.empty(2, 2048, 8, 64, device="meta")
+    assert not needs_int64(small)
+    # 2¹⁴ batch items of 2048 × 1 × 64: the last ones start past 2³¹ − 1
+    assert needs_int64(torch.empty(2**14, 2048, 1, 64, device="meta"))
+    # one batch item with T·H·D = 2³¹ also overflows through the time stride
+    assert needs_int64(torch.empty(1, 2**20, 32, 64, device="meta"))
+    # a strided view of a large buffer is judged by its strides, not its element count
+    strided = torch.empty(4, 8, 2, 64, device="meta").as_strided((4, 8, 2, 64), (2**30, 128, 64, 1))
+    assert needs_int64(strided)
+
+
+def _offset_probe():  # type: ignore[no-untyped-def]
+    """A kernel storing ``(p0·3 + p1)·stride`` with the program ids of ``_program_ids``."""
+    import triton
+    import triton.language as tl
+
+    from neuro_attention.ops.modulated_attention.triton import _program_ids
+
+    def probe(out, stride, INT64: tl.constexpr):  # type: ignore[no-untyped-def]
+        p0, p1 = _program_ids(INT64)
+        tl.store(out + p0 * 3 + p1, (p0 * 3 + p1) * stride)
+
+    # Triton resolves globals of the function: give it the helper and tl explicitly
+    probe.__globals__.update(_program_ids=_program_ids, tl=tl)
+    return triton.jit(probe)
+
+
+@pytest.mark.interpreter
+@needs_triton
+def test_triton_program_ids_give_64_bit_offsets() -> None:
+    """The kernels take their program ids from ``_program_ids`` (checked in their source); with
+    INT64 its ids make ``pid · stride`` exact past 2³¹, without it the product wraps in int32.
+    Run in the interpreter on a grid of 4 × 3 programs and a stride of 2³⁰ − 1."""
+    import inspect
+
+    from neuro_attention.ops.modulated_attention import triton as mod
+
+    for kernel in (mod._fwd_kernel, mod._bwd_dkdv_kernel, mod._bwd_dq_kernel):
+        src = inspect.getsource(kernel.fn)
+        assert "tl.program_id" not in src
+        assert "_program_ids(INT64)" in src
+    probe = _offset_probe()
+    stride = 2**30 - 1
+    want = torch.arange(12, dtype=torch.int64) * stride
+    got = torch.zeros(12, dtype=torch.int64)
+    probe[(4, 3)](got, stride, INT64=True)
+    torch.testing.assert_close(got, want)
+    wrapped = torch.zeros(12, dtype=torch.int64)
+    probe[(4, 3)](wrapped, stride, INT64=False)
+    assert not torch.equal(wrapped, want)
+
+
+@pytest.mark.interpreter
+@needs_triton
+def test_triton_with_64_bit_offsets_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels forced onto the int64 path still match the spec (forward and gradients)."""
+    from neuro_attention.ops.modulated_attention import triton as mod
+
+    monkeypatch.setattr(mod, "needs_int64", lambda *tensors: True)
+    x = select(make_inputs(b=2, t=19, h=4, hkv=2, d=16, gate_w=5), FEATURES)
+    assert_backends_match(
+        partial(op, "reference", True, 7, True),
+        partial(op, "triton", True, 7, True),
+        x,
+        dtype=torch.float32,
+        grad=grads_of(x),
+    )

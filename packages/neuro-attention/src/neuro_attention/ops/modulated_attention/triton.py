@@ -28,6 +28,22 @@ from neuro_core.dispatch import interpreting
 
 
 @triton.jit
+def _program_ids(INT64: tl.constexpr):
+    """``(program_id(0), program_id(1))``, as int64 when element offsets can reach 2³¹.
+
+    Every pointer offset in the kernels is built from these ids (and from row/column ranges
+    derived from them), so with ``INT64`` all offset products are 64-bit: ``b·stride_b`` and
+    ``(b·T + t)·H·D`` overflow int32 once B·T·H·D ≥ 2³¹.
+    """
+    p0 = tl.program_id(0)
+    p1 = tl.program_id(1)
+    if INT64:
+        p0 = p0.to(tl.int64)
+        p1 = p1.to(tl.int64)
+    return p0, p1
+
+
+@triton.jit
 def _logits(
     q,
     k,
@@ -124,12 +140,12 @@ def _fwd_kernel(
     HAS_GATE: tl.constexpr,
     RETURN_ENT: tl.constexpr,
     PRECISION: tl.constexpr,
+    INT64: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    pid_m, pid_bh = _program_ids(INT64)
     b = pid_bh // H
     h = pid_bh % H
     hk = h // (H // HKV)
@@ -257,12 +273,12 @@ def _bwd_dkdv_kernel(
     HAS_GATE: tl.constexpr,
     HAS_ENT: tl.constexpr,
     PRECISION: tl.constexpr,
+    INT64: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_bk = tl.program_id(1)
+    pid_n, pid_bk = _program_ids(INT64)
     b = pid_bk // HKV
     hk = pid_bk % HKV
     group = H // HKV
@@ -397,12 +413,12 @@ def _bwd_dq_kernel(
     HAS_GATE: tl.constexpr,
     HAS_ENT: tl.constexpr,
     PRECISION: tl.constexpr,
+    INT64: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    pid_m, pid_bh = _program_ids(INT64)
     b = pid_bh // H
     h = pid_bh % H
     hk = h // (H // HKV)
@@ -505,7 +521,25 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _flags(qs, kb, ga, causal, window, gate_w, precision):  # type: ignore[no-untyped-def]
+#: Element offsets at or above this need 64-bit index arithmetic.
+_INT32_LIMIT = 2**31 - 1
+
+
+def needs_int64(*tensors: torch.Tensor) -> bool:
+    """True when an element offset the kernels compute into a ``[B, T, H, D]`` tensor can
+    exceed int32.
+
+    The largest offset is ``(B−1)·s_B + (T−1)·s_T + (H−1)·s_H + (D−1)·s_D``; masked lanes of the
+    last block reach up to 128 rows past T and 256 columns past D, which the bound includes.
+    """
+    bound = 0
+    for x in tensors:
+        (nb, nt, nh, nd), (sb, st, sh, sd) = x.shape, x.stride()
+        bound = max(bound, (nb - 1) * sb + (nt + 127) * st + (nh - 1) * sh + (nd + 255) * sd)
+    return bound > _INT32_LIMIT
+
+
+def _flags(qs, kb, ga, causal, window, gate_w, precision, int64):  # type: ignore[no-untyped-def]
     return {
         "CAUSAL": causal,
         "HAS_WINDOW": window is not None,
@@ -513,6 +547,7 @@ def _flags(qs, kb, ga, causal, window, gate_w, precision):  # type: ignore[no-un
         "HAS_KB": kb is not None,
         "HAS_GATE": ga is not None,
         "PRECISION": precision,
+        "INT64": int64,
     }
 
 
@@ -529,7 +564,9 @@ class TritonModulatedAttention(torch.autograd.Function):
         sm_scale = 1.0 / math.sqrt(d)
         cfg = _config(d, q.dtype)
         prec = _precision(q.dtype)
-        flags = _flags(qs, kb, ga, causal, window, gate_w, prec)
+        # the outputs and gradients are contiguous [B, T, H, D] / [B, T, H_kv, D] buffers
+        int64 = needs_int64(q, k, v, torch.empty(b, t, h, d, device="meta"))
+        flags = _flags(qs, kb, ga, causal, window, gate_w, prec, int64)
         dummy = lse
         if t > 0 and b * h > 0:
             grid = (triton.cdiv(t, cfg["BLOCK_M"]), b * h)  # type: ignore[operator]
@@ -565,13 +602,13 @@ class TritonModulatedAttention(torch.autograd.Function):
                 **cfg,
             )
         ctx.save_for_backward(q, k, v, qs, kb, ga, gb, o, lse, ent if entropy else None)
-        ctx.meta = (causal, window, gate_w, entropy, sm_scale)
+        ctx.meta = (causal, window, gate_w, entropy, sm_scale, int64)
         return o, (ent.to(q.dtype) if entropy else q.new_zeros(b, t, h))
 
     @staticmethod
     def backward(ctx, do, dent):  # type: ignore[override]
         q, k, v, qs, kb, ga, gb, o, lse, ent = ctx.saved_tensors
-        causal, window, gate_w, entropy, sm_scale = ctx.meta
+        causal, window, gate_w, entropy, sm_scale, int64 = ctx.meta
         if torch.is_grad_enabled():
             # create_graph=True: the kernels' gradients are not differentiable again
             grads = reference_vjp(
@@ -603,7 +640,7 @@ class TritonModulatedAttention(torch.autograd.Function):
         dga = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if ga is not None else None
         dgb = torch.empty_like(dga) if dga is not None else None
         cfg = _config(d, q.dtype)
-        flags = _flags(qs, kb, ga, causal, window, gate_w, _precision(q.dtype))
+        flags = _flags(qs, kb, ga, causal, window, gate_w, _precision(q.dtype), int64)
         dummy = lse
         common = (
             q,
