@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from neuro_attention import (
     AdaptiveHeadTemperature,
@@ -31,15 +32,32 @@ from neuro_attention import (
     ProsodyQueryGate,
     SynapticModulationMatrix,
     SynapticScaling,
+    column_attention_mass,
     column_specialization,
     habituation_exposure,
     js_divergence,
     modulated_attention,
+    specialization_from_mass,
 )
 from neuro_attention.ops.modulated_attention import attention_probabilities_reference
 from neuro_core.testing import ContractSpec, check_contract, contract_cases, register
 
 B, H, HKV, D, DM = 3, 4, 2, 8, 16
+
+
+class Largest(TorchDispatchMode):
+    """Records the element count of the largest tensor any aten op returns inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for o in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(o, torch.Tensor):
+                self.numel = max(self.numel, o.numel())
+        return out
 
 
 def randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -323,6 +341,43 @@ def test_js_divergence_bounds() -> None:
     torch.testing.assert_close(js_divergence(p, q), torch.tensor(math.log(2)))
 
 
+@pytest.mark.parametrize(("causal", "block", "hkv"), [(True, 3, 2), (False, 4, 1), (True, None, 4)])
+def test_column_attention_mass_equals_the_materialized_mean(causal, block, hkv) -> None:  # type: ignore[no-untyped-def]
+    q, k = torch.randn(2, 11, 4, D), torch.randn(2, 11, hkv, D)
+    want = attention_probabilities_reference(q, k, causal=causal).mean(2)
+    got = column_attention_mass(q, k, causal=causal, block=block)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got.sum(-1), torch.ones(2, 4))
+    probs = attention_probabilities_reference(q, k, causal=causal)
+    torch.testing.assert_close(
+        specialization_from_mass(got, 2), column_specialization(probs, 2), atol=1e-6, rtol=1e-5
+    )
+
+
+def test_cortical_columns_never_materialize_t_by_t() -> None:
+    """Output only, and output plus the specialization: no tensor of B·H·T² elements (the
+    largest is a [B, H, block, T] tile of the automatic block), and the statistic equals the
+    materialized one (on a short sequence)."""
+    torch.manual_seed(0)
+    m = CorticalColumnAttention(DM, 2, 2, D)
+    b, t = 2, 2048
+    x = torch.randn(b, t, DM)
+    with torch.no_grad(), Largest() as probe:
+        out, div = m(x, specialization=False)
+    assert div is None
+    assert probe.numel <= b * t * DM * 4
+    with torch.no_grad(), Largest() as probe:
+        out2, div2 = m(x)
+    assert probe.numel <= b * 4 * t * t // 8
+    assert div2 is not None
+    assert 0.0 <= float(div2) <= math.log(2)
+    torch.testing.assert_close(out2, out)
+    xs = x[:, :40]
+    q, k = m.wq(xs).view(b, 40, 4, D), m.wk(xs).view(b, 40, 2, D)
+    want = column_specialization(attention_probabilities_reference(q, k), 2)
+    torch.testing.assert_close(m(xs).specialization, want, atol=1e-6, rtol=1e-4)
+
+
 def test_column_specialization_zero_for_identical_columns_and_in_range() -> None:
     probs = attention_probabilities_reference(torch.randn(2, 6, 2, D), torch.randn(2, 6, 1, D))
     same = torch.cat([probs, probs], 1)
@@ -424,8 +479,6 @@ def test_habituation_is_stimulus_specific_with_correlated_keys() -> None:
 def test_habituation_is_causal_and_uses_linear_memory() -> None:
     """Changing keys after t leaves the bias at ≤ t unchanged, and no intermediate tensor of a
     long sequence is T×T (largest tensor ≤ a few T·D elements, not T² = 16.8M)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     k = correlated_keys(2, 150, 2, 16)
     hab = HabituatingAttention()
     full, _ = hab.key_bias(k)
@@ -433,20 +486,10 @@ def test_habituation_is_causal_and_uses_linear_memory() -> None:
     k2[:, 71:] = torch.randn(2, 79, 2, 16)
     torch.testing.assert_close(hab.key_bias(k2)[0][:, :71], full[:, :71], atol=0.0, rtol=0.0)
 
-    class Largest(TorchDispatchMode):
-        numel = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            out = func(*args, **(kwargs or {}))
-            for o in out if isinstance(out, tuple | list) else (out,):
-                if isinstance(o, torch.Tensor):
-                    Largest.numel = max(Largest.numel, o.numel())
-            return out
-
     t, d = 4096, 8
-    with Largest():
+    with Largest() as probe:
         hab.key_bias(torch.randn(1, t, 1, d))
-    assert Largest.numel <= 4 * t * d
+    assert probe.numel <= 4 * t * d
 
 
 def test_habituation_reduces_attention_to_a_repeated_key() -> None:

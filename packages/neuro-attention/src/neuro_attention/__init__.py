@@ -6,15 +6,19 @@ signals, ``[B, T, d_model]`` for layer inputs.
 """
 
 from neuro_attention.columns import (
+    ColumnAttentionOutput,
     CorticalColumnAttention,
     HierarchicalColumnOrganizer,
     LateralInhibition,
+    column_attention_mass,
     column_specialization,
     js_divergence,
+    specialization_from_mass,
 )
 from neuro_attention.habituation import (
     AttentionDecay,
     HabituatingAttention,
+    HabituationMode,
     HabituationState,
     NoveltyDetector,
     attention_decay_step,
@@ -42,10 +46,12 @@ __all__ = [
     "AdaptiveHeadTemperature",
     "AttentionBackend",
     "AttentionDecay",
+    "ColumnAttentionOutput",
     "ConfidenceWeightedVoting",
     "CorticalColumnAttention",
     "EntropyBasedVoting",
     "HabituatingAttention",
+    "HabituationMode",
     "HabituationState",
     "HierarchicalColumnOrganizer",
     "LateralInhibition",
@@ -64,8 +70,10 @@ __all__ = [
     "SynapticScaling",
     "__version__",
     "attention_decay_step",
+    "column_attention_mass",
     "column_specialization",
     "habituation_exposure",
     "js_divergence",
     "modulated_attention",
+    "specialization_from_mass",
 ]

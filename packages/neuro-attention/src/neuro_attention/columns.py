@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from neuro_attention.ops.modulated_attention import (
     attention_probabilities_reference,
     modulated_attention,
 )
+from neuro_attention.ops.modulated_attention.blockwise import auto_block
 from neuro_core.validation import check_positive, check_tensor
 
 
@@ -27,8 +29,69 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor, dim: int = -1) -> torch.Tens
     return 0.5 * kl(p) + 0.5 * kl(q)
 
 
-def column_specialization(probs: torch.Tensor, num_groups: int) -> torch.Tensor:
+def column_attention_mass(
+    q: torch.Tensor, k: torch.Tensor, *, causal: bool = True, block: int | None = None
+) -> torch.Tensor:
+    """Attention mass each key receives, averaged over queries, computed blockwise.
+
+        m[b, h, j] = (1/T) Σ_i p[b, h, i, j]      (p of :func:`attention_probabilities_reference`)
+
+    Query blocks of ``block`` rows are attended against the keys they can see and summed, so
+    memory is O(B·H·block·T), never ``[B, H, T, T]``. Each row of p sums to 1, so ``m`` is a
+    distribution over keys.
+
+    Args:
+        q: ``[B, T, H, D]``.
+        k: ``[B, T, H_kv, D]``, ``H % H_kv == 0``.
+        causal: causal attention (default True).
+        block: query rows per step; None picks the blockwise path's automatic size.
+
+    Returns:
+        ``[B, H, T]`` in at least fp32.
+    """
+    check_tensor("q", q, ndim=4, floating=True)
+    check_tensor("k", k, ndim=4, shape=(q.shape[0], q.shape[1], None, q.shape[3]), dtype=q.dtype)
+    b, t, h, _ = q.shape
+    if block is None:
+        block = auto_block(b, h, t)
+    check_positive("block", block)
+    mass = torch.zeros(b, h, t, dtype=torch.promote_types(q.dtype, torch.float32), device=q.device)
+    for i0 in range(0, t, block):
+        i1 = min(t, i0 + block)
+        # causal: queries i0:i1 are the last rows of the prefix 0:i1 (the decode layout);
+        # non-causal: they see every key, and without masks or a gate position does not matter
+        hi = i1 if causal else t
+        p = attention_probabilities_reference(q[:, i0:i1], k[:, :hi], causal=causal)
+        mass[..., :hi] += p.sum(2)
+    return mass / t
+
+
+def specialization_from_mass(mass: torch.Tensor, num_groups: int) -> torch.Tensor:
     """Mean pairwise JS divergence between columns' mean attention distributions.
+
+        Ā_g = mean over heads in g and batch of m[b, h, :]   (m from :func:`column_attention_mass`)
+        div = mean_{g < g'} JS(Ā_g ‖ Ā_g')
+
+    Args:
+        mass: ``[B, H, T]`` query-averaged attention mass per key, heads grouped contiguously.
+        num_groups: G; H must be divisible by G.
+
+    Returns:
+        0-d tensor in [0, ln 2] (0 when G = 1).
+    """
+    check_tensor("mass", mass, ndim=3, floating=True)
+    b, h, t = mass.shape
+    if num_groups < 1 or h % num_groups:
+        raise ValueError(f"num_groups must divide H={h}, got {num_groups}")
+    mean = mass.reshape(b, num_groups, h // num_groups, t).mean(dim=(0, 2))  # [G, T]
+    pairs = [(i, j) for i in range(num_groups) for j in range(i + 1, num_groups)]
+    if not pairs:
+        return mass.new_zeros(())
+    return torch.stack([js_divergence(mean[i], mean[j]) for i, j in pairs]).mean()
+
+
+def column_specialization(probs: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """:func:`specialization_from_mass` of materialized probabilities ``[B, H, T, T]``.
 
         Ā_g = mean over heads in g, batch and queries of p[b, h, i, :]   (a distribution over keys)
         div = mean_{g < g'} JS(Ā_g ‖ Ā_g')
@@ -40,25 +103,29 @@ def column_specialization(probs: torch.Tensor, num_groups: int) -> torch.Tensor:
     Returns:
         0-d tensor in [0, ln 2] (0 when G = 1).
     """
-    b, h, t, _ = probs.shape
-    mean = probs.reshape(b, num_groups, h // num_groups, t, t).mean(dim=(0, 2, 3))  # [G, T]
-    pairs = [(i, j) for i in range(num_groups) for j in range(i + 1, num_groups)]
-    if not pairs:
-        return probs.new_zeros(())
-    return torch.stack([js_divergence(mean[i], mean[j]) for i, j in pairs]).mean()
+    check_tensor("probs", probs, ndim=4, floating=True)
+    return specialization_from_mass(probs.mean(2), num_groups)
+
+
+class ColumnAttentionOutput(NamedTuple):
+    """``out [B, T, d]`` and the 0-d column specialization (None when not requested)."""
+
+    out: torch.Tensor
+    specialization: torch.Tensor | None
 
 
 class CorticalColumnAttention(nn.Module):
     """Grouped-query attention whose G key/value groups are the columns.
 
         out = W_o · concat_h modulated_attention(W_q x, W_k x, W_v x)   (H = G · heads_per_group)
-        specialization = column_specialization(p, G)
+        specialization = specialization_from_mass(column_attention_mass(q, k), G)
 
     Parameters d·(H·d_h) + 2·d·(G·d_h) + (H·d_h)·d (no biases). Source: reference-systems §1.5.
-    The output uses the fused op. The specialization diagnostic needs the column-mean attention
-    maps, so it materializes ``[B, H, T, T]`` probabilities (with the reference, without
-    gradients): it is a measurement, as in the published module, not a loss term. It averages over
-    the batch, so it is a batch statistic; the output stays per item.
+    The output uses the fused op (SDPA where it applies), which never builds ``[B, H, T, T]``.
+    The specialization diagnostic needs only the query-averaged attention mass per key, computed
+    blockwise without gradients (O(B·H·block·T) memory): it is a measurement, as in the published
+    module, not a loss term. It averages over the batch, so it is a batch statistic; the output
+    stays per item. ``forward(x, specialization=False)`` skips it (the output alone).
     """
 
     def __init__(
@@ -86,17 +153,19 @@ class CorticalColumnAttention(nn.Module):
         self.wv = nn.Linear(d_model, num_groups * head_dim, bias=False)
         self.wo = nn.Linear(h * head_dim, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, T, d] → (out [B, T, d], specialization 0-d)``."""
+    def forward(self, x: torch.Tensor, *, specialization: bool = True) -> ColumnAttentionOutput:
+        """``x [B, T, d] → ColumnAttentionOutput(out [B, T, d], specialization 0-d or None)``."""
         check_tensor("x", x, ndim=3, shape=(None, None, self.wq.in_features), floating=True)
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.g * self.hpg, self.dh)
         k = self.wk(x).view(b, t, self.g, self.dh)
         v = self.wv(x).view(b, t, self.g, self.dh)
-        out = modulated_attention(q, k, v, backend=self.backend)
+        out = self.wo(modulated_attention(q, k, v, backend=self.backend).reshape(b, t, -1))
+        if not specialization:
+            return ColumnAttentionOutput(out, None)
         with torch.no_grad():
-            probs = attention_probabilities_reference(q, k)
-        return self.wo(out.reshape(b, t, -1)), column_specialization(probs, self.g)
+            div = specialization_from_mass(column_attention_mass(q, k), self.g)
+        return ColumnAttentionOutput(out, div)
 
 
 class LateralInhibition(nn.Module):
@@ -171,9 +240,12 @@ class HierarchicalColumnOrganizer:
 
 
 __all__ = [
+    "ColumnAttentionOutput",
     "CorticalColumnAttention",
     "HierarchicalColumnOrganizer",
     "LateralInhibition",
+    "column_attention_mass",
     "column_specialization",
     "js_divergence",
+    "specialization_from_mass",
 ]
