@@ -151,3 +151,9 @@ def test_validation_names_the_argument():
         GridCellParams(spacings=(1.0, -2.0))
     with pytest.raises(ValueError, match="n_phases"):
         GridCellParams(n_phases=0)
+
+
+def test_gradcheck_float64_positions():
+    cells = GridCells(GridCellParams(n_phases=2), generator=torch.Generator().manual_seed(2))
+    x = (torch.randn(3, 2, dtype=torch.float64) * 3).requires_grad_()
+    assert torch.autograd.gradcheck(cells, (x,))

@@ -16,6 +16,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from neuro_plasticity.continual import EWC, diagonal_fisher
@@ -311,3 +313,26 @@ def test_language_model_bad_input():
         diagonal_fisher(model, [(x, y[:, 0])])
     with pytest.raises(ValueError, match="fisher_momentum"):
         EWC(model, lam=1.0, fisher_momentum=0.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    t=st.integers(1, 6),
+    chunk=st.integers(1, 7),
+    split=st.integers(0, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_token_fisher_independent_of_chunking_and_batching(b, t, chunk, split, seed):
+    model = _lm(seed % 7)
+    x, y = _tokens(seed, b=b, t=t)
+    y[torch.rand(y.shape, generator=torch.Generator().manual_seed(seed)) < 0.2] = -100
+    if bool((y == -100).all()):
+        y[0, 0] = 0
+    split = min(split, b)
+    batches = [(x[:split], y[:split]), (x[split:], y[split:])]
+    batches = [(bx, by) for bx, by in batches if bx.shape[0] > 0]
+    fisher = diagonal_fisher(model, batches, token_chunk=chunk)
+    expected = _closed_empirical(model, [(x, y)])
+    for n in expected:
+        torch.testing.assert_close(fisher[n], expected[n], rtol=1e-10, atol=1e-13)
