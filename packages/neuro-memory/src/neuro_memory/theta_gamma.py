@@ -140,7 +140,8 @@ def theta_gamma_encoding(
         dtype: floating dtype of the result.
 
     Returns:
-        ``[..., 4n]``: ``[sin θ, cos θ, m sin γ, m cos γ]``.
+        ``[..., 4n]``: ``[sin θ, cos θ, m sin γ, m cos γ]``. The phases are computed in float64
+        on ``positions``' device (a device without float64, such as MPS, cannot run this).
     """
     p = _check_positions(positions)
     if len(periods) == 0:
