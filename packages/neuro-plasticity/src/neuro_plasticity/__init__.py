@@ -14,8 +14,10 @@ from neuro_plasticity.homeostasis import (
     threshold_adaptation,
 )
 from neuro_plasticity.layers import HebbianAttention, HebbianFastWeights, RewardModulatedHebbian
+from neuro_plasticity.ops.event_stdp import EventPairSTDP, EventSTDPState, event_driven
 from neuro_plasticity.ops.fast_weights import FastWeightState, fast_weights, fast_weights_step
 from neuro_plasticity.rule import (
+    ClipParams,
     PlasticityHook,
     Rule,
     Transform,
@@ -29,6 +31,7 @@ from neuro_plasticity.rule import (
     weight_decay,
 )
 from neuro_plasticity.stdp import (
+    PairSTDPParams,
     PairTraces,
     TripletTraces,
     pair_stdp,
@@ -42,10 +45,14 @@ __version__ = "0.1.0"
 __all__ = [
     "CSR",
     "BCMState",
+    "ClipParams",
     "Dense",
+    "EventPairSTDP",
+    "EventSTDPState",
     "FastWeightState",
     "HebbianAttention",
     "HebbianFastWeights",
+    "PairSTDPParams",
     "PairTraces",
     "PlasticityHook",
     "RewardModulatedHebbian",
@@ -59,6 +66,7 @@ __all__ = [
     "chain",
     "clip",
     "eligibility",
+    "event_driven",
     "fast_weights",
     "fast_weights_step",
     "foldiak",

@@ -111,12 +111,17 @@ class Rule:
         update_fn: ``(topology, pre [B, n_pre], post [B, n_post], state, weight, modulator)
             -> (delta_w, state)``.
         topology: connectivity; ``None`` means dense, inferred from the weight shape.
+        params: the constructor's parameters (e.g. :class:`~neuro_plasticity.stdp.PairSTDPParams`),
+            for compilers such as :func:`~neuro_plasticity.ops.event_stdp.event_driven`.
+        parts: the rules and transforms of a :func:`chain` (empty otherwise).
     """
 
     name: str
     init_fn: InitFn
     update_fn: UpdateFn
     topology: Topology | None = None
+    params: Any = None
+    parts: tuple[Rule | Transform, ...] = ()
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> Any:
         """Initial state (traces at zero) for this weight layout and batch size."""
@@ -147,11 +152,20 @@ class Rule:
 
 @dataclass(frozen=True)
 class Transform:
-    """Rewrites a weight change: ``update_fn(topology, delta, state, weight, modulator)``."""
+    """Rewrites a weight change: ``update_fn(topology, delta, state, weight, modulator)``.
+
+    ``sparse_safe`` marks stateless transforms that act on each synapse from its own change and
+    weight only and leave a zero change at zero (for weights inside their bounds): an
+    event-driven rule may apply them to the synapses it touches and skip the others
+    (:func:`scale`, :func:`clip`, :func:`modulate`; not :func:`weight_decay`, which moves every
+    weight every step).
+    """
 
     name: str
     init_fn: TInitFn
     update_fn: TUpdateFn
+    sparse_safe: bool = False
+    params: Any = None
 
 
 def chain(*parts: Rule | Transform) -> Rule:
@@ -194,7 +208,8 @@ def chain(*parts: Rule | Transform) -> Rule:
             new.append(s)
         return delta, tuple(new)
 
-    return Rule("chain(" + ", ".join(p.name for p in parts) + ")", init_fn, update_fn)
+    name = "chain(" + ", ".join(p.name for p in parts) + ")"
+    return Rule(name, init_fn, update_fn, parts=tuple(parts))
 
 
 def on_topology(rule: Rule, topology: Topology) -> Rule:
@@ -234,7 +249,16 @@ def scale(factor: float) -> Transform:
     ) -> tuple[torch.Tensor, Any]:
         return delta * factor, state
 
-    return Transform(f"scale({factor})", _stateless, update_fn)
+    return Transform(f"scale({factor})", _stateless, update_fn, sparse_safe=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipParams:
+    """The bounds of a :func:`clip` transform (``None``: no bound)."""
+
+    max_delta: float | None
+    w_min: float | None
+    w_max: float | None
 
 
 def clip(
@@ -257,7 +281,13 @@ def clip(
             delta = (weight + delta).clamp(w_min, w_max) - weight
         return delta, state
 
-    return Transform(f"clip({max_delta}, {w_min}, {w_max})", _stateless, update_fn)
+    return Transform(
+        f"clip({max_delta}, {w_min}, {w_max})",
+        _stateless,
+        update_fn,
+        sparse_safe=True,
+        params=ClipParams(max_delta=max_delta, w_min=w_min, w_max=w_max),
+    )
 
 
 class PruneState(NamedTuple):
@@ -293,7 +323,7 @@ def modulate() -> Transform:
     ) -> tuple[torch.Tensor, Any]:
         return delta * modulator_value(m, weight, rule="modulate"), state
 
-    return Transform("modulate()", _stateless, update_fn)
+    return Transform("modulate()", _stateless, update_fn, sparse_safe=True)
 
 
 class EligibilityState(NamedTuple):
@@ -336,6 +366,7 @@ def check_decay(name: str, value: float) -> float:
 
 
 __all__ = [
+    "ClipParams",
     "EligibilityState",
     "EmptyState",
     "PlasticityHook",

@@ -20,6 +20,7 @@ pre·post, so the sign did not depend on spike order, and the pre trace was neve
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
@@ -42,6 +43,22 @@ class TripletTraces(NamedTuple):
     r2: torch.Tensor  # [B, n_pre], τ_x
     o1: torch.Tensor  # [B, n_post], τ₋
     o2: torch.Tensor  # [B, n_post], τ_y
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairSTDPParams:
+    """The parameters of a :func:`pair_stdp` rule (see there), kept on ``Rule.params``."""
+
+    lr: float
+    a_plus: float
+    a_minus: float
+    tau_plus_ms: float
+    tau_minus_ms: float
+    dt_ms: float
+    bound: Bound
+    pairing: Pairing
+    w_min: float
+    w_max: float
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -113,7 +130,19 @@ def pair_stdp(
             dw = ltp.mul_(lr * a_plus).sub_(ltd, alpha=lr * a_minus)
         return dw, PairTraces(_bump(x, pre, pairing), _bump(y, post, pairing))
 
-    return Rule(f"pair_stdp({bound}, {pairing})", init_fn, update_fn)
+    params = PairSTDPParams(
+        lr=lr,
+        a_plus=a_plus,
+        a_minus=a_minus,
+        tau_plus_ms=tau_plus_ms,
+        tau_minus_ms=tau_minus_ms,
+        dt_ms=dt_ms,
+        bound=bound,
+        pairing=pairing,
+        w_min=w_min,
+        w_max=w_max,
+    )
+    return Rule(f"pair_stdp({bound}, {pairing})", init_fn, update_fn, params=params)
 
 
 def triplet_stdp(
@@ -226,6 +255,7 @@ def three_factor_stdp(
 
 __all__ = [
     "Bound",
+    "PairSTDPParams",
     "PairTraces",
     "Pairing",
     "TripletTraces",
