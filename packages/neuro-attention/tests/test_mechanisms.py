@@ -40,6 +40,12 @@ from neuro_attention import (
     specialization_from_mass,
 )
 from neuro_attention.ops.modulated_attention import attention_probabilities_reference
+from neuro_attention.published import (
+    TABLE_CONTRACTS,
+    contract_table,
+    format_table,
+    published_behaviours,
+)
 from neuro_core.testing import ContractSpec, check_contract, contract_cases, register
 
 B, H, HKV, D, DM = 3, 4, 2, 8, 16
@@ -142,13 +148,6 @@ SPECS = [
     ),
     register(
         ContractSpec(
-            name="neuro_attention.NeuromodulatedAttention",
-            build=lambda: NeuromodulatedAttention(DM, H),
-            make_input=lambda g, b, t: randn(g, b, t, DM),
-        )
-    ),
-    register(
-        ContractSpec(
             name="neuro_attention.SynapticModulationMatrix", build=_PairGated, make_input=qkv
         )
     ),
@@ -164,14 +163,6 @@ SPECS = [
             name="neuro_attention.LateralInhibition",
             build=lambda: LateralInhibition(HKV, init_logit=0.0),
             make_input=lambda g, b, t: randn(g, b, t, HKV, D),
-        )
-    ),
-    register(
-        ContractSpec(
-            name="neuro_attention.HabituatingAttention",
-            build=lambda: HabituatingAttention(habituation_rate=2.0),
-            make_input=qkv,
-            forward=_first,
         )
     ),
     register(
@@ -275,12 +266,47 @@ SPECS = [
 ]
 
 
+# our form and the published form (expected failures, with their reasons) of each mechanism
+# whose published behaviour is kept behind a flag
+PUBLISHED = published_behaviours()
+SPECS += [register(spec) for beh in PUBLISHED for spec in (beh.ours, beh.published)]
+
+
 @pytest.mark.parametrize(("spec", "contract"), contract_cases(SPECS))
 def test_contracts(spec: ContractSpec, contract: str) -> None:
     check_contract(spec, contract)
 
 
 # --- synaptic -------------------------------------------------------------------------------------
+
+
+def test_contract_table_runs_the_checks_for_ours_and_published() -> None:
+    """Ours holds every contract; each published form fails exactly what it declares (compile
+    left out here: the compile-marked catalogue cases cover it)."""
+    run = ("causality", "batch_independence", "call_independence")
+    rows = contract_table(contracts=run)
+    assert len(rows) == 2 * len(PUBLISHED)
+    for beh, ours, pub in zip(PUBLISHED, rows[::2], rows[1::2]):
+        assert beh.reason
+        assert ours["form"] == "ours"
+        assert all(ours[c] for c in run)
+        assert {c for c in run if not pub[c]} == set(beh.breaks) & set(run)
+        assert pub["compile"] is None
+    text = format_table(rows)
+    assert 'published: context="sequence_mean"' in text
+    assert all(title in text for title in TABLE_CONTRACTS.values())
+    with pytest.raises(ValueError, match="contracts"):
+        contract_table(contracts=("determinism",))
+
+
+def test_neuromodulated_gates_published_sequence_mean() -> None:
+    torch.manual_seed(0)
+    m = NeuromodulatedAttention(DM, H, context="sequence_mean")
+    x = torch.randn(2, 7, DM)
+    want = torch.sigmoid(m.fc2(F.silu(m.fc1(x.mean(1, keepdim=True))))).expand(2, 7, H)
+    torch.testing.assert_close(m(x), want)
+    with pytest.raises(ValueError, match="context"):
+        NeuromodulatedAttention(DM, H, context="mean")  # type: ignore[arg-type]
 
 
 def test_synaptic_scaling_is_a_reparameterization_of_the_output_projection() -> None:

@@ -8,6 +8,8 @@ materializes a ``[T, T]`` matrix.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,13 +56,26 @@ class NeuromodulatedAttention(nn.Module):
 
     with W₁: d → d/4 and W₂: d/4 → H; parameters d·d/4 + d/4 + (d/4)·H + H.
     Changed from the published module: its context is the mean over the **whole** sequence, which
-    lets every position see future tokens; we use the prefix mean, so gates are ``[B, T, H]``.
+    lets every position see future tokens; we use the prefix mean (``context="prefix_mean"``,
+    default), so gates are ``[B, T, H]``. ``context="sequence_mean"`` keeps the published
+    behaviour, ``c_t = (1/T) Σ_{s≤T} x_s`` for every t (non-causal; registered in the contract
+    catalogue as an expected causality failure).
     """
 
-    def __init__(self, d_model: int, num_heads: int, *, reduction: int = 4) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        reduction: int = 4,
+        context: Literal["prefix_mean", "sequence_mean"] = "prefix_mean",
+    ) -> None:
         super().__init__()
         check_positive("d_model", d_model)
         check_positive("reduction", reduction)
+        if context not in ("prefix_mean", "sequence_mean"):
+            raise ValueError(f"context must be 'prefix_mean' or 'sequence_mean', got {context!r}")
+        self.context = context
         hidden = max(1, d_model // reduction)
         self.fc1 = nn.Linear(d_model, hidden)
         self.fc2 = nn.Linear(hidden, num_heads)
@@ -68,8 +83,11 @@ class NeuromodulatedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, d] → gates [B, T, H]`` for ``modulated_attention(head_gain=...)``."""
         check_tensor("x", x, ndim=3, shape=(None, None, self.fc1.in_features), floating=True)
-        steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
-        context = x.cumsum(dim=1) / steps
+        if self.context == "sequence_mean":
+            context = x.mean(dim=1, keepdim=True).expand_as(x)
+        else:
+            steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
+            context = x.cumsum(dim=1) / steps
         return torch.sigmoid(self.fc2(F.silu(self.fc1(context))))
 
 
