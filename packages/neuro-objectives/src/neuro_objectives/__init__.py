@@ -1,5 +1,13 @@
 """Brain-inspired training objectives: small, composable loss terms reported separately."""
 
+from neuro_objectives.aura import (
+    PUBLISHED_ACTIVITY_WEIGHT,
+    PUBLISHED_ENTROPY_WEIGHT,
+    PUBLISHED_LABEL_SMOOTHING,
+    PUBLISHED_TARGET_ACTIVITY,
+    HippocampalLoss,
+    aura_loss,
+)
 from neuro_objectives.calibration import (
     DEFAULT_SOFT_BIN_TEMPERATURE,
     PUBLISHED_NUM_BINS,
@@ -15,6 +23,15 @@ from neuro_objectives.coherence import (
     CoherenceLoss,
     coherence_loss,
     mean_pairwise_cosine,
+)
+from neuro_objectives.composite import (
+    NEUROLLAMA_TERMS,
+    CompositeLoss,
+    Phase,
+    PhaseSchedule,
+    neurollama_config_schedule,
+    neurollama_phase_schedule,
+    schedule_preset,
 )
 from neuro_objectives.contrastive import (
     PUBLISHED_CONTRASTIVE_WEIGHT,
@@ -81,28 +98,42 @@ from neuro_objectives.specialization import (
     specialization_loss,
     specialization_loss_from_mass,
 )
+from neuro_objectives.unlikelihood import (
+    repeated_ngram_mask,
+    sequence_unlikelihood_loss,
+    token_unlikelihood_loss,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SOFT_BIN_TEMPERATURE",
     "LN2",
+    "NEUROLLAMA_TERMS",
+    "PUBLISHED_ACTIVITY_WEIGHT",
     "PUBLISHED_COHERENCE_WEIGHT",
     "PUBLISHED_CONTRASTIVE_WEIGHT",
     "PUBLISHED_EFFICIENCY_WEIGHT",
+    "PUBLISHED_ENTROPY_WEIGHT",
     "PUBLISHED_ERROR_DECAY",
     "PUBLISHED_EXIT_THRESHOLD",
     "PUBLISHED_HORIZON",
+    "PUBLISHED_LABEL_SMOOTHING",
     "PUBLISHED_NUM_BINS",
     "PUBLISHED_NUM_NEGATIVES",
     "PUBLISHED_PREDICTION_WEIGHT",
     "PUBLISHED_REWARD_WEIGHTS",
+    "PUBLISHED_TARGET_ACTIVITY",
     "PUBLISHED_WEIGHT",
     "BaselineState",
     "CoherenceLoss",
+    "CompositeLoss",
     "ContrastivePredictiveCoding",
     "ErrorSignalState",
+    "HippocampalLoss",
     "HomeostaticRegularizer",
+    "Phase",
+    "PhaseSchedule",
     "PlattScaling",
     "PredictionErrorSignal",
     "PredictionHead",
@@ -113,6 +144,7 @@ __all__ = [
     "TokenSequences",
     "__version__",
     "as_token_lists",
+    "aura_loss",
     "brain_inspired_reward",
     "calibration_loss",
     "coherence_loss",
@@ -136,6 +168,8 @@ __all__ = [
     "leaky_sequence_sum",
     "mean_pairwise_cosine",
     "mean_pairwise_js",
+    "neurollama_config_schedule",
+    "neurollama_phase_schedule",
     "ngram_repeat_rates",
     "ngrams",
     "ponder_loss",
@@ -144,9 +178,13 @@ __all__ = [
     "rep_n",
     "rep_window",
     "repeated_ngram_fraction",
+    "repeated_ngram_mask",
+    "schedule_preset",
     "seq_rep_n",
     "sequence_log_probs",
+    "sequence_unlikelihood_loss",
     "specialization_loss",
     "specialization_loss_from_mass",
+    "token_unlikelihood_loss",
     "update_baseline",
 ]
