@@ -291,21 +291,25 @@ class BlockwiseAttention(torch.autograd.Function):
         scale = 1.0 / math.sqrt(q.shape[-1])
         c = _Ctx(q, k, v, beta, kb, ga, gb, scale, pad)
         out, ent = _forward(c, causal, window, gate_w, entropy, rows)
-        ctx.c, ctx.scale = c, scale
+        # the backward rebuilds the fp32 blocked copies from the inputs (saved anyway for double
+        # backward) instead of keeping both alive; only the row −lse column is kept
+        neg_lse = c.qa[..., -1].clone()
+        del c
+        ctx.scale = scale
         ctx.meta = (causal, window, gate_w, rows)
         ctx.dtypes = (
             q.dtype,
             None if beta is None else beta.dtype,
             None if kb is None else kb.dtype,
         )
-        ctx.save_for_backward(out, ent, q, k, v, beta, kb, ga, gb, pad)
+        ctx.save_for_backward(out, ent, neg_lse, q, k, v, beta, kb, ga, gb, pad)
         o = _to_bthd(out, q)
         e = _to_bth(ent, q.dtype) if ent is not None else q.new_zeros(q.shape[:3])
         return o, e
 
     @staticmethod
     def backward(ctx, dout, dent):  # type: ignore[override]
-        out, ent, *inputs, pad = ctx.saved_tensors
+        out, ent, neg_lse, *inputs, pad = ctx.saved_tensors
         causal, window, gate_w, rows = ctx.meta
         if torch.is_grad_enabled():
             # create_graph=True: the formulas below are not differentiable again; differentiate
@@ -321,7 +325,10 @@ class BlockwiseAttention(torch.autograd.Function):
                 key_padding_mask=pad,
             )
             return (*grads, None, None, None, None, None, None)
-        c: _Ctx = ctx.c
+        q, k, v, beta, kb, ga, gb = inputs
+        c = _Ctx(q, k, v, beta, kb, ga, gb, ctx.scale, pad)
+        c.qa[..., -1] = neg_lse
+        del neg_lse
         dq, dk, dv, dqs, dkb, dga, dgb = _backward(
             c, out, ent, dout, dent if ent is not None else None, causal, window, gate_w, rows
         )
