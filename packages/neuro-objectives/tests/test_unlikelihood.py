@@ -79,7 +79,7 @@ def test_sequence_ul_matches_an_explicit_sum() -> None:
     loss, report = sequence_unlikelihood_loss(z, toks, n=2, mask=mask)
     p = z.detach().softmax(-1)
     want = -(math.log(1 - float(p[0, 2, 1])) + math.log(1 - float(p[0, 3, 2]))) / 5
-    assert float(loss) == pytest.approx(want, rel=1e-10)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-10)
     assert float(report["ul/repeated_fraction"]) == pytest.approx(2 / 5)
     assert torch.autograd.gradcheck(
         lambda x: sequence_unlikelihood_loss(x, toks, n=2, mask=mask)[0], (z,)
