@@ -14,6 +14,10 @@ and form; ``python -m neuro_attention.published`` prints it::
 Published behaviours of NeuroLlama that live in other packages are listed in
 :data:`ELSEWHERE` (e.g. the Hebbian state carried across calls is ``HebbianAttention`` in
 neuro-plasticity; component packages do not import each other).
+
+The contract specs and checks come from :mod:`neuro_core.testing`, imported only when
+:func:`published_behaviours` or :func:`contract_table` is called (library code does not import
+test helpers at import time); ``neuro_attention`` does not import this module.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from neuro_attention.habituation import HabituatingAttention
 from neuro_attention.synaptic import NeuromodulatedAttention
-from neuro_core.testing import ContractSpec, check_contract
+
+if TYPE_CHECKING:
+    from neuro_core.testing import ContractSpec
 
 #: The table's columns: contract name → column title.
 TABLE_CONTRACTS: dict[str, str] = {
@@ -80,9 +87,11 @@ def _first(m: nn.Module, x: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return m(*x)[0]
 
 
-def _pair(
+def _pair(  # type: ignore[no-untyped-def]
     name: str, build_ours, build_published, make_input, breaks: frozenset[str], **kw
-) -> tuple[ContractSpec, ContractSpec]:  # type: ignore[no-untyped-def]
+) -> tuple[ContractSpec, ContractSpec]:
+    from neuro_core.testing import ContractSpec
+
     ours = ContractSpec(
         name=f"neuro_attention.{name}", build=build_ours, make_input=make_input, **kw
     )
@@ -154,6 +163,8 @@ def published_behaviours() -> tuple[PublishedBehaviour, ...]:
 
 def _holds(spec: ContractSpec, contract: str) -> bool:
     """Run one contract on ``spec`` as if nothing were expected to fail."""
+    from neuro_core.testing import check_contract
+
     try:
         check_contract(dataclasses.replace(spec, expect_fail=frozenset()), contract)
     except AssertionError:
