@@ -255,13 +255,16 @@ def test_registry_lists_the_built_in_and_adapter_parts() -> None:
     assert "ncn" in registered("modulator")
 
 
-def test_output_layers_returns_each_blocks_residual_stream() -> None:
+def test_output_layers_returns_the_embedding_and_each_blocks_residual_stream() -> None:
     torch.manual_seed(0)
     model = Llama(LLAMA).eval()
     tokens = torch.randint(0, 61, (2, 5))
     out = model.run(tokens, output_layers=True)
     assert out.layers is not None
-    assert len(out.layers) == LLAMA.n_layers
+    assert len(out.layers) == LLAMA.n_layers + 1
+    torch.testing.assert_close(out.layers[0], model.embed(tokens))
+    ctx, _ = model._layout(2, 5, 0, None, None, tokens.device)
+    torch.testing.assert_close(model.layers[0](out.layers[0], ctx), out.layers[1])
     torch.testing.assert_close(model.norm(out.layers[-1]), model.hidden_states(tokens))
 
 

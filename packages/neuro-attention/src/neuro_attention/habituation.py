@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
@@ -184,13 +185,9 @@ class HabituatingAttention(nn.Module):
         self.recovery = check_in_range("recovery_rate", recovery_rate, 0.0, 1.0, low_open=True)
         self.decay = 1.0 - self.recovery
         self.mean_decay = check_in_range("mean_decay", mean_decay, 0.0, 1.0, low_open=True)
-        self.floor = float(
-            torch.log(
-                torch.tensor(
-                    1.0
-                    - check_in_range("max_habituation", max_habituation, 0.0, 1.0, high_open=True)
-                )
-            )
+        # math, not torch: the module must build on the meta device (exact parameter counts)
+        self.floor = math.log(
+            1.0 - check_in_range("max_habituation", max_habituation, 0.0, 1.0, high_open=True)
         )
         if mode not in ("content", "position_pair"):
             raise ValueError(f"mode must be 'content' or 'position_pair', got {mode!r}")

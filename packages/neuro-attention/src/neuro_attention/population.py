@@ -6,6 +6,8 @@ Heads are a population of units; these modules weight or combine per-head output
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +34,7 @@ class PopulationCodedAttention(nn.Module):
         check_positive("head_dim", head_dim)
         self.preferred = nn.Parameter(torch.randn(num_heads, head_dim) / head_dim**0.5)
         self.log_kappa = nn.Parameter(
-            torch.full((num_heads,), float(torch.log(torch.tensor(check_positive("kappa", kappa)))))
+            torch.full((num_heads,), math.log(check_positive("kappa", kappa)))
         )
 
     def activation(self, heads: torch.Tensor) -> torch.Tensor:

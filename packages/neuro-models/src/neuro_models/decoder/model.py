@@ -37,8 +37,8 @@ from neuro_models.decoder.parts import SequenceContext, build_ffn, build_mixer, 
 
 class DecoderOutput(NamedTuple):
     """``logits [B, T, V]``; ``signals`` of the modulator (None without one); ``cache`` (the one
-    passed in, advanced; None without); ``layers``: the residual stream after each block
-    ``[B, T, d]`` when requested (else None)."""
+    passed in, advanced; None without); ``layers``: when requested (else None), the ``L + 1``
+    residual streams ``[B, T, d]``: the block input (embedding stream) and each block's output."""
 
     logits: torch.Tensor
     signals: Any
@@ -175,8 +175,8 @@ class Decoder(nn.Module):
             attention_mask: optional ``[B, T]`` bool, True for real tokens and False for left
                 padding (positions count real tokens only). Padded positions get finite but
                 meaningless logits. With a cache, the mask of earlier calls is remembered in it.
-            output_layers: also return the residual stream after each block (for per-layer
-                heads: exit, prediction).
+            output_layers: also return the ``L + 1`` residual streams (the embedding stream and
+                each block's output; for per-layer heads: exit, prediction).
         """
         h, signals, layers = self._trunk(tokens, cache, attention_mask, output_layers)
         return DecoderOutput(self.lm_head(h), signals, cache, layers)
@@ -290,7 +290,7 @@ class Decoder(nn.Module):
             signals, state = self.modulator(x, state, ctx.keys)
             if cache is not None:
                 cache.state["modulator"] = state
-        layers: list[torch.Tensor] = []
+        layers: list[torch.Tensor] = [x] if output_layers else []
         for i, block in enumerate(self.layers):
             if signals is None:
                 x = block(x, ctx)

@@ -167,6 +167,20 @@ class Attention(nn.Module):
     def residual_projections(self) -> list[nn.Linear]:
         return [self.out]
 
+    def write_kv(self, x: torch.Tensor, ctx: SequenceContext) -> None:
+        """Only append the keys/values of ``x [B, T, d]`` to ``ctx.cache`` (no attention, no
+        output): what an early-exited token leaves for the later tokens of this layer."""
+        if ctx.cache is None:
+            raise ValueError("write_kv needs ctx.cache")
+        B, T, _ = x.shape
+        H, KV = self.n_heads, self.n_kv_heads
+        w = self.qkv.weight[H * self.head_dim :]
+        k, v = F.linear(x, w).view(B, T, 2 * KV, self.head_dim).split([KV, KV], dim=2)
+        if ctx.rope is not None:
+            cos, sin = ctx.rope
+            k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
+        ctx.cache.update(self.layer, k.transpose(1, 2), v.transpose(1, 2))
+
     def forward(
         self,
         x: torch.Tensor,
