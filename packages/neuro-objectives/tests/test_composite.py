@@ -111,3 +111,22 @@ def test_bad_input_names_the_problem() -> None:
         neurollama_phase_schedule(20, 10)
     with pytest.raises(ValueError, match="phase2_start"):
         schedule_preset("neurollama_phases")
+
+
+def test_composite_gradcheck() -> None:
+    loss = CompositeLoss(neurollama_config_schedule())
+    names = (
+        "lm",
+        "surprise",
+        "specialization",
+        "calibration",
+        "efficiency",
+        "coherence",
+        "contrastive",
+    )
+    xs = tuple(torch.randn((), dtype=torch.float64, requires_grad=True) for _ in names)
+
+    def f(*values: torch.Tensor) -> torch.Tensor:
+        return loss(dict(zip(names, values)), step=7)[0]
+
+    assert torch.autograd.gradcheck(f, xs)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuro_objectives import (
+    HaltingHead,
     efficiency_loss,
     expected_depth,
     geometric_prior,
@@ -132,3 +133,39 @@ def test_bad_input_names_the_argument() -> None:
         hard_layer_usage(torch.ones(3) * 0.5, threshold=2.0)
     with pytest.raises(ValueError, match="halt_probs"):
         efficiency_loss(torch.tensor([float("nan"), 0.5]))
+
+
+def test_halting_head_starts_at_the_prior_and_gradchecks() -> None:
+    head = HaltingHead(3, 4, init_halt_prob=0.2).double()
+    hs = [torch.randn(2, 5, 3, dtype=torch.float64) for _ in range(4)]
+    lam = head(hs)
+    assert lam.shape == (2, 5, 4)
+    torch.testing.assert_close(lam, torch.full_like(lam, 0.2))
+    p = halting_distribution(lam)[0, 0]
+    torch.testing.assert_close(
+        p[:3], torch.tensor([0.2 * 0.8**k for k in range(3)], dtype=torch.float64)
+    )
+    with torch.no_grad():
+        head.weight.normal_()
+    w = head.weight
+    h0 = hs[0].clone().requires_grad_(True)
+
+    def f(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            w.copy_(weight)
+        # λ written out with the weight in the graph: σ(h_n · w_n + b_n)
+        lam = torch.stack(
+            [torch.sigmoid(h @ weight[i] + head.bias[i]) for i, h in enumerate([x, *hs[1:]])], -1
+        )
+        return ponder_loss(torch.ones_like(lam), lam, prior_lambda=0.2, kl_weight=1.0)[0]
+
+    weight = w.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (h0, weight))
+    torch.testing.assert_close(
+        head([h0.detach(), *hs[1:]]),
+        torch.stack(
+            [torch.sigmoid(h @ w[i] + head.bias[i]) for i, h in enumerate(hs)], -1
+        ).detach(),
+    )
+    with pytest.raises(ValueError, match="hidden"):
+        head(hs[:3])

@@ -240,3 +240,23 @@ def test_bad_input_names_the_argument() -> None:
         PredictionErrorSignal(3, decay=1.0)
     with pytest.raises(ValueError, match="prediction_from_above"):
         PredictiveCodingLayer(nn.Identity(), 3)(torch.ones(1, 2, 3), torch.ones(1, 2, 4))
+
+
+@pytest.mark.parametrize("correction", ["none", "published"])
+def test_predictive_coding_layer_gradcheck(correction: str) -> None:
+    torch.manual_seed(0)
+    layer = PredictiveCodingLayer(
+        nn.Linear(3, 3),
+        3,
+        correction=correction,
+        stop_gradient=False,  # type: ignore[arg-type]
+    ).double()
+    x = torch.randn(1, 4, 3, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(1, 4, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = layer(a, b)
+        assert out.surprise is not None
+        return out.output.sum() + out.loss + out.surprise.sum()
+
+    assert torch.autograd.gradcheck(f, (x, p))

@@ -156,3 +156,14 @@ def test_bad_input_names_the_argument() -> None:
         column_attention_mass(
             torch.ones(1, 4, 2, 2), torch.ones(1, 4, 2, 2), query_mask=torch.ones(4, 1)
         )
+
+
+def test_value_checks_follow_the_finite_check_switch() -> None:
+    """The distribution checks read the data, so they are skipped with the NaN checks."""
+    from neuro_core.validation import finite_checks
+
+    bad = torch.full((1, 2, 1, 2), 0.7)  # rows sum to 1.4
+    with pytest.raises(ValueError, match="column_probs"):
+        specialization_loss(bad)
+    with finite_checks(False):
+        specialization_loss(bad)

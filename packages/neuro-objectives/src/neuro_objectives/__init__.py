@@ -54,6 +54,7 @@ from neuro_objectives.generation_metrics import (
 from neuro_objectives.halting import (
     PUBLISHED_EFFICIENCY_WEIGHT,
     PUBLISHED_EXIT_THRESHOLD,
+    HaltingHead,
     efficiency_loss,
     expected_depth,
     geometric_prior,
@@ -130,6 +131,7 @@ __all__ = [
     "CompositeLoss",
     "ContrastivePredictiveCoding",
     "ErrorSignalState",
+    "HaltingHead",
     "HippocampalLoss",
     "HomeostaticRegularizer",
     "Phase",

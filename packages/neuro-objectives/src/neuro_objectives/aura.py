@@ -20,7 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import (
+    check_in_range,
+    check_positive,
+    check_tensor,
+    finite_checks_enabled,
+)
 
 #: Defaults of ``HippocampalLoss`` in ``colab_l4_training.py``.
 PUBLISHED_LABEL_SMOOTHING = 0.1
@@ -74,7 +79,7 @@ def aura_loss(
     valid = y != ignore_index
     if not bool(valid.any()):
         raise ValueError("targets must hold at least one position that is not ignore_index")
-    if bool(((y[valid] < 0) | (y[valid] >= v)).any()):
+    if finite_checks_enabled() and bool(((y[valid] < 0) | (y[valid] >= v)).any()):
         raise ValueError(f"targets must lie in [0, V = {v}) or equal ignore_index")
     zv, yv = z[valid], y[valid]
     ce_smoothed = F.cross_entropy(zv, yv, label_smoothing=eps)

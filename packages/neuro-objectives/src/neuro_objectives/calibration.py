@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_positive, check_tensor, finite_checks_enabled
 from neuro_objectives._util import check_mask
 
 #: Number of bins of NeuroLlama's ``CalibrationLoss`` (and the common ECE default).
@@ -59,7 +59,7 @@ def _check_inputs(
             f"correct must have the shape of confidence {tuple(confidence.shape)}, "
             f"got {tuple(correct.shape)}"
         )
-    if bool(((confidence < 0) | (confidence > 1)).any()):
+    if finite_checks_enabled() and bool(((confidence < 0) | (confidence > 1)).any()):
         raise ValueError("confidence must lie in [0, 1]")
     if correct.dtype != torch.bool and not bool(((correct == 0) | (correct == 1)).all()):
         raise ValueError("correct must hold 0/1 or bool values")

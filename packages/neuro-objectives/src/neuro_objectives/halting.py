@@ -20,12 +20,19 @@ have no gradient, so that term cannot train anything. It is kept as ``mode="hard
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from torch import nn
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import (
+    check_in_range,
+    check_positive,
+    check_tensor,
+    finite_checks_enabled,
+)
 from neuro_objectives._util import check_mask, masked_mean
 
 #: NeuroLlama's ``exit_confidence_threshold``.
@@ -36,10 +43,11 @@ EPS = 1e-12
 
 
 def _check_halt(name: str, x: torch.Tensor) -> None:
+    # the range check reads the data; it follows NEURO_FINITE_CHECKS like the NaN checks
     check_tensor(name, x, floating=True, finite=True)
     if x.ndim < 1 or x.shape[-1] < 1:
         raise ValueError(f"{name} must be [..., N] with N ≥ 1 halting points, got {tuple(x.shape)}")
-    if bool(((x < 0) | (x > 1)).any()):
+    if finite_checks_enabled() and bool(((x < 0) | (x > 1)).any()):
         raise ValueError(f"{name} must lie in [0, 1]")
 
 
@@ -193,3 +201,44 @@ def efficiency_loss(
     total = _depths(depths, n, used)[-1]
     m = check_mask("mask", mask, tuple(used.shape), used.device)
     return masked_mean(used / total, m)
+
+
+class HaltingHead(nn.Module):
+    """Per-token halting probabilities ``λ_n = σ(w_nᵀ h_n + b_n)`` at each halting point.
+
+    Args:
+        d_model: ``D``.
+        num_points: ``N``; one linear read-out per point (the last point's ``λ`` is ignored by
+            :func:`halting_distribution`, which always halts there).
+        init_halt_prob: initial ``λ`` at every point (bias ``b_n = logit(init_halt_prob)``,
+            weights 0), e.g. the prior's ``λ_p``; the resulting ``p`` then differs from the
+            truncated prior only in the mass the last point collects.
+
+    ``forward(hidden)`` takes ``N`` tensors ``[B, T, D]`` (the states at the halting points) and
+    returns ``λ`` ``[B, T, N]``.
+    """
+
+    def __init__(self, d_model: int, num_points: int, *, init_halt_prob: float = 0.1) -> None:
+        super().__init__()
+        if int(d_model) < 1 or int(num_points) < 1:
+            raise ValueError(f"d_model and num_points must be ≥ 1, got {d_model}, {num_points}")
+        p0 = check_in_range(
+            "init_halt_prob", init_halt_prob, 0.0, 1.0, low_open=True, high_open=True
+        )
+        self.weight = nn.Parameter(torch.zeros(int(num_points), int(d_model)))
+        self.bias = nn.Parameter(torch.full((int(num_points),), math.log(p0 / (1 - p0))))
+
+    def forward(self, hidden: Sequence[torch.Tensor]) -> torch.Tensor:
+        n = self.weight.shape[0]
+        if len(hidden) != n:
+            raise ValueError(f"hidden must hold num_points = {n} tensors, got {len(hidden)}")
+        for i, h in enumerate(hidden):
+            check_tensor(f"hidden[{i}]", h, ndim=3, floating=True)
+            if h.shape[-1] != self.weight.shape[1]:
+                raise ValueError(
+                    f"hidden[{i}] must have last dim {self.weight.shape[1]}, got {tuple(h.shape)}"
+                )
+        logits = torch.stack(
+            [h @ self.weight[i] + self.bias[i] for i, h in enumerate(hidden)], dim=-1
+        )
+        return torch.sigmoid(logits)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_positive, check_tensor, finite_checks_enabled
 
 #: ``1 − p`` is clamped to this before the log (``p → 1`` would give an infinite loss).
 MIN_COMPLEMENT = 1e-6
@@ -67,7 +67,7 @@ def token_unlikelihood_loss(
     if not bool(valid.any()):
         raise ValueError("targets must hold at least one position that is not ignore_index")
     y = targets.clamp(0, v - 1)
-    if bool(((targets[valid] < 0) | (targets[valid] >= v)).any()):
+    if finite_checks_enabled() and bool(((targets[valid] < 0) | (targets[valid] >= v)).any()):
         raise ValueError(f"targets must lie in [0, V = {v}) or equal ignore_index")
     logp = logits.log_softmax(-1)
     nll = -logp.gather(-1, y[..., None]).squeeze(-1)  # [B, T]
