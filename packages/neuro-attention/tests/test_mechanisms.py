@@ -745,6 +745,56 @@ def test_neuro_attention_all_on_trains_every_parameter() -> None:
     assert not frozen, f"parameters without gradient: {frozen}"
 
 
+def _rope(start: int, t: int, d: int):  # type: ignore[no-untyped-def]
+    """Rotary transform of positions start … start + t − 1 (pairs of dims, base 10000)."""
+    pos = torch.arange(start, start + t, dtype=torch.float32)[:, None]
+    ang = pos / 10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+    cos, sin = ang.cos()[None, :, None], ang.sin()[None, :, None]
+
+    def rot(x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
+
+    return lambda q, k: (rot(q), rot(k))
+
+
+@pytest.mark.parametrize("voting", ["entropy", "confidence"])
+def test_neuro_attention_decoding_with_a_cache_equals_the_whole_sequence(voting: str) -> None:
+    """Every mechanism on (window, pair gate, habituation, neuromodulated gates, memory and
+    adaptive temperature, inhibition, tuning, voting) with RoPE: a prefix of 6, a chunk of 3, then
+    one token at a time give the outputs and entropies of the whole sequence at once."""
+    torch.manual_seed(0)
+    m = NeuroAttention(all_on(voting))
+    t, d = 14, DM // H
+    h_in, beta, gain, ent = _signals(torch.Generator().manual_seed(1), 2, t)
+    full = m(h_in, query_scale=beta, head_gain=gain, prev_entropy=ent, rotary=_rope(0, t, d))
+    cache = m.new_cache(2)
+    outs, ents = [], []
+    for s0, s1 in [(0, 6), (6, 9), *((i, i + 1) for i in range(9, t))]:
+        res = m(
+            h_in[:, s0:s1],
+            query_scale=beta[:, s0:s1],
+            head_gain=gain[:, s0:s1],
+            prev_entropy=ent[:, s0:s1],
+            rotary=_rope(s0, s1 - s0, d),
+            cache=cache,
+        )
+        assert res.cache is not None
+        cache = res.cache
+        outs.append(res.out)
+        ents.append(res.entropy)
+    assert full.cache is None
+    assert cache.k.shape[1] == t
+    torch.testing.assert_close(torch.cat(outs, 1), full.out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.cat(ents, 1), full.entropy, atol=1e-5, rtol=1e-4)
+
+
+def test_neuromodulated_published_gates_cannot_continue_a_prefix() -> None:
+    m = NeuromodulatedAttention(DM, H, context="sequence_mean")
+    with pytest.raises(ValueError, match="sequence_mean"):
+        m.continue_prefix(torch.randn(1, 2, DM), torch.zeros(1, DM), 3)
+
+
 def test_neuro_attention_config_rejects_bad_fields() -> None:
     with pytest.raises(ValueError, match="unknown"):
         NeuroAttentionConfig.from_dict({"d_model": 8, "num_heads": 2, "dropout": 0.1})

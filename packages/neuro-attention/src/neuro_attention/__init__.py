@@ -24,7 +24,12 @@ from neuro_attention.habituation import (
     attention_decay_step,
     habituation_exposure,
 )
-from neuro_attention.layer import NeuroAttention, NeuroAttentionConfig, NeuroAttentionOutput
+from neuro_attention.layer import (
+    NeuroAttention,
+    NeuroAttentionCache,
+    NeuroAttentionConfig,
+    NeuroAttentionOutput,
+)
 from neuro_attention.modulation import MemoryTemperature, NeuromodulatorySignals, ProsodyQueryGate
 from neuro_attention.ops import AttentionBackend, PairGate, modulated_attention
 from neuro_attention.population import (
@@ -57,6 +62,7 @@ __all__ = [
     "LateralInhibition",
     "MemoryTemperature",
     "NeuroAttention",
+    "NeuroAttentionCache",
     "NeuroAttentionConfig",
     "NeuroAttentionOutput",
     "NeuromodulatedAttention",

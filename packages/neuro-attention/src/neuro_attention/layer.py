@@ -14,7 +14,11 @@ import torch
 from torch import nn
 
 from neuro_attention.columns import LateralInhibition
-from neuro_attention.habituation import HabituatingAttention
+from neuro_attention.habituation import (
+    HabituatingAttention,
+    HabituationState,
+    habituation_exposure,
+)
 from neuro_attention.modulation import MemoryTemperature
 from neuro_attention.ops.modulated_attention import AttentionBackend, modulated_attention
 from neuro_attention.population import (
@@ -121,11 +125,31 @@ class NeuroAttentionConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
+class NeuroAttentionCache(NamedTuple):
+    """Decoding state of one :class:`NeuroAttention` layer after S positions.
+
+    Attributes:
+        k, v: ``[B, S, H_kv, D]`` keys (after the rotary transform) and values.
+        key_bias: ``[B, S, H_kv]`` habituation bias of the cached keys, or None (habituation off).
+        habituation: the habituation scan state, or None (habituation off).
+        input_sum: ``[B, d_model]`` sum of the layer inputs so far (neuromodulated gates), or
+            None (gates off).
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    key_bias: torch.Tensor | None
+    habituation: HabituationState | None
+    input_sum: torch.Tensor | None
+
+
 class NeuroAttentionOutput(NamedTuple):
-    """``out [B, T, d]`` and, with ``return_entropy``, ``entropy [B, T, H]`` (else None)."""
+    """``out [B, T, d]``; with ``return_entropy``, ``entropy [B, T, H]`` (else None); when a
+    ``cache`` was passed in, the cache extended by these T positions (else None)."""
 
     out: torch.Tensor
     entropy: torch.Tensor | None
+    cache: NeuroAttentionCache | None = None
 
 
 class NeuroAttention(nn.Module):
@@ -166,6 +190,27 @@ class NeuroAttention(nn.Module):
         self.entropy_vote = EntropyBasedVoting() if c.voting == "entropy" else None
         self.confidence_vote = ConfidenceWeightedVoting(h, d) if c.voting == "confidence" else None
 
+    def new_cache(
+        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> NeuroAttentionCache:
+        """An empty :class:`NeuroAttentionCache` (S = 0) for ``batch`` sequences."""
+        c = self.config
+        check_positive("batch", batch)
+        device = device if device is not None else self.wq.weight.device
+        dtype = dtype if dtype is not None else self.wq.weight.dtype
+        hkv, d = c.kv_heads, c.dim_head
+        kv = torch.zeros(batch, 0, hkv, d, device=device, dtype=dtype)
+        habituation = None
+        key_bias = None
+        if self.habituation is not None:
+            key_bias = torch.zeros(batch, 0, hkv, device=device, dtype=dtype)
+            # the scan state of no keys: all sums and weights zero
+            habituation = habituation_exposure(kv, self.habituation.decay)[1]
+        input_sum = None
+        if self.gates is not None:
+            input_sum = torch.zeros(batch, c.d_model, device=device, dtype=dtype)
+        return NeuroAttentionCache(kv, kv, key_bias, habituation, input_sum)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -174,28 +219,47 @@ class NeuroAttention(nn.Module):
         head_gain: torch.Tensor | None = None,
         prev_entropy: torch.Tensor | None = None,
         rotary: Rotary | None = None,
+        cache: NeuroAttentionCache | None = None,
     ) -> NeuroAttentionOutput:
         """``x [B, T, d] → NeuroAttentionOutput``.
 
         Args:
-            x: layer input.
+            x: layer input (with a cache: the T positions after the S cached ones).
             query_scale: external β ``[B, T, H]`` (e.g. NCN precision, Aura prosody).
             head_gain: external g ``[H]`` or ``[B, T, H]`` (e.g. NCN gain).
             prev_entropy: ``[B, T, H]`` entropy of the previous layer, required by
                 ``adaptive_temperature``.
-            rotary: optional ``(q, k) -> (q, k)`` positional transform on ``[B, T, heads, D]``.
+            rotary: optional ``(q, k) -> (q, k)`` positional transform on ``[B, T, heads, D]``
+                (with a cache it must rotate positions S … S + T − 1).
+            cache: decoding state from :meth:`new_cache` or a previous call; the output then
+                carries the extended cache. Prefix then one token at a time gives the outputs of
+                the whole sequence at once, with every mechanism (test).
         """
         c = self.config
         check_tensor("x", x, ndim=3, shape=(None, None, c.d_model), floating=True)
         b, t, _ = x.shape
         h, hkv, d = c.num_heads, c.kv_heads, c.dim_head
+        if cache is not None:
+            check_tensor("cache.k", cache.k, ndim=4, shape=(b, None, hkv, d), device=x.device)
+            check_tensor("cache.v", cache.v, shape=tuple(cache.k.shape), device=x.device)
         q = self.wq(x).view(b, t, h, d)
         k = self.wk(x).view(b, t, hkv, d)
         v = self.wv(x).view(b, t, hkv, d)
-        # habituation compares key content, which RoPE would make position-dependent
-        key_bias = self.habituation.key_bias(k)[0] if self.habituation is not None else None
+        key_bias = habituation = None
+        if self.habituation is not None:
+            # habituation compares key content, which RoPE would make position-dependent
+            key_bias, habituation = self.habituation.key_bias(
+                k, None if cache is None else cache.habituation
+            )
+            if cache is not None:
+                if cache.key_bias is None:
+                    raise ValueError("cache.key_bias is None but habituation is on")
+                key_bias = torch.cat([cache.key_bias.to(key_bias.dtype), key_bias], 1)
         if rotary is not None:
             q, k = rotary(q, k)
+        if cache is not None:
+            k = torch.cat([cache.k.to(k.dtype), k], 1)
+            v = torch.cat([cache.v.to(v.dtype), v], 1)
         beta = None if query_scale is None else query_scale.to(q.dtype)
         if self.memory is not None:
             beta = self._mul(beta, self.memory(x).to(q.dtype))
@@ -206,8 +270,13 @@ class NeuroAttention(nn.Module):
         gain = None if head_gain is None else head_gain.to(q.dtype)
         if self.scaling is not None:
             gain = self._mul(gain, self.scaling.gain().to(q.dtype))
+        input_sum = None
         if self.gates is not None:
-            gain = self._mul(gain, self.gates(x).to(q.dtype))
+            if cache is None:
+                gates, input_sum = self.gates.continue_prefix(x)
+            else:
+                gates, input_sum = self.gates.continue_prefix(x, cache.input_sum, cache.k.shape[1])
+            gain = self._mul(gain, gates.to(q.dtype))
         pair = self.pair(q, k) if self.pair is not None else None
         want_entropy = c.return_entropy or self.entropy_vote is not None
         heads, entropy = (
@@ -250,11 +319,14 @@ class NeuroAttention(nn.Module):
             y = self.confidence_vote(heads)[0]
         else:
             y = heads.reshape(b, t, h * d)
-        return NeuroAttentionOutput(self.wo(y), entropy if c.return_entropy else None)
+        new_cache = None
+        if cache is not None:
+            new_cache = NeuroAttentionCache(k, v, key_bias, habituation, input_sum)
+        return NeuroAttentionOutput(self.wo(y), entropy if c.return_entropy else None, new_cache)
 
     @staticmethod
     def _mul(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
         return b if a is None else a * b
 
 
-__all__ = ["NeuroAttention", "NeuroAttentionConfig", "NeuroAttentionOutput"]
+__all__ = ["NeuroAttention", "NeuroAttentionCache", "NeuroAttentionConfig", "NeuroAttentionOutput"]

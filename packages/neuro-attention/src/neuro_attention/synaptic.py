@@ -82,13 +82,45 @@ class NeuromodulatedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, d] → gates [B, T, H]`` for ``modulated_attention(head_gain=...)``."""
+        return self.continue_prefix(x)[0]
+
+    def continue_prefix(
+        self, x: torch.Tensor, prefix_sum: torch.Tensor | None = None, prefix_len: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gates of positions ``prefix_len … prefix_len + T − 1`` given the inputs before them.
+
+            c_t = (prefix_sum + Σ_{s≤t} x_s) / (prefix_len + t)
+
+        Args:
+            x: ``[B, T, d]`` the new positions.
+            prefix_sum: ``[B, d]`` sum of the earlier inputs, or None (no earlier positions).
+            prefix_len: number of earlier positions.
+
+        Returns:
+            ``(gates [B, T, H], prefix_sum + Σ_t x_t [B, d])``; decoding one chunk at a time
+            gives the gates of the whole sequence.
+        """
         check_tensor("x", x, ndim=3, shape=(None, None, self.fc1.in_features), floating=True)
+        if prefix_sum is not None or prefix_len:
+            if self.context == "sequence_mean":
+                raise ValueError(
+                    "context='sequence_mean' (published) needs the whole sequence: "
+                    "it cannot continue a prefix"
+                )
+            if prefix_sum is None:
+                raise ValueError("prefix_sum is required when prefix_len > 0")
+            check_tensor("prefix_sum", prefix_sum, shape=(x.shape[0], x.shape[2]))
+        total = x.sum(1) if prefix_sum is None else prefix_sum + x.sum(1)
         if self.context == "sequence_mean":
             context = x.mean(dim=1, keepdim=True).expand_as(x)
         else:
-            steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
-            context = x.cumsum(dim=1) / steps
-        return torch.sigmoid(self.fc2(F.silu(self.fc1(context))))
+            t0 = prefix_len + 1
+            steps = torch.arange(t0, t0 + x.shape[1], device=x.device, dtype=x.dtype)[None, :, None]
+            cum = x.cumsum(dim=1)
+            if prefix_sum is not None:
+                cum = cum + prefix_sum[:, None].to(x.dtype)
+            context = cum / steps
+        return torch.sigmoid(self.fc2(F.silu(self.fc1(context)))), total
 
 
 class SynapticModulationMatrix(nn.Module):
@@ -115,9 +147,12 @@ class SynapticModulationMatrix(nn.Module):
         self.bias = nn.Parameter(torch.tensor(4.0))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """``q [B, T, H, D]``, ``k [B, T, H_kv, D]`` → ``pair_gate = (a [B,T,H], b [B,T,H], W)``."""
+        """``q [B, T_q, H, D]``, ``k [B, T_k, H_kv, D]`` → ``(a [B,T_q,H], b [B,T_k,H], W)``.
+
+        ``T_q < T_k`` when decoding (queries are the last ``T_q`` positions).
+        """
         check_tensor("q", q, ndim=4, shape=(None, None, None, self.w_q.shape[0]))
-        check_tensor("k", k, ndim=4, shape=(q.shape[0], q.shape[1], None, self.w_q.shape[0]))
+        check_tensor("k", k, ndim=4, shape=(q.shape[0], None, None, self.w_q.shape[0]))
         a = q @ self.w_q.to(q.dtype)
         b = k @ self.w_k.to(k.dtype) + self.bias.to(k.dtype)
         b = b.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
