@@ -158,14 +158,16 @@ def _norm_ratio_after_training(mode: str, stop_gradient: bool, steps: int = 50) 
 
 
 def test_raw_surprise_loss_collapses_the_norms_and_the_guards_do_not() -> None:
-    """Trained on the surprise loss alone, the published form (squared error, gradient into the
-    target) shrinks the smallest mean hidden norm more than 5x in 50 Adam steps; with the
-    stop-gradient target the norms stay within 2x, and the cosine form does not shrink them."""
+    """Trained on the surprise loss alone for 50 Adam steps, the published form (squared error,
+    gradient into the target) shrinks the smallest mean hidden norm to under 0.15 of its start
+    (0.08 with this seed on CPU); with the stop-gradient target it keeps more than 0.35 (0.52),
+    and the scale-free cosine form does not shrink it at all (1.97)."""
     raw = _norm_ratio_after_training("mse", stop_gradient=False)
     guarded = _norm_ratio_after_training("mse", stop_gradient=True)
     cosine = _norm_ratio_after_training("cosine", stop_gradient=False)
-    assert raw < 0.2, raw
-    assert guarded > 0.5, guarded
+    assert raw < 0.15, raw
+    assert guarded > 0.35, guarded
+    assert guarded > 4 * raw, (guarded, raw)
     assert cosine > 1.0, cosine
 
 

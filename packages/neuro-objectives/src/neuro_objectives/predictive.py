@@ -11,10 +11,11 @@ elements) or ``e(h, ĥ) = 1 − cos(h, ĥ)`` (``mode="cosine"``).
 **Collapse.** In a pre-norm residual stream ``h_{l+1} ≈ h_l``, so ``f_l ≈ I`` already makes the
 loss small, and because ``h_l`` and ``h_{l+1}`` are both outputs of the network, the gradient of
 the raw squared error also shrinks every hidden state towards 0, where the loss is 0 whatever the
-input (``tests/test_predictive.py`` shows the norms falling by orders of magnitude in a few dozen
-steps). The guard, on by default: the target ``h_l`` is detached (``stop_gradient=True``), so the
-loss moves the predictor and its input but never pulls the target towards the prediction; the
-scale-free ``mode="cosine"`` is a second guard (shrinking the norms does not lower it). Every term
+input (in ``tests/test_predictive.py`` the smallest mean norm falls to 0.08 of its start in 50
+Adam steps). The guard, on by default: the target ``h_l`` is detached (``stop_gradient=True``),
+so the loss moves the predictor and its input but never pulls the target towards the prediction
+(same test: the norms keep about half their size); the scale-free ``mode="cosine"``
+is a second guard (shrinking the norms does not lower it). Every term
 is reported both ways (squared error and ``1 − cos``) together with the mean hidden norm, so a run
 can see a collapse happen.
 
