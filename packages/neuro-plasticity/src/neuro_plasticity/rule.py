@@ -240,6 +240,18 @@ def weight_decay(rate: float) -> Transform:
     return Transform(f"weight_decay({rate})", _stateless, update_fn)
 
 
+@dataclass(frozen=True)
+class ScaleParams:
+    """The factor of a :func:`scale` transform."""
+
+    factor: float
+
+
+@dataclass(frozen=True)
+class ModulateParams:
+    """Marks a :func:`modulate` transform (it has no parameter)."""
+
+
 def scale(factor: float) -> Transform:
     """Multiply the weight change by ``factor`` (a learning rate; ≥ 0)."""
     factor = check_positive("factor", factor, allow_zero=True)
@@ -249,7 +261,9 @@ def scale(factor: float) -> Transform:
     ) -> tuple[torch.Tensor, Any]:
         return delta * factor, state
 
-    return Transform(f"scale({factor})", _stateless, update_fn, sparse_safe=True)
+    return Transform(
+        f"scale({factor})", _stateless, update_fn, sparse_safe=True, params=ScaleParams(factor)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,7 +337,7 @@ def modulate() -> Transform:
     ) -> tuple[torch.Tensor, Any]:
         return delta * modulator_value(m, weight, rule="modulate"), state
 
-    return Transform("modulate()", _stateless, update_fn, sparse_safe=True)
+    return Transform("modulate()", _stateless, update_fn, sparse_safe=True, params=ModulateParams())
 
 
 class EligibilityState(NamedTuple):
@@ -369,9 +383,11 @@ __all__ = [
     "ClipParams",
     "EligibilityState",
     "EmptyState",
+    "ModulateParams",
     "PlasticityHook",
     "PruneState",
     "Rule",
+    "ScaleParams",
     "Transform",
     "chain",
     "clip",

@@ -656,38 +656,41 @@ class Network:
         ev = np.concatenate([[0], np.cumsum(count.numpy())])[sp]
         values = np.empty(syn_np.shape[0], dtype=w_np.dtype)
         glob, sign = self.pre_order.numpy(), self.pm_sign.numpy()
-        dense = [i for i, h in self.plasticity.items() if not hasattr(h, "on_spikes")]
-        if dense:
+        hooks = []
+        for i, hook in self.plasticity.items():
+            pr = self.projections[i]
+            pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
+            bounds = np.array([pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop])
+            hooks.append((i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes")))
+        if not all(h[-1] for h in hooks):
             s = torch.zeros(k, self.size)
             s[t_idx, pre] = 1.0
         for t in range(k):
-            if ev[t + 1] > ev[t]:
-                ids = syn_np[ev[t] : ev[t + 1]]
-                np.multiply(w_np[glob[ids]], sign[ids], out=values[ev[t] : ev[t + 1]])
+            e0, e1 = ev[t], ev[t + 1]
+            if e1 > e0:
+                ids = syn_np[e0:e1]
+                np.multiply(w_np[glob[ids]], sign[ids], out=values[e0:e1])
             fired = pre_np[sp[t] : sp[t + 1]]
-            for i, hook in self.plasticity.items():
-                pr, w = self.projections[i], weights[i]
-                pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
-                if i in dense:
+            for i, hook, pre_sl, post_sl, bounds, event in hooks:
+                w = weights[i]
+                if not event:
                     dw, hook_states[i] = hook(  # type: ignore[operator]
                         s[t : t + 1, pre_sl], s[t : t + 1, post_sl], hook_states[i], w, modulator
                     )
                     torch.add(w, dw, out=w).clamp_min_(0.0)
                     continue
-                a, b, c, d = np.searchsorted(
-                    fired, [pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop]
-                )
+                a, b, c, d = np.searchsorted(fired, bounds)
                 if a == b and c == d:
                     continue
                 index, value, hook_states[i] = hook.on_spikes(  # type: ignore[union-attr]
                     step + t,
-                    torch.from_numpy(fired[a:b] - pre_sl.start),
-                    torch.from_numpy(fired[c:d] - post_sl.start),
+                    torch.from_numpy(fired[a:b] - bounds[0]),
+                    torch.from_numpy(fired[c:d] - bounds[2]),
                     hook_states[i],
                     w,
                     modulator,
                 )
-                w[index] = value.clamp_min(0.0)
+                w.numpy()[index.numpy()] = np.maximum(value.numpy(), 0.0)
         return torch.from_numpy(values)
 
 

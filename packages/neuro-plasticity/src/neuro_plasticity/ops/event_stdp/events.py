@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from neuro_core.validation import check_tensor
-from neuro_plasticity.rule import ClipParams, Modulator, Transform
+from neuro_plasticity.rule import ClipParams, ModulateParams, Modulator, ScaleParams, Transform
 from neuro_plasticity.stdp import PairSTDPParams
 from neuro_plasticity.topology import CSR
 
@@ -50,6 +50,29 @@ class EventSTDPState(NamedTuple):
     x_pre: torch.Tensor
     y_post: torch.Tensor
     origin: torch.Tensor
+
+
+class _NativePlan(NamedTuple):
+    """``Δw ← factor · (modulator if modulated) · Δw``, then ``clip``: the common chains
+    (``scale``/``modulate`` followed by at most one ``clip``), evaluated in numpy."""
+
+    factor: float
+    modulated: bool
+    clip: ClipParams | None
+
+
+def _native_plan(transforms: tuple[Transform, ...]) -> _NativePlan | None:
+    factor, modulated, bound = 1.0, False, None
+    for i, tr in enumerate(transforms):
+        if isinstance(tr.params, ClipParams) and i == len(transforms) - 1:
+            bound = tr.params
+        elif isinstance(tr.params, ScaleParams):
+            factor *= tr.params.factor
+        elif isinstance(tr.params, ModulateParams):
+            modulated = True
+        else:
+            return None
+    return _NativePlan(factor, modulated, bound)
 
 
 def _ranges(ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -93,6 +116,7 @@ class EventPairSTDP:
         self._mark_pre = np.zeros(topology.n_pre, dtype=bool)
         self._mark_post = np.zeros(topology.n_post, dtype=bool)
         self._bounds = [t.params for t in transforms if isinstance(t.params, ClipParams)]
+        self._native = _native_plan(transforms)
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> EventSTDPState:
         """Traces at zero. ``weight [nnz]`` must lie inside every clip bound of the chain (the
@@ -142,20 +166,19 @@ class EventPairSTDP:
         p = self.params
         soft = p.bound == "soft"
         w = weight.detach().numpy()
-        dtype = w.dtype
         index, old, delta = [], [], []
         if p_idx.size:
             ids = _ranges(self.crow, p_idx)
             cols = self.col[ids]
             w_r = w[ids]
-            x = (big_x[cols] * d_pre).astype(dtype)
+            x = big_x[cols] * d_pre
             d_r = self.c_plus * (p.w_max - w_r) * x if soft else x * self.c_plus
             if q_idx.size:
                 self._mark_pre[q_idx] = True
                 both = self._mark_pre[cols]
                 self._mark_pre[q_idx] = False
                 if both.any():
-                    y = (big_y[self.rows[ids[both]]] * d_post).astype(dtype)
+                    y = big_y[self.rows[ids[both]]] * d_post
                     ltd = self.c_minus * (w_r[both] - p.w_min) * y if soft else y * self.c_minus
                     d_r[both] -= ltd
             index.append(ids)
@@ -171,7 +194,7 @@ class EventPairSTDP:
                 self._mark_post[p_idx] = False
                 ids, rows = ids[keep], rows[keep]
             w_c = w[ids]
-            y = (big_y[rows] * d_post).astype(dtype)
+            y = big_y[rows] * d_post
             d_c = -(self.c_minus * (w_c - p.w_min) * y) if soft else -(y * self.c_minus)
             index.append(ids)
             old.append(w_c)
@@ -193,11 +216,30 @@ class EventPairSTDP:
             empty = torch.zeros(0, dtype=torch.int64)
             return empty, weight.new_zeros(0), state
         cat = np.concatenate if len(index) > 1 else (lambda xs: xs[0])
-        w_old = torch.from_numpy(cat(old))
-        dw = torch.from_numpy(cat(delta))
-        for tr in self.transforms:
-            dw, _ = tr.update_fn(self.topology, dw, (), w_old, modulator)
-        return torch.from_numpy(cat(index)), w_old + dw, state
+        w_old, dw = cat(old), cat(delta)
+        plan = self._native
+        if plan is None:
+            w_t, dw_t = torch.from_numpy(w_old), torch.from_numpy(dw)
+            for tr in self.transforms:
+                dw_t, _ = tr.update_fn(self.topology, dw_t, (), w_t, modulator)
+            return torch.from_numpy(cat(index)), (w_t + dw_t).to(weight.dtype), state
+        factor = plan.factor
+        if plan.modulated:
+            if modulator is None:
+                raise ValueError(
+                    "modulate: modulator is required (a scalar neuromodulatory signal)"
+                )
+            factor *= float(modulator)
+        if factor != 1.0:
+            dw *= factor
+        b = plan.clip
+        if b is not None and b.max_delta is not None:
+            np.clip(dw, -b.max_delta, b.max_delta, out=dw)
+        value = w_old + dw
+        if b is not None and (b.w_min is not None or b.w_max is not None):
+            np.clip(value, b.w_min, b.w_max, out=value)
+        value = value.astype(w.dtype, copy=False)
+        return torch.from_numpy(cat(index)), torch.from_numpy(value), state
 
 
 __all__ = ["REBASE_EXPONENT", "EventPairSTDP", "EventSTDPState"]
