@@ -483,17 +483,44 @@ def test_decode_and_padding_bad_input() -> None:
         modulated_attention(q[:, 2:], k, v, query_scale=x["query_scale"])
 
 
+TRITON_DECODE_CASES = [
+    # (features, causal, window, entropy, t_q, t_k, padded, dtype)
+    (FEATURES, True, None, True, 5, 37, True, torch.float32),
+    (FEATURES, True, 9, True, 1, 40, False, torch.float32),
+    (("key_bias", "pair_gate"), False, 7, True, 18, 35, True, torch.float32),
+    (("query_scale", "head_gain"), True, None, False, 20, 20, True, torch.float16),
+    ((), False, None, False, 3, 33, False, torch.float32),
+]
+
+
 @pytest.mark.interpreter
 @needs_triton
-def test_triton_refuses_decoding_and_padding() -> None:
-    x = make_inputs(b=1, t=6, d=16)
-    q, k, v = x["q"], x["k"], x["v"]
-    with pytest.raises(ValueError, match="triton"):
-        modulated_attention(q[:, 3:], k, v, backend="triton")
-    with pytest.raises(ValueError, match="triton"):
-        modulated_attention(
-            q, k, v, key_padding_mask=torch.ones(1, 6, dtype=torch.bool), backend="triton"
-        )
+@pytest.mark.parametrize(
+    ("features", "causal", "window", "entropy", "t_q", "t_k", "padded", "dtype"),
+    TRITON_DECODE_CASES,
+)
+def test_triton_decode_and_padding_match_reference(  # type: ignore[no-untyped-def]
+    features, causal, window, entropy, t_q, t_k, padded, dtype
+) -> None:
+    """The kernels with T_q < T_k (queries are the last T_q positions, several key blocks) and
+    a key padding mask that also pads some queries' own positions: outputs and all gradients."""
+    x = _slice(
+        select(make_inputs(b=2, t=t_k, h=4, hkv=2, d=16, gate_w=6), features),
+        slice(t_k - t_q, t_k),
+        t_k,
+    )
+    if padded:
+        mask = torch.ones(2, t_k, dtype=torch.bool)
+        mask[0, :7] = False
+        mask[1, [3, 17, t_k - 2]] = False
+        x["key_padding_mask"] = mask
+    assert_backends_match(
+        partial(op, "reference", causal, window, entropy),
+        partial(op, "triton", causal, window, entropy),
+        x,
+        dtype=dtype,
+        grad=grads_of(x),
+    )
 
 
 # --- 64-bit offsets -------------------------------------------------------------------------------

@@ -7,11 +7,9 @@ One dispatcher; see :mod:`.reference` for the equation. Backends:
                  ``pair_gate``, ``window`` or entropy (β is folded into q, g multiplies the output;
                  decoding and padding become a boolean ``attn_mask``).
 ``"blockwise"``  the exact CPU path with O(T·block) memory and a recomputing backward.
-``"triton"``     the flash-style kernel (CUDA, or the CPU interpreter in tests); ``T_q = T_k``
-                 without padding only.
-``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA (``"blockwise"`` when
-                 decoding or padded) and ``"blockwise"`` on CPU (``"reference"`` while
-                 ``torch.compile`` traces, which fuses it).
+``"triton"``     the flash-style kernel (CUDA, or the CPU interpreter in tests).
+``"auto"``       ``"sdpa"`` where it applies, else ``"triton"`` on CUDA and ``"blockwise"`` on CPU
+                 (``"reference"`` while ``torch.compile`` traces, which fuses it).
 
 Finiteness checks of the modulation inputs follow :mod:`neuro_core.validation`: skipped under
 ``torch.compile`` and switchable off (``NEURO_FINITE_CHECKS=0``) where the device sync matters.
@@ -203,21 +201,13 @@ def modulated_attention(
 
     Raises:
         ValueError: naming the argument, for mismatched shapes, dtypes or devices, ``T_k < T_q``,
-            H not divisible by H_kv, window or W < 1, non-finite modulation values, or
-            ``backend="triton"`` with ``T_q ≠ T_k`` or a padding mask (not implemented there).
+            H not divisible by H_kv, window or W < 1, or non-finite modulation values.
     """
     _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain, key_padding_mask)
     chosen = resolve_backend(backend, q, supported=_SUPPORTED, op="modulated_attention")
     sdpa_ok = key_bias is None and pair_gate is None and window is None and not return_entropy
-    # the Triton kernel assumes T_q = T_k and no padding
-    triton_ok = key_padding_mask is None and q.shape[1] == k.shape[1]
-    if chosen == "triton" and backend == "triton" and not triton_ok:
-        raise ValueError(
-            "backend='triton' does not support T_q < T_k (decoding) or key_padding_mask; "
-            "use backend='blockwise', 'sdpa' or 'auto'"
-        )
     if backend == "auto":
-        if sdpa_ok or (chosen == "triton" and triton_ok):
+        if sdpa_ok or chosen == "triton":
             chosen = "sdpa" if sdpa_ok else "triton"
         else:
             # the blockwise path writes into strided views, which torch.compile cannot trace;

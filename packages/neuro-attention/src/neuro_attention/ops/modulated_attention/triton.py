@@ -11,6 +11,8 @@ of its group) and the pair-gate ``b`` gradient; one kernel per query block accum
 the pair-gate ``a`` gradient, so no atomics are needed and results are deterministic.
 Under ``create_graph=True`` the backward differentiates the materialized spec instead, so double
 backward is exact (at the spec's memory).
+Decoding: query row m sits at absolute position ``m + T_k − T_q``; an optional key padding mask
+removes padded keys except a query's own position.
 The head gain multiplies the output outside the kernel (one elementwise op, autograd handles it).
 Triton is imported when this module is imported, which the dispatcher does lazily.
 """
@@ -55,19 +57,25 @@ def _logits(
     offs_n,
     m_ok,
     n_ok,
+    kp,
+    OFF,
     WINDOW,
     GATE_W,
     CAUSAL: tl.constexpr,
     HAS_WINDOW: tl.constexpr,
     HAS_KB: tl.constexpr,
     HAS_GATE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Logits of a [BLOCK_M, BLOCK_N] tile, the visibility mask, and the gate's σ(−x) (or 0)."""
+    """Logits of a [BLOCK_M, BLOCK_N] tile, the visibility mask, and the gate's σ(−x) (or 0).
+
+    Query row m sits at absolute position ``m + OFF``; ``kp`` is True for real (unpadded) keys.
+    """
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qs[:, None]
     if HAS_KB:
         s += kb[None, :]
-    rel = offs_m[:, None] - offs_n[None, :]
+    rel = offs_m[:, None] + OFF - offs_n[None, :]
     sig_neg = tl.zeros_like(s)
     if HAS_GATE:
         x = ga[:, None] + gb[None, :]
@@ -80,28 +88,58 @@ def _logits(
         valid = valid & (rel >= 0)
     if HAS_WINDOW:
         valid = valid & (rel < WINDOW) & (rel > -WINDOW)
+    if HAS_PAD:
+        # a query always sees its own position
+        valid = valid & (kp[None, :] | (rel == 0))
     return s, valid, sig_neg
 
 
 @triton.jit
 def _key_range(
     start_m,
-    T,
+    TK,
+    OFF,
     WINDOW,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr,
     HAS_WINDOW: tl.constexpr,
 ):
+    """Key range [lo, hi) visible to the query rows at absolute positions start_m + OFF + …"""
+    a = start_m + OFF
+    lo = 0
+    hi = TK
+    if CAUSAL:
+        hi = tl.minimum(TK, a + BLOCK_M)
+    if HAS_WINDOW:
+        lo = tl.maximum(0, a - WINDOW + 1)
+        lo = (lo // BLOCK_N) * BLOCK_N
+        if not CAUSAL:
+            hi = tl.minimum(TK, a + BLOCK_M + WINDOW - 1)
+    return lo, hi
+
+
+@triton.jit
+def _query_range(
+    start_n,
+    T,
+    OFF,
+    WINDOW,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+):
+    """Query rows [lo, hi) that can see the keys start_n … start_n + BLOCK_N − 1."""
     lo = 0
     hi = T
     if CAUSAL:
-        hi = tl.minimum(T, start_m + BLOCK_M)
+        # query row m sees key j when m + OFF ≥ j
+        lo = (tl.maximum(0, start_n - OFF) // BLOCK_M) * BLOCK_M
     if HAS_WINDOW:
-        lo = tl.maximum(0, start_m - WINDOW + 1)
-        lo = (lo // BLOCK_N) * BLOCK_N
+        hi = tl.maximum(0, tl.minimum(T, start_n + BLOCK_N + WINDOW - 1 - OFF))
         if not CAUSAL:
-            hi = tl.minimum(T, start_m + BLOCK_M + WINDOW - 1)
+            lo = (tl.maximum(0, start_n - WINDOW + 1 - OFF) // BLOCK_M) * BLOCK_M
     return lo, hi
 
 
@@ -114,6 +152,7 @@ def _fwd_kernel(
     KB,
     GA,
     GB,
+    PAD,
     OUT,
     LSE,
     ENT,
@@ -127,6 +166,8 @@ def _fwd_kernel(
     svt,
     svh,
     T,
+    TK,
+    OFF,
     H,
     HKV,
     D,
@@ -138,6 +179,7 @@ def _fwd_kernel(
     HAS_QS: tl.constexpr,
     HAS_KB: tl.constexpr,
     HAS_GATE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
     RETURN_ENT: tl.constexpr,
     PRECISION: tl.constexpr,
     INT64: tl.constexpr,
@@ -170,10 +212,10 @@ def _fwd_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     ps_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    lo, hi = _key_range(start_m, T, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    lo, hi = _key_range(start_m, TK, OFF, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < T
+        n_ok = offs_n < TK
         k = tl.load(
             K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :],
             mask=n_ok[:, None] & d_ok[None, :],
@@ -186,10 +228,13 @@ def _fwd_kernel(
         )
         kb = tl.zeros([BLOCK_N], tl.float32)
         if HAS_KB:
-            kb = tl.load(KB + (b * T + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+            kb = tl.load(KB + (b * TK + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
         gb = tl.zeros([BLOCK_N], tl.float32)
         if HAS_GATE:
-            gb = tl.load(GB + (b * T + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+            gb = tl.load(GB + (b * TK + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+        kp = n_ok
+        if HAS_PAD:
+            kp = tl.load(PAD + b * TK + offs_n, mask=n_ok, other=0) != 0
         s, valid, _ = _logits(
             q,
             k,
@@ -201,12 +246,15 @@ def _fwd_kernel(
             offs_n,
             m_ok,
             n_ok,
+            kp,
+            OFF,
             WINDOW,
             GATE_W,
             CAUSAL,
             HAS_WINDOW,
             HAS_KB,
             HAS_GATE,
+            HAS_PAD,
             PRECISION,
         )
         s = tl.where(valid, s, float("-inf"))
@@ -242,6 +290,7 @@ def _bwd_dkdv_kernel(
     KB,
     GA,
     GB,
+    PAD,
     DO,
     LSE,
     CORR,
@@ -260,6 +309,8 @@ def _bwd_dkdv_kernel(
     svt,
     svh,
     T,
+    TK,
+    OFF,
     H,
     HKV,
     D,
@@ -271,6 +322,7 @@ def _bwd_dkdv_kernel(
     HAS_QS: tl.constexpr,
     HAS_KB: tl.constexpr,
     HAS_GATE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
     HAS_ENT: tl.constexpr,
     PRECISION: tl.constexpr,
     INT64: tl.constexpr,
@@ -285,9 +337,12 @@ def _bwd_dkdv_kernel(
     start_n = pid_n * BLOCK_N
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    n_ok = offs_n < T
+    n_ok = offs_n < TK
     d_ok = offs_d < D
     nd_ok = n_ok[:, None] & d_ok[None, :]
+    kp = n_ok
+    if HAS_PAD:
+        kp = tl.load(PAD + b * TK + offs_n, mask=n_ok, other=0) != 0
     k = tl.load(
         K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=nd_ok, other=0.0
     )
@@ -296,23 +351,16 @@ def _bwd_dkdv_kernel(
     )
     kb = tl.zeros([BLOCK_N], tl.float32)
     if HAS_KB:
-        kb = tl.load(KB + (b * T + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+        kb = tl.load(KB + (b * TK + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dkb = tl.zeros([BLOCK_N], tl.float32)
-    lo = 0
-    hi = T
-    if CAUSAL:
-        lo = (start_n // BLOCK_M) * BLOCK_M
-    if HAS_WINDOW:
-        hi = tl.minimum(T, start_n + BLOCK_N + WINDOW - 1)
-        if not CAUSAL:
-            lo = (tl.maximum(0, start_n - WINDOW + 1) // BLOCK_M) * BLOCK_M
+    lo, hi = _query_range(start_n, T, OFF, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     for g in range(0, group):
         h = hk * group + g
         gb = tl.zeros([BLOCK_N], tl.float32)
         if HAS_GATE:
-            gb = tl.load(GB + (b * T + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+            gb = tl.load(GB + (b * TK + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
         dgb = tl.zeros([BLOCK_N], tl.float32)
         for start_m in range(lo, hi, BLOCK_M):
             offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -344,12 +392,15 @@ def _bwd_dkdv_kernel(
                 offs_n,
                 m_ok,
                 n_ok,
+                kp,
+                OFF,
                 WINDOW,
                 GATE_W,
                 CAUSAL,
                 HAS_WINDOW,
                 HAS_KB,
                 HAS_GATE,
+                HAS_PAD,
                 PRECISION,
             )
             logp = tl.where(valid, s - lse[:, None], 0.0)
@@ -366,8 +417,8 @@ def _bwd_dkdv_kernel(
             if HAS_GATE:
                 dgb += tl.sum(ds * sig_neg, 0)
         if HAS_GATE:
-            tl.store(DGB + (b * T + offs_n) * H + h, dgb, mask=n_ok)
-    base = (b * T + offs_n) * HKV + hk
+            tl.store(DGB + (b * TK + offs_n) * H + h, dgb, mask=n_ok)
+    base = (b * TK + offs_n) * HKV + hk
     tl.store(DK + base[:, None] * D + offs_d[None, :], dk, mask=nd_ok)
     tl.store(DV + base[:, None] * D + offs_d[None, :], dv, mask=nd_ok)
     if HAS_KB:
@@ -383,6 +434,7 @@ def _bwd_dq_kernel(
     KB,
     GA,
     GB,
+    PAD,
     DO,
     LSE,
     CORR,
@@ -400,6 +452,8 @@ def _bwd_dq_kernel(
     svt,
     svh,
     T,
+    TK,
+    OFF,
     H,
     HKV,
     D,
@@ -411,6 +465,7 @@ def _bwd_dq_kernel(
     HAS_QS: tl.constexpr,
     HAS_KB: tl.constexpr,
     HAS_GATE: tl.constexpr,
+    HAS_PAD: tl.constexpr,
     HAS_ENT: tl.constexpr,
     PRECISION: tl.constexpr,
     INT64: tl.constexpr,
@@ -446,10 +501,10 @@ def _bwd_dq_kernel(
         dent = tl.load(DENT + row, mask=m_ok, other=0.0)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     dga = tl.zeros([BLOCK_M], tl.float32)
-    lo, hi = _key_range(start_m, T, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    lo, hi = _key_range(start_m, TK, OFF, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < T
+        n_ok = offs_n < TK
         nd_ok = n_ok[:, None] & d_ok[None, :]
         k = tl.load(
             K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=nd_ok, other=0.0
@@ -459,10 +514,13 @@ def _bwd_dq_kernel(
         )
         kb = tl.zeros([BLOCK_N], tl.float32)
         if HAS_KB:
-            kb = tl.load(KB + (b * T + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+            kb = tl.load(KB + (b * TK + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
         gb = tl.zeros([BLOCK_N], tl.float32)
         if HAS_GATE:
-            gb = tl.load(GB + (b * T + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+            gb = tl.load(GB + (b * TK + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+        kp = n_ok
+        if HAS_PAD:
+            kp = tl.load(PAD + b * TK + offs_n, mask=n_ok, other=0) != 0
         s, valid, sig_neg = _logits(
             q,
             k,
@@ -474,12 +532,15 @@ def _bwd_dq_kernel(
             offs_n,
             m_ok,
             n_ok,
+            kp,
+            OFF,
             WINDOW,
             GATE_W,
             CAUSAL,
             HAS_WINDOW,
             HAS_KB,
             HAS_GATE,
+            HAS_PAD,
             PRECISION,
         )
         logp = tl.where(valid, s - lse[:, None], 0.0)
@@ -539,8 +600,9 @@ def needs_int64(*tensors: torch.Tensor) -> bool:
     return bound > _INT32_LIMIT
 
 
-def _flags(qs, kb, ga, causal, window, gate_w, precision, int64):  # type: ignore[no-untyped-def]
+def _flags(qs, kb, ga, causal, window, gate_w, precision, int64, pad):  # type: ignore[no-untyped-def]
     return {
+        "HAS_PAD": pad is not None,
         "CAUSAL": causal,
         "HAS_WINDOW": window is not None,
         "HAS_QS": qs is not None,
@@ -553,11 +615,12 @@ def _flags(qs, kb, ga, causal, window, gate_w, precision, int64):  # type: ignor
 
 class TritonModulatedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, qs, kb, ga, gb, causal, window, gate_w, entropy):  # type: ignore[override]
+    def forward(ctx, q, k, v, qs, kb, ga, gb, pad, causal, window, gate_w, entropy):  # type: ignore[override]
         b, t, h, d = q.shape
-        hkv = k.shape[2]
+        tk, hkv = k.shape[1], k.shape[2]
         q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
         qs, kb, ga, gb = (None if x is None else x.contiguous() for x in (qs, kb, ga, gb))
+        pad8 = None if pad is None else pad.to(torch.int8).contiguous()
         o = torch.empty(b, t, h, d, dtype=q.dtype, device=q.device)
         lse = torch.empty(b, t, h, dtype=torch.float32, device=q.device)
         ent = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if entropy else lse
@@ -566,7 +629,7 @@ class TritonModulatedAttention(torch.autograd.Function):
         prec = _precision(q.dtype)
         # the outputs and gradients are contiguous [B, T, H, D] / [B, T, H_kv, D] buffers
         int64 = needs_int64(q, k, v, torch.empty(b, t, h, d, device="meta"))
-        flags = _flags(qs, kb, ga, causal, window, gate_w, prec, int64)
+        flags = _flags(qs, kb, ga, causal, window, gate_w, prec, int64, pad8)
         dummy = lse
         if t > 0 and b * h > 0:
             grid = (triton.cdiv(t, cfg["BLOCK_M"]), b * h)  # type: ignore[operator]
@@ -578,6 +641,7 @@ class TritonModulatedAttention(torch.autograd.Function):
                 kb if kb is not None else dummy,
                 ga if ga is not None else dummy,
                 gb if gb is not None else dummy,
+                pad8 if pad8 is not None else dummy,
                 o,
                 lse,
                 ent,
@@ -591,6 +655,8 @@ class TritonModulatedAttention(torch.autograd.Function):
                 v.stride(1),
                 v.stride(2),
                 t,
+                tk,
+                tk - t,
                 h,
                 hkv,
                 d,
@@ -601,13 +667,13 @@ class TritonModulatedAttention(torch.autograd.Function):
                 **flags,
                 **cfg,
             )
-        ctx.save_for_backward(q, k, v, qs, kb, ga, gb, o, lse, ent if entropy else None)
+        ctx.save_for_backward(q, k, v, qs, kb, ga, gb, pad, o, lse, ent if entropy else None)
         ctx.meta = (causal, window, gate_w, entropy, sm_scale, int64)
         return o, (ent.to(q.dtype) if entropy else q.new_zeros(b, t, h))
 
     @staticmethod
     def backward(ctx, do, dent):  # type: ignore[override]
-        q, k, v, qs, kb, ga, gb, o, lse, ent = ctx.saved_tensors
+        q, k, v, qs, kb, ga, gb, pad, o, lse, ent = ctx.saved_tensors
         causal, window, gate_w, entropy, sm_scale, int64 = ctx.meta
         if torch.is_grad_enabled():
             # create_graph=True: the kernels' gradients are not differentiable again
@@ -619,10 +685,12 @@ class TritonModulatedAttention(torch.autograd.Function):
                 causal=causal,
                 window=window,
                 gate_w=gate_w,
+                key_padding_mask=pad,
             )
-            return (*grads, None, None, None, None)
+            return (*grads, None, None, None, None, None)
         b, t, h, d = q.shape
-        hkv = k.shape[2]
+        tk, hkv = k.shape[1], k.shape[2]
+        pad8 = None if pad is None else pad.to(torch.int8).contiguous()
         do = do.contiguous()
         corr = (do.float() * o.float()).sum(-1)
         has_ent = entropy and dent is not None
@@ -631,16 +699,20 @@ class TritonModulatedAttention(torch.autograd.Function):
             corr = corr + dent * ent
         corr = corr.contiguous()
         dq = torch.empty(b, t, h, d, dtype=torch.float32, device=q.device)
-        dk = torch.empty(b, t, hkv, d, dtype=torch.float32, device=q.device)
+        dk = torch.empty(b, tk, hkv, d, dtype=torch.float32, device=q.device)
         dv = torch.empty_like(dk)
         dkb = (
-            torch.empty(b, t, hkv, dtype=torch.float32, device=q.device) if kb is not None else None
+            torch.empty(b, tk, hkv, dtype=torch.float32, device=q.device)
+            if kb is not None
+            else None
         )
         dqs = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if qs is not None else None
         dga = torch.empty(b, t, h, dtype=torch.float32, device=q.device) if ga is not None else None
-        dgb = torch.empty_like(dga) if dga is not None else None
+        dgb = (
+            torch.empty(b, tk, h, dtype=torch.float32, device=q.device) if ga is not None else None
+        )
         cfg = _config(d, q.dtype)
-        flags = _flags(qs, kb, ga, causal, window, gate_w, _precision(q.dtype), int64)
+        flags = _flags(qs, kb, ga, causal, window, gate_w, _precision(q.dtype), int64, pad8)
         dummy = lse
         common = (
             q,
@@ -650,6 +722,7 @@ class TritonModulatedAttention(torch.autograd.Function):
             kb if kb is not None else dummy,
             ga if ga is not None else dummy,
             gb if gb is not None else dummy,
+            pad8 if pad8 is not None else dummy,
             do,
             lse,
             corr,
@@ -666,9 +739,9 @@ class TritonModulatedAttention(torch.autograd.Function):
             v.stride(1),
             v.stride(2),
         )
-        scalars = (t, h, hkv, d, sm_scale, window or 1, gate_w or 1)
+        scalars = (t, tk, tk - t, h, hkv, d, sm_scale, window or 1, gate_w or 1)
         if t > 0 and b * h > 0:
-            _bwd_dkdv_kernel[(triton.cdiv(t, cfg["BLOCK_N"]), b * hkv)](  # type: ignore[operator]
+            _bwd_dkdv_kernel[(triton.cdiv(tk, cfg["BLOCK_N"]), b * hkv)](  # type: ignore[operator]
                 *common,
                 dk,
                 dv,
@@ -707,6 +780,7 @@ class TritonModulatedAttention(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -721,19 +795,32 @@ def modulated_attention_triton(
     key_bias: torch.Tensor | None = None,
     pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
     head_gain: torch.Tensor | None = None,
+    key_padding_mask: torch.Tensor | None = None,
     return_entropy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Triton path; same contract as the reference (inputs are assumed validated).
+    """Triton path; same contract as the reference (inputs are assumed validated), including
+    decoding (``T_q < T_k``) and ``key_padding_mask``.
 
     Returns:
-        ``(out [B, T, H, D], entropy [B, T, H] or None)``.
+        ``(out [B, T_q, H, D], entropy [B, T_q, H] or None)``.
     """
     ga = gb = None
     gate_w = None
     if pair_gate is not None:
         ga, gb, gate_w = pair_gate
     out, ent = TritonModulatedAttention.apply(
-        q, k, v, query_scale, key_bias, ga, gb, causal, window, gate_w, return_entropy
+        q,
+        k,
+        v,
+        query_scale,
+        key_bias,
+        ga,
+        gb,
+        key_padding_mask,
+        causal,
+        window,
+        gate_w,
+        return_entropy,
     )
     if head_gain is not None:
         out = out * head_gain[..., None]
