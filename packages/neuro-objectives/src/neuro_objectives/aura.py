@@ -1,5 +1,7 @@
 """Aura's training loss (``HippocampalLoss`` of auralmn/aura-snn-rag, reference-systems §3.2).
 
+The loss is ::
+
     L = CE_ε(z, y) − λ_H · mean_t H(softmax z_t) + λ_a · (mean(a) − ρ)²
 
 with label-smoothed cross-entropy ``CE_ε = (1 − ε)(−log p_y) + ε · mean_v(−log p_v)``

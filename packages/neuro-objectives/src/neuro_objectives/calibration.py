@@ -1,7 +1,7 @@
 """Calibration of confidences (NeuroLlama ``CalibrationLoss``; early-exit confidence heads).
 
 Expected calibration error with ``M`` equal-width bins ``B_m = ((m−1)/M, m/M]`` (Naeini et al.
-2015; Guo et al. 2017):
+2015; Guo et al. 2017)::
 
     ECE = Σ_m (|B_m| / N) · |acc(B_m) − conf(B_m)|  ∈ [0, 1]
 

@@ -1,7 +1,7 @@
 """Goal coherence (NeuroLlama ``CoherenceLoss``, "PFC goal alignment").
 
 Published form, for a final hidden state ``h`` (e.g. the last position of the last layer,
-``h_T^L``) and a goal embedding ``g``:
+``h_T^L``) and a goal embedding ``g``::
 
     L_coh = −mean_i cos(h_i, g_i)                                   (mode="cosine")
 

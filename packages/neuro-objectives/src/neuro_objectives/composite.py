@@ -1,5 +1,7 @@
 """Weighted multi-objective loss with a phase schedule (NeuroLlama ``NeuroCompositeLoss``).
 
+The loss at a training step is ::
+
     L(step) = Σ_k w_k(step) · L_k
 
 where the weights ``w_k`` are piecewise constant over training phases. Two presets

@@ -1,7 +1,7 @@
 """Contrastive predictive coding: InfoNCE with a bilinear score (van den Oord et al. 2018, CPC).
 
 For a context ``c_{b,t}`` (built from positions ≤ t only) and targets ``z_{b,s}``, the score is
-bilinear, ``f(c, z) = cᵀ W z``, and the loss at horizon ``k`` is
+bilinear, ``f(c, z) = cᵀ W z``, and the loss at horizon ``k`` is ::
 
     L = mean_{b, t < T−k} −log [ exp f(c_{b,t}, z_{b,t+k}) / Σ_{z ∈ {z_{b,t+k}} ∪ N_{b,t}} exp f(c_{b,t}, z) ]
 

@@ -2,7 +2,7 @@
 
 At halting points ``n = 1 … N`` (every layer, or the exit layers of an early-exit model, at depths
 ``d_1 < … < d_N`` layers), a head emits the conditional probability ``λ_n`` of stopping there
-given that no earlier point stopped; the last point always stops (``λ_N := 1``). Then
+given that no earlier point stopped; the last point always stops (``λ_N := 1``). Then ::
 
     p_n = λ_n Π_{j<n} (1 − λ_j)                     (Σ_n p_n = 1)
     E[depth] = Σ_n p_n d_n

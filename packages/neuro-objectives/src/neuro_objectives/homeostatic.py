@@ -2,7 +2,7 @@
 
 A control network that emits per-layer signals (gain, precision, gate, ...) can drive them to
 extremes where a layer is switched off or saturated ("control manifold collapse"). The homeostatic
-term pulls every signal towards a set point, 1 by default (the identity modulation):
+term pulls every signal towards a set point, 1 by default (the identity modulation)::
 
     L_reg = λ · Σ_s mean_{b,t,l}((s − s*)²)
 

@@ -1,7 +1,7 @@
 """Predictive coding across layers (NeuroLlama ``predictive_coding``; Rao & Ballard 1999).
 
 Each layer ``l`` has a top-down predictor ``f_l: h_{l+1} → ĥ_l`` and the surprise loss sums the
-prediction errors over layers:
+prediction errors over layers::
 
     L_surprise = Σ_{l=0}^{L−1} mean_{b,t} e(h_l, f_l(h_{l+1}))
 

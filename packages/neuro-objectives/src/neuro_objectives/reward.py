@@ -1,6 +1,6 @@
 """Brain-inspired reward (NeuroLlama ``BrainInspiredReward``, "RLBF") and a REINFORCE helper.
 
-Per generated sample ``i`` (reference-systems §1.9):
+Per generated sample ``i`` (reference-systems §1.9)::
 
     r_i = 0.25 · pred_acc_i + 0.15 · surprise_ok_i + 0.15 · efficiency_i
         + 0.20 · coherence_i + 0.15 · novelty_i − 0.10 · repetition_i

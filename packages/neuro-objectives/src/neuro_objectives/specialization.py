@@ -1,7 +1,7 @@
 """Column specialization: push cortical columns (KV groups) to attend differently.
 
 NeuroLlama's ``CorticalColumnAttention`` / ``SpecializationLoss`` (reference-systems §1.5, §1.9):
-with ``Ā_c`` column ``c``'s attention distribution over keys,
+with ``Ā_c`` column ``c``'s attention distribution over keys, ::
 
     JS(P ‖ Q) = ½ KL(P ‖ M) + ½ KL(Q ‖ M),   M = (P + Q) / 2   (natural log, 0 ≤ JS ≤ ln 2)
     L_spec = −mean_{c < c'} JS(Ā_c ‖ Ā_c')

@@ -1,13 +1,13 @@
 """Unlikelihood training against repetition (Welleck et al. 2019, "Neural text generation with
 unlikelihood training").
 
-Token level, with negative candidates ``C_t = {y_s : s < t} \\ {y_t}`` (the earlier target tokens
-of the same sequence, as a set):
+Token level, with negative candidates ``C_t = {y_s : s < t} ∖ {y_t}`` (the earlier target tokens
+of the same sequence, as a set)::
 
     L_UL-token = mean_t [ −log p(y_t | y_<t) − α Σ_{c ∈ C_t} log(1 − p(c | y_<t)) ]
 
 Sequence level, on the model's own continuation ``x`` (decoded from the same model), with
-``C_t = {x_t}`` when position ``t`` lies in an n-gram that already occurred earlier in ``x``:
+``C_t = {x_t}`` when position ``t`` lies in an n-gram that already occurred earlier in ``x``::
 
     L_UL-seq = Σ_t −1[t repeats] · log(1 − p(x_t | x_<t))   (averaged over the valid positions)
 
