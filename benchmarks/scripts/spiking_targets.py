@@ -27,6 +27,11 @@ wall time; rates are averaged over all spans.
 Brian2 applies synaptic input after the threshold test and counts refractoriness from the spike
 step, so its delay is set to ``delay − dt`` and its refractory period to ``refractory + dt`` to
 deliver every event on the same step as ours.
+
+``--network --stdp``: also the same network with event-driven pair STDP on the excitatory →
+excitatory projection (``event_driven(chain(pair_stdp(...), clip(w_min=0, w_max=2·w_exc)))``,
+A₊ = 1 %, A₋ = 1.05 % of w_exc, τ± = 20 ms), from the same state, and the ratio of its wall time
+to the static network's (issue 15 target: within 2×). Firing rates are printed for both.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -232,11 +238,14 @@ def network_target(args: argparse.Namespace) -> None:
     results["neuro_spiking"] = (wall, rates["exc"], rates["inh"])
     print(
         f"neuro_spiking: {net.syn_pre.numel()} synapses, "
-        f"{args.seconds} s biological in {wall:.2f} s wall (best of "
-        f"{', '.join(f'{w:.2f}' for w in walls)}), rates exc {rates['exc']:.2f} Hz "
-        f"inh {rates['inh']:.2f} Hz, {n_events / args.network_repeats:.0f} synaptic events per span",
+        f"{args.seconds} s biological in {wall:.2f} s wall (best; median "
+        f"{statistics.median(walls):.2f}; spans {', '.join(f'{w:.2f}' for w in walls)}), "
+        f"rates exc {rates['exc']:.2f} Hz inh {rates['inh']:.2f} Hz, "
+        f"{n_events / args.network_repeats:.0f} synaptic events per span",
         flush=True,
     )
+    if args.stdp:
+        stdp_target(args, net, walls, n_steps)
     if args.brian2_python:
         lif = net.populations[0].lif
         signed = net._signed(list(net.init_state().weights))
@@ -268,7 +277,8 @@ def network_target(args: argparse.Namespace) -> None:
         b = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"Brian2 (cython): {b['synapses']} synapses, {args.seconds} s biological in "
-            f"{b['wall_s']:.2f} s wall (best of {', '.join(f'{w:.2f}' for w in b['walls'])}; "
+            f"{b['wall_s']:.2f} s wall (best; median {statistics.median(b['walls']):.2f}; "
+            f"spans {', '.join(f'{w:.2f}' for w in b['walls'])}; "
             f"first 10 ms run incl. code generation "
             f"{b['first_run_s']:.1f} s), rates exc {b['rate_exc_hz']:.2f} Hz "
             f"inh {b['rate_inh_hz']:.2f} Hz"
@@ -282,6 +292,45 @@ def network_target(args: argparse.Namespace) -> None:
                 f"rate difference exc {d_exc:.1%} inh {d_inh:.1%} "
                 f"({'MET' if max(d_exc, d_inh) <= 0.05 else 'NOT MET'} at 5%)"
             )
+
+
+def stdp_target(
+    args: argparse.Namespace, static: object, static_walls: list[float], n_steps: int
+) -> None:
+    """The same network with event-driven pair STDP on exc → exc; wall time vs the static one."""
+    from neuro_plasticity import CSR, chain, clip, event_driven, pair_stdp
+    from neuro_spiking.network import Network, PoissonInput
+
+    net0 = static
+    assert isinstance(net0, Network)
+    pr = net0.projections[0]
+    assert (pr.pre, pr.post) == ("exc", "exc")
+    rule = chain(
+        pair_stdp(a_plus=0.01 * args.w_exc, a_minus=0.0105 * args.w_exc, dt_ms=0.1),
+        clip(w_min=0.0, w_max=2 * args.w_exc),
+    )
+    hook = event_driven(rule, CSR(pr.crow_indices, pr.col_indices, pr.n_post), backend="events")
+    net = Network(net0.populations, net0.projections, dt_ms=0.1, plasticity={0: hook})
+    inp = PoissonInput(net, rate_hz=10.0, n_sources=100, weight=args.w_ext, seed=1)
+    state, _ = net.run(100, inject=inp)
+    walls: list[float] = []
+    rates: list[float] = []
+    for _ in range(args.network_repeats):
+        t0 = time.perf_counter()
+        state, res = net.run(n_steps, state, inject=inp)
+        walls.append(time.perf_counter() - t0)
+        rates.append(float(res.spikes["exc"].sum()) / res.spikes["exc"].shape[1] / args.seconds)
+    w = state.weights[0]
+    print(
+        f"neuro_spiking + event-driven pair STDP on exc→exc ({pr.nnz} plastic synapses): "
+        f"{args.seconds} s biological in {min(walls):.2f} s wall (best; median "
+        f"{statistics.median(walls):.2f}; spans {', '.join(f'{x:.2f}' for x in walls)}), "
+        f"rates exc {', '.join(f'{r:.2f}' for r in rates)} Hz per span, "
+        f"final weights mean {float(w.mean()):.3f} min {float(w.min()):.3f} max {float(w.max()):.3f}; "
+        f"plastic / static wall: best {min(walls) / min(static_walls):.2f}x, median "
+        f"{statistics.median(walls) / statistics.median(static_walls):.2f}x (target <= 2x)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -304,6 +353,9 @@ def main() -> None:
     ap.add_argument("--w-exc", type=float, default=0.5, help="excitatory weight (mV)")
     ap.add_argument("--g", type=float, default=5.0, help="relative inhibitory weight")
     ap.add_argument("--w-ext", type=float, default=1.0, help="Poisson input weight (mV)")
+    ap.add_argument(
+        "--stdp", action="store_true", help="--network: also with event-driven STDP on exc→exc"
+    )
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
