@@ -178,13 +178,11 @@ class SurpriseLoss(nn.Module):
                 h, pred, mode=self.mode, stop_gradient=self.stop_gradient, mask=mask
             )
             terms.append(term)
-            other: SurpriseMode = "cosine" if self.mode == "mse" else "mse"
             with torch.no_grad():
-                alt = prediction_error(h, pred, mode=other, mask=mask)
                 report[f"surprise/l{layer}"] = term.detach()
-                report[f"surprise/l{layer}/{'cos' if other == 'cosine' else 'mse'}"] = alt
-                report[f"surprise/l{layer}/{'mse' if self.mode == 'mse' else 'cos'}"] = (
-                    term.detach()
+                report[f"surprise/l{layer}/mse"] = prediction_error(h, pred, mode="mse", mask=mask)
+                report[f"surprise/l{layer}/cos"] = prediction_error(
+                    h, pred, mode="cosine", mask=mask
                 )
                 report[f"surprise/l{layer}/norm"] = masked_mean(
                     h.detach().norm(dim=-1), None if mask is None else mask.bool()
