@@ -44,6 +44,7 @@ from neuro_spiking.lif import (
 )
 from neuro_spiking.monitor import ActivityMonitor, PopulationStats
 from neuro_spiking.network import (
+    EventPlasticityHook,
     Network,
     NetworkState,
     PlasticityHook,
@@ -79,6 +80,7 @@ __all__ = [
     "AdaptiveLIFParams",
     "AdaptiveLIFState",
     "CalibratedReadout",
+    "EventPlasticityHook",
     "FastSigmoid",
     "GIFParams",
     "GIFState",
