@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from neuro_objectives import (
     HaltingHead,
+    deep_supervision_loss,
     efficiency_loss,
     expected_depth,
     geometric_prior,
@@ -169,3 +170,20 @@ def test_halting_head_starts_at_the_prior_and_gradchecks() -> None:
     )
     with pytest.raises(ValueError, match="hidden"):
         head(hs[:3])
+
+
+def test_deep_supervision_discounts_exits_by_distance_to_the_top() -> None:
+    exits = torch.tensor([2.0, 1.5, 1.2], dtype=torch.float64, requires_grad=True)
+    final = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    loss, report = deep_supervision_loss(exits, final, exit_depths=[8, 16, 24], num_layers=32)
+    want = 1.0 + 0.9**24 * 2.0 + 0.9**16 * 1.5 + 0.9**8 * 1.2
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-12)
+    assert float(report["deep_supervision/exit16"]) == 1.5
+    assert torch.autograd.gradcheck(
+        lambda e, f: deep_supervision_loss(e, f, exit_depths=[8, 16, 24], num_layers=32)[0],
+        (exits, final),
+    )
+    with pytest.raises(ValueError, match="exit_depths"):
+        deep_supervision_loss(exits, final, exit_depths=[8, 16, 32], num_layers=32)
+    with pytest.raises(ValueError, match="gamma"):
+        deep_supervision_loss(exits, final, exit_depths=[8, 16, 24], num_layers=32, gamma=0.0)

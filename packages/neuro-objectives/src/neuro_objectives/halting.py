@@ -242,3 +242,48 @@ class HaltingHead(nn.Module):
             [h @ self.weight[i] + self.bias[i] for i, h in enumerate(hidden)], dim=-1
         )
         return torch.sigmoid(logits)
+
+
+def deep_supervision_loss(
+    exit_losses: torch.Tensor,
+    final_loss: torch.Tensor,
+    *,
+    exit_depths: Sequence[int],
+    num_layers: int,
+    gamma: float = 0.9,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Deep supervision of early exits: ``L = L_final + Σ_e γ^{L − l_e} L_exit,e``.
+
+    The per-token training objective of an early-exit model (reference-systems §1.8): every exit
+    head at layer ``l_e`` gets its own loss, discounted by its distance to the top.
+
+    Args:
+        exit_losses: ``[E]`` scalar losses of the exits (e.g. their mean cross-entropy).
+        final_loss: scalar loss of the last layer.
+        exit_depths: ``l_e``, the layer after which each exit reads (1-based, increasing,
+            ``< num_layers``); NeuroLlama's 8B preset exits at 8, 16 and 24 of 32.
+        num_layers: ``L``.
+        gamma: ``γ`` in (0, 1].
+
+    Returns:
+        ``(loss, report)`` with ``deep_supervision/exit{l_e}`` (unweighted) and
+        ``deep_supervision/final``, detached.
+    """
+    check_tensor("exit_losses", exit_losses, ndim=1, floating=True, finite=True)
+    check_tensor("final_loss", final_loss, ndim=0, floating=True, finite=True)
+    g = check_in_range("gamma", gamma, 0.0, 1.0, low_open=True)
+    if len(exit_depths) != exit_losses.shape[0]:
+        raise ValueError(
+            f"exit_depths must have one entry per exit ({exit_losses.shape[0]}), "
+            f"got {len(exit_depths)}"
+        )
+    depths = _depths(exit_depths, exit_losses.shape[0], exit_losses)
+    if exit_losses.shape[0] and int(exit_depths[-1]) >= int(num_layers):
+        raise ValueError(f"exit_depths must lie below num_layers = {num_layers}, got {exit_depths}")
+    weights = g ** (int(num_layers) - depths)
+    loss = final_loss + (weights * exit_losses).sum()
+    report = {
+        f"deep_supervision/exit{int(d)}": v.detach() for d, v in zip(exit_depths, exit_losses)
+    }
+    report["deep_supervision/final"] = final_loss.detach()
+    return loss, report
