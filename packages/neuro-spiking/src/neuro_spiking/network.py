@@ -34,8 +34,10 @@ Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
   simulation of the same network (tests replay it for K = 1, 5, 15). An earlier version called
   the rules K times with the block-start weight and summed the changes, so with
   ``clip(w_min=0, w_max=1)`` a synapse driven to 1 could end at 0 and soft bounds overshot.
-* **Pure**: :meth:`Network.run` never modifies the state it is given (the ring buffer, weights
-  and hook states are copied once per call); running twice from one state gives the same result.
+* **Pure**: :meth:`Network.run` never modifies the state it is given: it copies the ring buffer,
+  and the weights and hook states when the network is plastic (a static network never writes its
+  weights, which the returned state then shares); running twice from one state gives the same
+  result.
 
 LIF update per step and neuron (as :mod:`neuro_spiking.lif`, hard reset, absolute refractory):
 ``v ← β·v + ((I_syn + (1 − β)·v_rest) + I_ext)`` (the same value as ``v_rest + β·(v − v_rest) +
@@ -545,7 +547,7 @@ class Network:
             modulator: passed to the plasticity hooks (third factor).
 
         Returns:
-            ``(final state, RunResult)``.
+            ``(final state, RunResult)``. ``state`` itself is left unchanged.
         """
         if int(n_steps) != n_steps or n_steps < 0:
             raise ValueError(f"n_steps must be an integer ≥ 0, got {n_steps!r}")
