@@ -542,9 +542,9 @@ def test_neuro_attention_feeds_habituation_the_keys_before_rope() -> None:
     seen: list[torch.Tensor] = []
     original = m.habituation.key_bias
 
-    def spy(k: torch.Tensor, state=None):  # type: ignore[no-untyped-def]
+    def spy(k: torch.Tensor, state=None, valid=None):  # type: ignore[no-untyped-def]
         seen.append(k)
-        return original(k, state)
+        return original(k, state, valid)
 
     m.habituation.key_bias = spy  # type: ignore[method-assign]
 
@@ -747,9 +747,14 @@ def test_neuro_attention_all_on_trains_every_parameter() -> None:
 
 def _rope(start: int, t: int, d: int):  # type: ignore[no-untyped-def]
     """Rotary transform of positions start … start + t − 1 (pairs of dims, base 10000)."""
-    pos = torch.arange(start, start + t, dtype=torch.float32)[:, None]
+    return _rope_at(torch.arange(start, start + t)[None], d)
+
+
+def _rope_at(positions: torch.Tensor, d: int):  # type: ignore[no-untyped-def]
+    """Rotary transform of the positions ``[B or 1, T]`` (pairs of dims, base 10000)."""
+    pos = positions.float()[..., None]
     ang = pos / 10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
-    cos, sin = ang.cos()[None, :, None], ang.sin()[None, :, None]
+    cos, sin = ang.cos()[:, :, None], ang.sin()[:, :, None]
 
     def rot(x: torch.Tensor) -> torch.Tensor:
         x1, x2 = x[..., 0::2], x[..., 1::2]
@@ -789,10 +794,51 @@ def test_neuro_attention_decoding_with_a_cache_equals_the_whole_sequence(voting:
     torch.testing.assert_close(torch.cat(ents, 1), full.entropy, atol=1e-5, rtol=1e-4)
 
 
+def test_neuro_attention_left_padding_equals_each_sequence_alone() -> None:
+    """Every mechanism on: a batch whose second sequence is left-padded by 5 garbage positions
+    gives, at its real positions, the outputs of that sequence run alone, both at once and while
+    decoding with a cache (RoPE positions count real tokens only, as the Llama model does)."""
+    torch.manual_seed(0)
+    m = NeuroAttention(all_on("entropy"))
+    t, pad, d = 14, 5, DM // H
+    sig = _signals(torch.Generator().manual_seed(2), 2, t)
+    mask = torch.ones(2, t, dtype=torch.bool)
+    mask[1, :pad] = False
+    positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+
+    def run(part: slice, rows: slice, cache=None, pos=None):  # type: ignore[no-untyped-def]
+        h_in, beta, gain, ent = (z[rows, part] for z in sig)
+        p = positions[rows, part] if pos is None else pos
+        kpm = None if rows == slice(1, 2) and pos is not None else mask[rows, : part.stop]
+        return m(
+            h_in,
+            query_scale=beta,
+            head_gain=gain,
+            prev_entropy=ent,
+            rotary=_rope_at(p, d),
+            cache=cache,
+            key_padding_mask=kpm,
+        )
+
+    both = run(slice(0, t), slice(0, 2))
+    alone0 = run(slice(0, t), slice(0, 1))
+    alone1 = run(slice(pad, t), slice(1, 2), pos=torch.arange(t - pad)[None])
+    torch.testing.assert_close(both.out[:1], alone0.out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both.out[1:, pad:], alone1.out, atol=1e-5, rtol=1e-4)
+    assert bool(both.out.isfinite().all())
+    cache = m.new_cache(2)
+    outs = []
+    for s0, s1 in [(0, 7), *((i, i + 1) for i in range(7, t))]:
+        res = run(slice(s0, s1), slice(0, 2), cache=cache)
+        cache = res.cache
+        outs.append(res.out)
+    torch.testing.assert_close(torch.cat(outs, 1)[:, :], both.out, atol=1e-5, rtol=1e-4)
+
+
 def test_neuromodulated_published_gates_cannot_continue_a_prefix() -> None:
     m = NeuromodulatedAttention(DM, H, context="sequence_mean")
     with pytest.raises(ValueError, match="sequence_mean"):
-        m.continue_prefix(torch.randn(1, 2, DM), torch.zeros(1, DM), 3)
+        m.continue_prefix(torch.randn(1, 2, DM), torch.zeros(1, DM), torch.ones(1))
 
 
 def test_neuro_attention_config_rejects_bad_fields() -> None:

@@ -61,6 +61,7 @@ def habituation_exposure(
     state: HabituationState | None = None,
     *,
     mean_decay: float = 1.0,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, HabituationState]:
     """Causal, stimulus-specific exposure of each key to repeats among earlier keys.
 
@@ -88,6 +89,8 @@ def habituation_exposure(
         state: :class:`HabituationState` carried from a previous chunk, or None (fresh sequence).
         mean_decay: γ ∈ (0, 1] of the running key mean and of the baseline ĝ (1 = the mean over
             the whole prefix).
+        valid: ``[B, T]`` bool, False for padding keys, which then take no part in the mean, the
+            trace or the baseline and get C = 0 (decays still count their positions), or None.
 
     Returns:
         ``(C [B, T, H_kv] in k.dtype, state)``; ``state`` continues the sequence in the next call.
@@ -98,6 +101,9 @@ def habituation_exposure(
     b, t, hkv, d = k.shape
     dt = torch.promote_types(k.dtype, torch.float32)
     x = k.to(dt).permute(0, 2, 1, 3)  # [B, H_kv, T, D]
+    if valid is not None:
+        check_tensor("valid", valid, shape=(b, t), dtype=torch.bool, device=k.device)
+    real = x.new_ones(b, 1, t) if valid is None else valid[:, None].to(dt)  # [B, 1, T]
     if state is None:
         st = _zero_state(b, hkv, d, x)
     else:
@@ -106,33 +112,34 @@ def habituation_exposure(
     chunks = []
     for c0 in range(0, t, _CHUNK):
         xc = x[:, :, c0 : c0 + _CHUNK]
+        rc = real[..., c0 : c0 + _CHUNK]
         n = xc.shape[2]
         pos = torch.arange(n, device=x.device, dtype=dt)
         lg, ll = _decay_matrix(n, mean_decay, x), _decay_matrix(n, decay, x)
         gp, lp = torch.pow(mean_decay, pos), torch.pow(decay, pos)
         # running mean of the keys before each position
-        ksum = gp[:, None] * k_sum[..., None, :] + lg @ xc
-        kw = gp * k_w[..., None] + lg.sum(-1)
+        ksum = gp[:, None] * k_sum[..., None, :] + lg @ (xc * rc[..., None])
+        kw = gp * k_w[..., None] + rc @ lg.T
         has_mean = kw > 0
         mu = ksum / torch.where(has_mean, kw, 1.0)[..., None]
-        u = F.normalize(xc - mu, dim=-1) * has_mean[..., None]
+        u = F.normalize(xc - mu, dim=-1) * (has_mean * rc)[..., None]
         sq = (u @ u.transpose(-1, -2)).square()  # (u_p·u_p')²
         a = lp * ((u @ p_tr) * u).sum(-1) + (sq * ll).sum(-1)
         mass = lp * torch.diagonal(p_tr, dim1=-2, dim2=-1).sum(-1)[..., None]
         mass = mass + u.square().sum(-1) @ ll.T
-        seen = mass > 0
+        seen = (mass > 0) & (rc > 0)
         ratio = torch.where(seen, a / torch.where(seen, mass, 1.0), 0.0)
         seen_f = seen.to(dt)
         g_num = gp * g_sum[..., None] + (ratio * seen_f) @ lg.T + _BASELINE_PRIOR / d
         g_den = gp * g_w[..., None] + seen_f @ lg.T + _BASELINE_PRIOR
         g = g_num / g_den
-        chunks.append((a - mass * g).clamp_min(0.0) / (1.0 - g).clamp_min(1e-6))
+        chunks.append(rc * (a - mass * g).clamp_min(0.0) / (1.0 - g).clamp_min(1e-6))
         # carry the sums past the chunk
         wl = torch.pow(decay, n - 1 - pos)
         wg = torch.pow(mean_decay, n - 1 - pos)
         p_tr = decay**n * p_tr + (u * wl[:, None]).transpose(-1, -2) @ u
-        k_sum = mean_decay**n * k_sum + (xc * wg[:, None]).sum(-2)
-        k_w = mean_decay**n * k_w + wg.sum()
+        k_sum = mean_decay**n * k_sum + (xc * (rc * wg)[..., None]).sum(-2)
+        k_w = mean_decay**n * k_w + (rc * wg).sum(-1)
         g_sum = mean_decay**n * g_sum + (ratio * seen_f * wg).sum(-1)
         g_w = mean_decay**n * g_w + (seen_f * wg).sum(-1)
     exposure = torch.cat(chunks, 2) if chunks else x.new_zeros(b, hkv, 0)
@@ -207,9 +214,15 @@ class HabituatingAttention(nn.Module):
             self.count = None
 
     def key_bias(
-        self, k: torch.Tensor, state: HabituationState | None = None
+        self,
+        k: torch.Tensor,
+        state: HabituationState | None = None,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, HabituationState]:
-        """``k [B, T, H_kv, D]`` (pre-RoPE) → ``(key_bias [B, T, H_kv], state)``."""
+        """``k [B, T, H_kv, D]`` (pre-RoPE) → ``(key_bias [B, T, H_kv], state)``.
+
+        ``valid [B, T]`` bool marks real (unpadded) keys; see :func:`habituation_exposure`.
+        """
         check_tensor("k", k, ndim=4, floating=True)
         if self.mode != "content":
             raise ValueError("key_bias needs mode='content' (the published count is per pair)")
@@ -218,7 +231,9 @@ class HabituatingAttention(nn.Module):
             shapes = ((b, hkv, d, d), (b, hkv, d), (b, hkv), (b, hkv), (b, hkv))
             for name, x, shape in zip(state._fields, state, shapes):
                 check_tensor(f"state.{name}", x, shape=shape, device=k.device)
-        exposure, new_state = habituation_exposure(k, self.decay, state, mean_decay=self.mean_decay)
+        exposure, new_state = habituation_exposure(
+            k, self.decay, state, mean_decay=self.mean_decay, valid=valid
+        )
         bias = (-torch.log1p(self.rate * exposure.float())).clamp_min(self.floor)
         return bias.to(k.dtype), new_state
 

@@ -132,8 +132,9 @@ class NeuroAttentionCache(NamedTuple):
         k, v: ``[B, S, H_kv, D]`` keys (after the rotary transform) and values.
         key_bias: ``[B, S, H_kv]`` habituation bias of the cached keys, or None (habituation off).
         habituation: the habituation scan state, or None (habituation off).
-        input_sum: ``[B, d_model]`` sum of the layer inputs so far (neuromodulated gates), or
-            None (gates off).
+        input_sum: ``[B, d_model]`` sum of the real layer inputs so far (neuromodulated gates),
+            or None (gates off).
+        input_count: ``[B]`` their number, or None (gates off).
     """
 
     k: torch.Tensor
@@ -141,6 +142,7 @@ class NeuroAttentionCache(NamedTuple):
     key_bias: torch.Tensor | None
     habituation: HabituationState | None
     input_sum: torch.Tensor | None
+    input_count: torch.Tensor | None
 
 
 class NeuroAttentionOutput(NamedTuple):
@@ -206,10 +208,11 @@ class NeuroAttention(nn.Module):
             key_bias = torch.zeros(batch, 0, hkv, device=device, dtype=dtype)
             # the scan state of no keys: all sums and weights zero
             habituation = habituation_exposure(kv, self.habituation.decay)[1]
-        input_sum = None
+        input_sum = input_count = None
         if self.gates is not None:
             input_sum = torch.zeros(batch, c.d_model, device=device, dtype=dtype)
-        return NeuroAttentionCache(kv, kv, key_bias, habituation, input_sum)
+            input_count = torch.zeros(batch, device=device, dtype=dtype)
+        return NeuroAttentionCache(kv, kv, key_bias, habituation, input_sum, input_count)
 
     def forward(
         self,
@@ -220,6 +223,7 @@ class NeuroAttention(nn.Module):
         prev_entropy: torch.Tensor | None = None,
         rotary: Rotary | None = None,
         cache: NeuroAttentionCache | None = None,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> NeuroAttentionOutput:
         """``x [B, T, d] → NeuroAttentionOutput``.
 
@@ -234,14 +238,31 @@ class NeuroAttention(nn.Module):
             cache: decoding state from :meth:`new_cache` or a previous call; the output then
                 carries the extended cache. Prefix then one token at a time gives the outputs of
                 the whole sequence at once, with every mechanism (test).
+            key_padding_mask: ``[B, S + T]`` bool over the cached and new keys, True for real
+                tokens (left padding for batches of different lengths). Padded keys are masked
+                (a query still sees itself), and padded inputs take no part in habituation or in
+                the gates' prefix mean; outputs at padded positions are finite but meaningless.
+                Windows and the pair gate count positions in the padded layout.
         """
         c = self.config
         check_tensor("x", x, ndim=3, shape=(None, None, c.d_model), floating=True)
         b, t, _ = x.shape
         h, hkv, d = c.num_heads, c.kv_heads, c.dim_head
+        past = 0
         if cache is not None:
             check_tensor("cache.k", cache.k, ndim=4, shape=(b, None, hkv, d), device=x.device)
             check_tensor("cache.v", cache.v, shape=tuple(cache.k.shape), device=x.device)
+            past = cache.k.shape[1]
+        valid = None
+        if key_padding_mask is not None:
+            check_tensor(
+                "key_padding_mask",
+                key_padding_mask,
+                shape=(b, past + t),
+                dtype=torch.bool,
+                device=x.device,
+            )
+            valid = key_padding_mask[:, past:]
         q = self.wq(x).view(b, t, h, d)
         k = self.wk(x).view(b, t, hkv, d)
         v = self.wv(x).view(b, t, hkv, d)
@@ -249,7 +270,7 @@ class NeuroAttention(nn.Module):
         if self.habituation is not None:
             # habituation compares key content, which RoPE would make position-dependent
             key_bias, habituation = self.habituation.key_bias(
-                k, None if cache is None else cache.habituation
+                k, None if cache is None else cache.habituation, valid
             )
             if cache is not None:
                 if cache.key_bias is None:
@@ -270,12 +291,14 @@ class NeuroAttention(nn.Module):
         gain = None if head_gain is None else head_gain.to(q.dtype)
         if self.scaling is not None:
             gain = self._mul(gain, self.scaling.gain().to(q.dtype))
-        input_sum = None
+        input_sum = input_count = None
         if self.gates is not None:
-            if cache is None:
-                gates, input_sum = self.gates.continue_prefix(x)
-            else:
-                gates, input_sum = self.gates.continue_prefix(x, cache.input_sum, cache.k.shape[1])
+            gates, input_sum, input_count = self.gates.continue_prefix(
+                x,
+                None if cache is None else cache.input_sum,
+                None if cache is None else cache.input_count,
+                valid,
+            )
             gain = self._mul(gain, gates.to(q.dtype))
         pair = self.pair(q, k) if self.pair is not None else None
         want_entropy = c.return_entropy or self.entropy_vote is not None
@@ -291,6 +314,7 @@ class NeuroAttention(nn.Module):
                 head_gain=gain,
                 return_entropy=True,
                 backend=c.backend,
+                key_padding_mask=key_padding_mask,
             )
             if want_entropy
             else (
@@ -304,6 +328,7 @@ class NeuroAttention(nn.Module):
                     pair_gate=pair,
                     head_gain=gain,
                     backend=c.backend,
+                    key_padding_mask=key_padding_mask,
                 ),
                 None,
             )
@@ -321,7 +346,7 @@ class NeuroAttention(nn.Module):
             y = heads.reshape(b, t, h * d)
         new_cache = None
         if cache is not None:
-            new_cache = NeuroAttentionCache(k, v, key_bias, habituation, input_sum)
+            new_cache = NeuroAttentionCache(k, v, key_bias, habituation, input_sum, input_count)
         return NeuroAttentionOutput(self.wo(y), entropy if c.return_entropy else None, new_cache)
 
     @staticmethod

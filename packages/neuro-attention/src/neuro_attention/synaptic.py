@@ -85,42 +85,63 @@ class NeuromodulatedAttention(nn.Module):
         return self.continue_prefix(x)[0]
 
     def continue_prefix(
-        self, x: torch.Tensor, prefix_sum: torch.Tensor | None = None, prefix_len: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gates of positions ``prefix_len … prefix_len + T − 1`` given the inputs before them.
+        self,
+        x: torch.Tensor,
+        prefix_sum: torch.Tensor | None = None,
+        prefix_count: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gates of the positions after a prefix, given the sum and count of its inputs.
 
-            c_t = (prefix_sum + Σ_{s≤t} x_s) / (prefix_len + t)
+            c_t = (prefix_sum + Σ_{s≤t} m_s x_s) / max(1, prefix_count + Σ_{s≤t} m_s)
+
+        with m_s = 1 for real tokens and 0 for padding (``valid``), so padding never enters the
+        mean (a padded position's own gate is finite but meaningless).
 
         Args:
             x: ``[B, T, d]`` the new positions.
-            prefix_sum: ``[B, d]`` sum of the earlier inputs, or None (no earlier positions).
-            prefix_len: number of earlier positions.
+            prefix_sum: ``[B, d]`` sum of the earlier real inputs, or None (no earlier ones).
+            prefix_count: ``[B]`` number of earlier real inputs, or None (0).
+            valid: ``[B, T]`` bool, False for padding, or None (all real).
 
         Returns:
-            ``(gates [B, T, H], prefix_sum + Σ_t x_t [B, d])``; decoding one chunk at a time
-            gives the gates of the whole sequence.
+            ``(gates [B, T, H], sum [B, d], count [B])`` of everything so far; decoding one
+            chunk at a time gives the gates of the whole sequence.
         """
         check_tensor("x", x, ndim=3, shape=(None, None, self.fc1.in_features), floating=True)
-        if prefix_sum is not None or prefix_len:
-            if self.context == "sequence_mean":
+        b, t, d = x.shape
+        if self.context == "sequence_mean":
+            if prefix_sum is not None or prefix_count is not None or valid is not None:
                 raise ValueError(
-                    "context='sequence_mean' (published) needs the whole sequence: "
+                    "context='sequence_mean' (published) needs the whole unpadded sequence: "
                     "it cannot continue a prefix"
                 )
-            if prefix_sum is None:
-                raise ValueError("prefix_sum is required when prefix_len > 0")
-            check_tensor("prefix_sum", prefix_sum, shape=(x.shape[0], x.shape[2]))
-        total = x.sum(1) if prefix_sum is None else prefix_sum + x.sum(1)
-        if self.context == "sequence_mean":
             context = x.mean(dim=1, keepdim=True).expand_as(x)
-        else:
-            t0 = prefix_len + 1
-            steps = torch.arange(t0, t0 + x.shape[1], device=x.device, dtype=x.dtype)[None, :, None]
-            cum = x.cumsum(dim=1)
-            if prefix_sum is not None:
-                cum = cum + prefix_sum[:, None].to(x.dtype)
-            context = cum / steps
-        return torch.sigmoid(self.fc2(F.silu(self.fc1(context)))), total
+            gates = torch.sigmoid(self.fc2(F.silu(self.fc1(context))))
+            return gates, x.sum(1), x.new_full((b,), float(t))
+        if prefix_sum is not None:
+            check_tensor("prefix_sum", prefix_sum, shape=(b, d), device=x.device)
+        if prefix_count is not None:
+            check_tensor("prefix_count", prefix_count, shape=(b,), device=x.device)
+        if valid is not None:
+            check_tensor("valid", valid, shape=(b, t), dtype=torch.bool, device=x.device)
+        m = x.new_ones(b, t) if valid is None else valid.to(x.dtype)
+        cum = (x * m[..., None]).cumsum(dim=1)
+        count = m.cumsum(dim=1)
+        if prefix_sum is not None:
+            cum = cum + prefix_sum[:, None].to(x.dtype)
+        if prefix_count is not None:
+            count = count + prefix_count[:, None].to(x.dtype)
+        context = cum / count.clamp_min(1.0)[..., None]
+        gates = torch.sigmoid(self.fc2(F.silu(self.fc1(context))))
+        if t == 0:
+            zero = x.new_zeros(b)
+            return (
+                gates,
+                (prefix_sum if prefix_sum is not None else x.new_zeros(b, d)),
+                (prefix_count if prefix_count is not None else zero),
+            )
+        return gates, cum[:, -1], count[:, -1]
 
 
 class SynapticModulationMatrix(nn.Module):
