@@ -234,6 +234,8 @@ def test_unsupported_rules_and_bad_input_raise() -> None:
     state = ev.init(w)
     with pytest.raises(ValueError, match="pre"):
         ev.on_spikes(0, torch.tensor([0.0]), torch.tensor([0]), state, w)
+    with pytest.raises(ValueError, match=r"post indices must lie in \[0, 4\)"):
+        ev.on_spikes(0, torch.tensor([0]), torch.tensor([4]), state, w)
     _, _, state = ev.on_spikes(10**6, torch.tensor([0]), torch.tensor([0]), state, w)
     mod = event_driven(RULES["modulated_clip"](), topo)
     with pytest.raises(ValueError, match="modulator is required"):

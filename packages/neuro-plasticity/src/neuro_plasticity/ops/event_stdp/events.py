@@ -153,6 +153,14 @@ class EventPairSTDP:
         check_tensor("pre", pre, ndim=1, dtype=torch.int64)
         check_tensor("post", post, ndim=1, dtype=torch.int64)
         q_idx, p_idx = pre.numpy(), post.numpy()
+        for name, idx, n in (
+            ("pre", q_idx, self.topology.n_pre),
+            ("post", p_idx, self.topology.n_post),
+        ):
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+                raise ValueError(
+                    f"{name} indices must lie in [0, {n}), got {idx.min()}..{idx.max()}"
+                )
         big_x, big_y, origin = state.x_pre.numpy(), state.y_post.numpy(), state.origin.numpy()
         t, t0 = int(step), int(origin[0])
         if t < t0:
