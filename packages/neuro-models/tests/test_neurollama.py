@@ -260,9 +260,12 @@ def test_no_exit_is_the_full_model_and_counts_the_full_compute() -> None:
     want = (torch.logsumexp(logits, -1) - logits.gather(-1, tokens[:, 1:, None])[..., 0]).flatten()
     torch.testing.assert_close(res.nll.float(), want, atol=1e-4, rtol=1e-4)
     assert set(res.layers.tolist()) == {4}
-    # every exit checked costs a d·V head on top of the full model
+    assert torch.equal(res.flops, res.full_flops)
+    # a threshold above 1 checks every exit and never takes one: two d·V heads on top
+    over = early_exit_decode(model, tokens, 1.5)
+    torch.testing.assert_close(over.nll, res.nll)
     c = model.spec
-    assert (res.flops - res.full_flops).tolist() == [2 * 2 * c.d_model * c.vocab_size] * 18
+    assert (over.flops - over.full_flops).tolist() == [2 * 2 * c.d_model * c.vocab_size] * 18
     torch.testing.assert_close(truncated_nll(model, tokens, 4), want, atol=1e-4, rtol=1e-4)
 
 

@@ -3,7 +3,8 @@
 Layout of a bundle folder::
 
     model.safetensors   the weights (fp32, or bf16 to halve the file; tied tensors stored once)
-    model.json          {"format": 1, "kind": "llama" | "ncn", "config": cfg.to_dict(),
+    model.json          {"format": 1, "kind": "llama" | "ncn" | "neurollama" | "decoder",
+                         "config": cfg.to_dict(),
                          "meta": {free JSON}, "dtype": "fp32" | "bf16",
                          "files": {"model.safetensors": sha256, "tokenizer.json": sha256}}
     tokenizer.json      the tokenizer's ``to_json()``
@@ -32,8 +33,10 @@ from torch import nn
 from neuro_models._fileio import atomic_directory, fsync_write, sha256_file
 from neuro_models.config import LlamaConfig
 from neuro_models.data.tokenizers import Tokenizer, load_tokenizer
+from neuro_models.decoder import Decoder, DecoderConfig
 from neuro_models.llama import Llama
 from neuro_models.ncn import NCNConfig, NCNModel
+from neuro_models.neurollama import NeuroLlama, NeuroLlamaConfig
 
 __all__ = ["Bundle", "BundleError", "BundleKind", "load_bundle", "save_bundle"]
 
@@ -43,13 +46,16 @@ SPEC_FILE = "model.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 #: The model classes a bundle can hold.
-BundleKind = Literal["llama", "ncn"]
+BundleKind = Literal["llama", "ncn", "neurollama", "decoder"]
 #: How weights are stored: ``"fp32"`` (exact) or ``"bf16"`` (half the size, rounded).
 StorageDtype = Literal["fp32", "bf16"]
 
-_KINDS: dict[str, tuple[type[nn.Module], type[LlamaConfig] | type[NCNConfig]]] = {
+ModelConfig = LlamaConfig | NCNConfig | NeuroLlamaConfig | DecoderConfig
+_KINDS: dict[str, tuple[type[nn.Module], type[ModelConfig]]] = {
     "llama": (Llama, LlamaConfig),
     "ncn": (NCNModel, NCNConfig),
+    "neurollama": (NeuroLlama, NeuroLlamaConfig),
+    "decoder": (Decoder, DecoderConfig),
 }
 _DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -66,7 +72,7 @@ class Bundle:
     Attributes:
         model: the model, fp32, in ``eval()`` mode, on the requested device.
         tokenizer: the tokenizer it was trained with.
-        kind: ``"llama"`` or ``"ncn"``.
+        kind: ``"llama"``, ``"ncn"``, ``"neurollama"`` or ``"decoder"``.
         config: the model config (:class:`LlamaConfig` or :class:`NCNConfig`).
         meta: the free-form JSON metadata given to :func:`save_bundle`.
         path: the bundle folder.
@@ -75,17 +81,24 @@ class Bundle:
     model: nn.Module
     tokenizer: Tokenizer
     kind: BundleKind
-    config: LlamaConfig | NCNConfig
+    config: ModelConfig
     meta: dict[str, Any]
     path: Path
 
 
-def _kind_of(model: nn.Module) -> tuple[BundleKind, LlamaConfig | NCNConfig]:
+def _kind_of(model: nn.Module) -> tuple[BundleKind, ModelConfig]:
     if isinstance(model, Llama):
         return "llama", model.config
     if isinstance(model, NCNModel):
         return "ncn", model.config
-    raise ValueError(f"model must be a Llama or an NCNModel, got {type(model).__name__}")
+    if isinstance(model, NeuroLlama):
+        return "neurollama", model.config
+    if type(model) is Decoder:
+        return "decoder", model.spec
+    raise ValueError(
+        "model must be a Llama, an NCNModel, a NeuroLlama or a plain Decoder, "
+        f"got {type(model).__name__}"
+    )
 
 
 def _unique_tensors(

@@ -375,16 +375,20 @@ def write(
     report_path: Path | None = None,
 ) -> Path:
     """Write results.json, runs.csv, curves.png and REPORT.md; return the report's path."""
+    report_path = report_path or out / "REPORT.md"
+    rel = os.path.relpath(out, report_path.parent)
+    rel = "." if rel == "." else rel
     extra_md, extra_verdicts = "", list[dict[str, str]]()
     if exp.report is not None:
         extra_md, extra_verdicts = exp.report(summary, runs)
+        # "{results}" in the hook's markdown is the results folder, relative to the report.
+        extra_md = extra_md.replace("{results}", rel)
+    if exp.plots is not None:
+        exp.plots(summary, runs, out)
     summary["other_verdicts"] = list(extra_verdicts)
-    report_path = report_path or out / "REPORT.md"
     atomic_write_bytes(out / "results.json", json.dumps(summary, indent=1).encode())
     atomic_write_bytes(out / "runs.csv", runs_csv(runs, sweep).encode())
     plot_curves(summary, out / "curves.png")
-    rel = os.path.relpath(out, report_path.parent)
-    rel = "." if rel == "." else rel
     text = render(summary, extra_md, f"{rel}/curves.png", rel, _repo_relative(out))
     atomic_write_bytes(report_path, text.encode())
     return report_path

@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -214,7 +215,10 @@ class Experiment:
             probes); its output lands in the run's result under ``"analysis"``.
         report: optional ``(summary, main runs) -> (markdown, verdicts)``: a section appended to
             the generated report and its verdicts ``{"claim", "outcome", "reason"}`` (claims that
-            are not NLL comparisons, computed from the results, never hard-coded).
+            are not NLL comparisons, computed from the results, never hard-coded); the text
+            ``{results}`` in the markdown becomes the results folder relative to the report.
+        plots: optional ``(summary, main runs, results folder) -> None`` writing figures (PNG)
+            into the results folder, referenced from the report section as ``{results}/NAME``.
         extra: free JSON-able description hashed into the cache (e.g. regularizer weights).
     """
 
@@ -232,6 +236,7 @@ class Experiment:
     analyze: Callable[[Arm, nn.Module, Mapping[str, Any]], dict[str, Any]] | None = None
     report: Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]],
                      tuple[str, list[dict[str, str]]]] | None = None  # fmt: skip
+    plots: Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], Path], None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -19,7 +19,9 @@ from neuro_models.neurollama.model import NeuroLlama, training_loss
 from neuro_models.neurollama.presets import (
     OverheadRow,
     build_meta,
+    count_total,
     format_table,
+    match_ffn,
     overhead_table,
     parameter_groups,
 )
@@ -33,8 +35,10 @@ __all__ = [
     "SynapticMode",
     "build_meta",
     "calibrate_exits",
+    "count_total",
     "early_exit_decode",
     "format_table",
+    "match_ffn",
     "neurollama_8b",
     "neurollama_70b",
     "neurollama_405b",

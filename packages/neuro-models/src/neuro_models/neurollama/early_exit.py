@@ -79,8 +79,8 @@ def early_exit_decode(
 ) -> ExitResult:
     """Teacher-forced token-by-token decoding of ``tokens [B, T]`` with per-token exits.
 
-    Scores targets ``tokens[:, 1:]``; ``threshold`` None (or > 1) never exits (the full model
-    through the same code path). Rows are decoded one at a time (batch 1), as a latency-bound
+    Scores targets ``tokens[:, 1:]``; ``threshold`` None runs the full model through the same code
+    path without checking any exit (so its compute is exactly the full model's). Rows are decoded one at a time (batch 1), as a latency-bound
     decoder would.
 
     Raises:
@@ -117,7 +117,7 @@ def early_exit_decode(
                         continue
                     x = block(x, ctx)
                     cost += _block_flops(model, t + 1)
-                    if layer in exits:
+                    if threshold is not None and layer in exits:
                         z = model.exit_logits(x[0, -1], exits[layer]).float()
                         cost += head
                         if float(z.softmax(-1).max()) >= thr:

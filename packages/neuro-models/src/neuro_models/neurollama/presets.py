@@ -96,3 +96,28 @@ def format_table(rows: list[OverheadRow]) -> str:
         per = "" if r.per_layer is None else f"{r.per_layer:,}"
         lines.append(f"| {r.name} | {r.total:,} | {per} |")
     return "\n".join(lines)
+
+
+def count_total(config: NeuroLlamaConfig) -> int:
+    """Every trainable parameter of ``NeuroLlama(config)`` (training-only heads included)."""
+    return sum(parameter_groups(build_meta(config)).values())
+
+
+def match_ffn(config: NeuroLlamaConfig, target: int, tolerance: float = 0.02) -> NeuroLlamaConfig:
+    """``config`` with the SwiGLU width (a multiple of 8) whose total count is closest to
+    ``target`` (the count is linear in ``ffn_dim``: 3·d·L per unit).
+
+    Raises:
+        ValueError: no multiple of 8 lands within ``tolerance`` of ``target``.
+    """
+    per_unit = 3 * config.hidden_dim * config.num_layers
+    fixed = count_total(config) - per_unit * config.ffn_dim
+    exact = (target - fixed) / per_unit
+    best = max(8, 8 * round(exact / 8))
+    total = fixed + per_unit * best
+    if abs(total - target) / target > tolerance:
+        raise ValueError(
+            f"target: cannot match {target:,} parameters within {tolerance:.0%} by ffn_dim "
+            f"(best {best} gives {total:,})"
+        )
+    return config.replace(ffn_dim=best)
