@@ -53,10 +53,10 @@ THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 SCALES = {
     "smoke": smoke_scale(),
-    # 800 steps x 6 x 320 = 1.54M tokens per run (the baseline-tinystories budget); context 320
-    # so that 16 + 256 generated tokens stay inside the trained length.
+    # 600 steps x 6 x 320 = 1.15M tokens per run (10 arms x 3.75 runs fit a 2-core session);
+    # context 320 so that 16 + 256 generated tokens stay inside the trained length.
     "cpu": Scale(
-        name="cpu", steps=800, batch_size=6, seq_len=320, seeds=(0, 1, 2),
+        name="cpu", steps=600, batch_size=6, seq_len=320, seeds=(0, 1, 2),
         lr_grid=(1.5e-3, 3e-3, 6e-3), dev_tokens=32_768, eval_tokens=None, curve_tokens=32_768,
         note="about 0.3% of one TinyStories epoch; a small-model ablation, not the 8B design.",
     ),
