@@ -848,6 +848,10 @@ def test_neuro_attention_config_rejects_bad_fields() -> None:
         NeuroAttentionConfig(d_model=8, num_heads=4, num_kv_heads=3)
     with pytest.raises(ValueError, match="voting"):
         NeuroAttentionConfig(d_model=8, num_heads=2, voting="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gate_context"):
+        NeuroAttentionConfig(d_model=8, num_heads=2, gate_context="sequence_mean")
+    with pytest.raises(ValueError, match="gate_context"):
+        NeuroAttentionConfig(d_model=8, num_heads=2, neuromodulated_gates=True, gate_context="x")  # type: ignore[arg-type]
     m = NeuroAttention(NeuroAttentionConfig(d_model=8, num_heads=2, adaptive_temperature=True))
     with pytest.raises(ValueError, match="prev_entropy"):
         m(torch.randn(1, 3, 8))

@@ -50,6 +50,8 @@ class NeuroAttentionConfig:
         window: sliding-window mask size, or None.
         synaptic_scaling: learnable per-head gain α (:class:`SynapticScaling`).
         neuromodulated_gates: per-token head gates from the prefix mean (:class:`NeuromodulatedAttention`).
+        gate_context: ``"prefix_mean"`` (ours) or ``"sequence_mean"`` (published: the gates see
+            the whole sequence, non-causal; no cache or padding).
         pair_gate_window: W of the synaptic modulation matrix, or None for off.
         habituation: content-based key habituation (:class:`HabituatingAttention`) on the keys
             before RoPE.
@@ -72,6 +74,7 @@ class NeuroAttentionConfig:
     window: int | None = None
     synaptic_scaling: bool = False
     neuromodulated_gates: bool = False
+    gate_context: Literal["prefix_mean", "sequence_mean"] = "prefix_mean"
     pair_gate_window: int | None = None
     habituation: bool = False
     habituation_rate: float = 0.1
@@ -98,6 +101,12 @@ class NeuroAttentionConfig:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by num_heads or head_dim given"
             )
+        if self.gate_context not in ("prefix_mean", "sequence_mean"):
+            raise ValueError(
+                f"gate_context must be 'prefix_mean' or 'sequence_mean', got {self.gate_context!r}"
+            )
+        if self.gate_context != "prefix_mean" and not self.neuromodulated_gates:
+            raise ValueError("gate_context is set but neuromodulated_gates is off")
         if self.voting not in ("none", "entropy", "confidence"):
             raise ValueError(
                 f"voting must be 'none', 'entropy' or 'confidence', got {self.voting!r}"
@@ -172,7 +181,11 @@ class NeuroAttention(nn.Module):
         self.wv = nn.Linear(c.d_model, hkv * d, bias=c.bias)
         self.wo = nn.Linear(d if c.voting != "none" else h * d, c.d_model, bias=c.bias)
         self.scaling = SynapticScaling(h) if c.synaptic_scaling else None
-        self.gates = NeuromodulatedAttention(c.d_model, h) if c.neuromodulated_gates else None
+        self.gates = (
+            NeuromodulatedAttention(c.d_model, h, context=c.gate_context)
+            if c.neuromodulated_gates
+            else None
+        )
         self.pair = (
             SynapticModulationMatrix(d, window=c.pair_gate_window) if c.pair_gate_window else None
         )

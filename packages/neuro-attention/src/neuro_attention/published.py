@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from neuro_attention.habituation import HabituatingAttention
+from neuro_attention.layer import NeuroAttention, NeuroAttentionConfig
 from neuro_attention.synaptic import NeuromodulatedAttention
 
 if TYPE_CHECKING:
@@ -125,6 +126,37 @@ def published_behaviours() -> tuple[PublishedBehaviour, ...]:
                 "the gates come from the mean of the layer input over the whole sequence, so "
                 "every position sees future tokens"
             ),
+            breaks=breaks,
+            ours=ours,
+            published=pub,
+        )
+    )
+    breaks = frozenset({"causality"})
+    ours, pub = _pair(
+        "NeuroAttention[gates]",
+        lambda: NeuroAttention(
+            NeuroAttentionConfig(
+                d_model=_DM, num_heads=_H, num_kv_heads=_HKV, neuromodulated_gates=True
+            )
+        ),
+        lambda: NeuroAttention(
+            NeuroAttentionConfig(
+                d_model=_DM,
+                num_heads=_H,
+                num_kv_heads=_HKV,
+                neuromodulated_gates=True,
+                gate_context="sequence_mean",
+            )
+        ),
+        lambda g, b, t: _randn(g, b, t, _DM),
+        breaks,
+        forward=lambda m, x: m(x).out,
+    )
+    out.append(
+        PublishedBehaviour(
+            mechanism="NeuroAttention[gates]",
+            flag='gate_context="sequence_mean"',
+            reason="the layer's neuromodulated gates use the whole-sequence mean (see above)",
             breaks=breaks,
             ours=ours,
             published=pub,

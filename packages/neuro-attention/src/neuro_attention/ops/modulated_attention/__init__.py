@@ -17,7 +17,6 @@ Finiteness checks of the modulation inputs follow :mod:`neuro_core.validation`: 
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, overload
 
 import torch
@@ -38,11 +37,14 @@ _SUPPORTED: tuple[str, ...] = ("auto", "reference", "sdpa", "blockwise", "triton
 PairGate = tuple[torch.Tensor, torch.Tensor, int]
 
 
-@functools.cache
-def _sdpa_has_gqa() -> bool:
-    # enable_gqa appeared in torch 2.5; SDPA is a builtin without an inspectable signature
-    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
-    return (major, minor) >= (2, 5)
+def _torch_at_least(major: int, minor: int) -> bool:
+    have = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+    return have >= (major, minor)
+
+
+# enable_gqa appeared in torch 2.5; SDPA is a builtin without an inspectable signature. A module
+# constant, not a cached function, so that torch.compile does not warn about the cache wrapper.
+_SDPA_HAS_GQA = _torch_at_least(2, 5)
 
 
 def _check_int(name: str, value: object) -> int:
@@ -106,7 +108,7 @@ def _sdpa(q, k, v, causal, query_scale, head_gain, pad):  # type: ignore[no-unty
         causal = False
     if group == 1:
         out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, is_causal=causal)
-    elif _sdpa_has_gqa():
+    elif _SDPA_HAS_GQA:
         out = F.scaled_dot_product_attention(
             qt, kt, vt, attn_mask=mask, is_causal=causal, enable_gqa=True
         )
