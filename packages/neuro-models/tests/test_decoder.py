@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from neuro_core.testing import ContractSpec, check_contract
 from neuro_models import Llama, LlamaConfig
-from neuro_models.decoder import Decoder, DecoderConfig, Part, registered
+from neuro_models.decoder import Decoder, DecoderConfig, Part, register_mixer, registered
 from neuro_models.generate import SamplingConfig, generate
 from neuro_models.ncn import ControlConfig, NCNConfig, NCNModel
 
@@ -327,10 +327,28 @@ def test_adapted_parts_keep_the_contracts(name: str, contract: str) -> None:
     check_contract(spec, contract)
 
 
+class _Causal(torch.nn.Module):
+    """A mixer without incremental decoding: the causal running mean of its input."""
+
+    supports_cache = False
+
+    def __init__(self, config: DecoderConfig, layer: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, x, ctx, precision=None, gain=None):  # type: ignore[no-untyped-def]
+        n = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
+        return self.proj(x.cumsum(1) / n)
+
+
+if "test_running_mean" not in registered("mixer"):
+    register_mixer("test_running_mean", _Causal)
+
+
 def test_mixers_without_a_cache_say_so_and_generate_by_recomputation() -> None:
     torch.manual_seed(0)
-    model = Decoder(_mixed(*PARTS["hebbian"])).eval()
-    with pytest.raises(ValueError, match="layer 1: mixer HebbianMixer has no incremental"):
+    model = Decoder(_mixed(Part("test_running_mean"))).eval()
+    with pytest.raises(ValueError, match="layer 1: mixer _Causal has no incremental"):
         model.new_cache(1)
     out = generate(model, [[1, 2, 3]], SamplingConfig(max_new_tokens=4, temperature=0),
                    use_cache=False)  # fmt: skip
@@ -338,3 +356,15 @@ def test_mixers_without_a_cache_say_so_and_generate_by_recomputation() -> None:
     for t in out[0]:
         assert int(model(tokens)[0, -1].argmax()) == t
         tokens = torch.cat([tokens, torch.tensor([[t]])], 1)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", ["neuro_attention", "hebbian"])
+def test_adapted_mixers_decode_with_the_cache(name: str) -> None:
+    torch.manual_seed(0)
+    model = Decoder(_mixed(*PARTS[name])).eval()
+    x = torch.randint(0, 40, (2, 10))
+    cache = model.new_cache(2)
+    parts = [model(x[:, :4], cache=cache)] + [model(x[:, i : i + 1], cache=cache)
+                                               for i in range(4, 10)]  # fmt: skip
+    torch.testing.assert_close(torch.cat(parts, 1), model(x), atol=2e-5, rtol=1e-5)

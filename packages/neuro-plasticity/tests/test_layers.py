@@ -131,3 +131,23 @@ def test_bad_input_names_the_argument() -> None:
         HebbianAttention(8, 2)(torch.randn(1, 3, 6))
     with pytest.raises(ValueError, match="reward"):
         RewardModulatedHebbian(8, 2)(torch.randn(1, 3, 8), torch.randn(1, 4))
+
+
+@pytest.mark.parametrize("split", [(1,), (4, 5), (3, 3, 3, 1, 1)])
+def test_hebbian_attention_decoding_equals_the_whole_sequence(split: tuple[int, ...]) -> None:
+    """Prefix then chunks (down to one token) through ``decode`` give the whole-sequence outputs:
+    the cache carries keys, values, the fast-weight state and the last (q, r) write."""
+    torch.manual_seed(0)
+    m = HebbianAttention(16, 4, lr=0.5, decay=0.9, backend="reference").double()
+    x = torch.randn(2, 11, 16, dtype=torch.float64)
+    full = m(x)
+    outs, cache, lo = [], None, 0
+    for n in (*split, 11 - sum(split)):
+        if n == 0:
+            continue
+        y, cache = m.decode(x[:, lo : lo + n], cache)
+        outs.append(y)
+        lo += n
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+    assert cache is not None
+    assert cache.k.shape[2] == 11

@@ -13,7 +13,12 @@ from neuro_plasticity.homeostasis import (
     synaptic_scaling,
     threshold_adaptation,
 )
-from neuro_plasticity.layers import HebbianAttention, HebbianFastWeights, RewardModulatedHebbian
+from neuro_plasticity.layers import (
+    HebbianAttention,
+    HebbianCache,
+    HebbianFastWeights,
+    RewardModulatedHebbian,
+)
 from neuro_plasticity.ops.event_stdp import EventPairSTDP, EventSTDPState, event_driven
 from neuro_plasticity.ops.fast_weights import FastWeightState, fast_weights, fast_weights_step
 from neuro_plasticity.rule import (
@@ -51,6 +56,7 @@ __all__ = [
     "EventSTDPState",
     "FastWeightState",
     "HebbianAttention",
+    "HebbianCache",
     "HebbianFastWeights",
     "PairSTDPParams",
     "PairTraces",

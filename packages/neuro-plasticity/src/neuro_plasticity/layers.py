@@ -13,6 +13,7 @@ Here H at position t holds only positions < t of the same sequence.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,19 @@ from neuro_plasticity.ops.fast_weights import FastWeightBackend, Normalize, fast
 def _shift(x: torch.Tensor) -> torch.Tensor:
     """``x[:, t−1]`` at position t (zeros at t = 0), for exclusive fast-weight reads."""
     return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+
+
+class HebbianCache(NamedTuple):
+    """Decoding state of :class:`HebbianAttention` after S positions: keys and values
+    ``[B, H, S, D]``, the fast-weight state ``[B, H, D, D]`` (fp32) holding the writes of
+    positions < S − 1, and the last position's query and read key ``[B, 1, H, D]`` (its write
+    enters at the next position)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    state: torch.Tensor
+    last_q: torch.Tensor
+    last_read: torch.Tensor
 
 
 class HebbianAttention(nn.Module):
@@ -68,37 +82,64 @@ class HebbianAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def _attend(self, x: torch.Tensor, strength: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self,
+        x: torch.Tensor,
+        strength: torch.Tensor | None,
+        cache: HebbianCache | None = None,
+    ) -> tuple[torch.Tensor, HebbianCache]:
         check_tensor(
             "x", x, ndim=3, shape=(None, None, self.n_heads * self.head_dim), floating=True
         )
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).unbind(2)
         scale = 1.0 / math.sqrt(self.head_dim)
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         qh, kh, vh = (z.transpose(1, 2) for z in (q, k, v))  # [B, H, T, D]
+        past = 0
+        prev_q = prev_read = state = None
+        if cache is not None:
+            check_tensor("cache.k", cache.k, ndim=4, shape=(b, self.n_heads, None, self.head_dim))
+            past = cache.k.shape[2]
+            kh, vh = (
+                torch.cat([cache.k.to(kh.dtype), kh], 2),
+                torch.cat([cache.v.to(vh.dtype), vh], 2),
+            )
+            prev_q, prev_read, state = cache.last_q, cache.last_read, cache.state
+        # query i (absolute past + i) sees keys j ≤ past + i
+        causal = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(past)
         logits = (qh @ kh.transpose(-1, -2)) * scale
         a0 = logits.masked_fill(~causal, -math.inf).softmax(-1)
         read = (a0 @ kh).transpose(1, 2)  # r_t, [B, T, H, D]
         s = None if strength is None else _shift(strength[..., None].expand(b, t, self.n_heads))
-        memory, _ = fast_weights(
+        memory, new_state = fast_weights(
             q,
-            _shift(q),
-            _shift(read),
+            _shift(q) if prev_q is None else torch.cat([prev_q.to(q.dtype), q[:, :-1]], 1),
+            _shift(read)
+            if prev_read is None
+            else torch.cat([prev_read.to(q.dtype), read[:, :-1]], 1),
             lr=1.0,
             decay=self.decay,
             strength=s,
+            initial_state=state,
             chunk_size=self.chunk_size,
             backend=self.backend,
         )
         bias = self.lr * (memory.transpose(1, 2) @ kh.transpose(-1, -2))
         attn = (logits + bias).masked_fill(~causal, -math.inf).softmax(-1)
         y = (attn @ vh).transpose(1, 2).reshape(b, t, -1)
-        return self.out(y)
+        return self.out(y), HebbianCache(kh, vh, new_state, q[:, -1:], read[:, -1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, T, dim]`` → ``[B, T, dim]``."""
-        return self._attend(x, None)
+        return self._attend(x, None)[0]
+
+    def decode(
+        self, x: torch.Tensor, cache: HebbianCache | None = None
+    ) -> tuple[torch.Tensor, HebbianCache]:
+        """Incremental decoding: ``x [B, T, dim]`` are the T positions after those in ``cache``
+        (None: none); returns their outputs and the extended cache. A prefix then one token at
+        a time gives exactly the outputs of the whole sequence."""
+        return self._attend(x, None, cache)
 
 
 class RewardModulatedHebbian(HebbianAttention):
@@ -112,7 +153,7 @@ class RewardModulatedHebbian(HebbianAttention):
 
     def forward(self, x: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         check_tensor("reward", reward, shape=x.shape[:2], floating=True, device=x.device)
-        return self._attend(x, reward.to(x.dtype))
+        return self._attend(x, reward.to(x.dtype))[0]
 
 
 class HebbianFastWeights(nn.Module):

@@ -4,9 +4,9 @@ Mixers: ``"neuro_attention"`` (neuro-attention's :class:`~neuro_attention.NeuroA
 of its mechanisms; options are its config fields other than the shape), ``"hebbian"``
 (neuro-plasticity's :class:`~neuro_plasticity.HebbianAttention`). FFNs: ``"spiking"`` and
 ``"hybrid"`` (neuro-spiking's :class:`~neuro_spiking.SpikingFFN` / :class:`~neuro_spiking.HybridFFN`,
-hidden width ``ffn_dim``). None of these mixers decodes incrementally yet (``supports_cache`` is
-False: :meth:`Decoder.new_cache` says so and generation recomputes the prefix), and none accepts
-left padding.
+hidden width ``ffn_dim``). Both mixers decode incrementally: their state (keys, values and the
+mechanisms' running state) lives in ``KVCache.state`` under ``"mixer{layer}"``. The NeuroAttention
+mixer also takes left padding; the Hebbian one does not.
 """
 
 from __future__ import annotations
@@ -23,18 +23,12 @@ from neuro_models.decoder.parts import SequenceContext, register_ffn, register_m
 _SHAPE_FIELDS = ("d_model", "num_heads", "num_kv_heads", "head_dim")
 
 
-def _no_padding(name: str, ctx: SequenceContext) -> None:
-    if ctx.keys is not None or ctx.mask is not None or ctx.cache is not None:
-        raise ValueError(
-            f"{name}: this mixer runs whole unpadded sequences only (no cache, no attention_mask)"
-        )
-
-
 class NeuroAttentionMixer(nn.Module):
     """:class:`~neuro_attention.NeuroAttention` as a token mixer: RoPE from the decoder (applied to
-    q and k inside the layer), the modulator's β and g as ``query_scale`` and ``head_gain``."""
+    q and k inside the layer), the modulator's β and g as ``query_scale`` and ``head_gain``; its
+    decoding cache (:class:`~neuro_attention.NeuroAttentionCache`) kept in ``KVCache.state``."""
 
-    supports_cache = False
+    supports_cache = True
 
     def __init__(self, config: DecoderConfig, layer: int, **options: Any) -> None:
         super().__init__()
@@ -49,6 +43,7 @@ class NeuroAttentionMixer(nn.Module):
                 "which the decoder does not pass yet"
             )
         self.heads = config.n_heads
+        self.key = f"mixer{layer}"
         self.attn = NeuroAttention(
             NeuroAttentionConfig(
                 d_model=config.d_model,
@@ -68,7 +63,6 @@ class NeuroAttentionMixer(nn.Module):
         precision: torch.Tensor | None = None,
         gain: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        _no_padding("neuro_attention", ctx)
         b, t, _ = x.shape
         rotary = None
         if ctx.rope is not None:
@@ -81,20 +75,32 @@ class NeuroAttentionMixer(nn.Module):
         hs = (b, t, self.heads)
         scale = None if precision is None else precision[..., None].to(x.dtype).expand(hs)
         head_gain = None if gain is None else gain[..., None].to(x.dtype).expand(hs)
-        out: torch.Tensor = self.attn(x, query_scale=scale, head_gain=head_gain, rotary=rotary).out
-        return out
+        state = None
+        if ctx.cache is not None:
+            state = ctx.cache.state.get(self.key)
+            if state is None:
+                state = self.attn.new_cache(b, device=x.device, dtype=ctx.cache.k[0].dtype)
+        out = self.attn(x, query_scale=scale, head_gain=head_gain, rotary=rotary, cache=state,
+                        key_padding_mask=ctx.keys)  # fmt: skip
+        if ctx.cache is not None:
+            ctx.cache.state[self.key] = out.cache
+        result: torch.Tensor = out.out
+        return result
 
 
 class HebbianMixer(nn.Module):
     """:class:`~neuro_plasticity.HebbianAttention` (causal attention with a Hebbian fast-weight
-    logit term) as a token mixer; it has its own positional handling (none) and no modulation."""
+    logit term) as a token mixer; it has its own positional handling (none) and no modulation.
+    Decodes incrementally (its :class:`~neuro_plasticity.HebbianCache` in ``KVCache.state``);
+    no left padding."""
 
-    supports_cache = False
+    supports_cache = True
 
     def __init__(self, config: DecoderConfig, layer: int, **options: Any) -> None:
         super().__init__()
         from neuro_plasticity import HebbianAttention
 
+        self.key = f"mixer{layer}"
         self.attn = HebbianAttention(config.d_model, config.n_heads, **options)
 
     def residual_projections(self) -> list[nn.Linear]:
@@ -107,11 +113,16 @@ class HebbianMixer(nn.Module):
         precision: torch.Tensor | None = None,
         gain: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        _no_padding("hebbian", ctx)
+        if ctx.keys is not None:
+            raise ValueError("hebbian: this mixer takes no left padding (attention_mask)")
         if precision is not None or gain is not None:
             raise ValueError("hebbian: this mixer takes no precision/gain modulation")
-        out: torch.Tensor = self.attn(x)
-        return out
+        if ctx.cache is None:
+            out: torch.Tensor = self.attn(x)
+            return out
+        y, state = self.attn.decode(x, ctx.cache.state.get(self.key))
+        ctx.cache.state[self.key] = state
+        return y
 
 
 def _spiking(config: DecoderConfig, layer: int, **options: Any) -> nn.Module:
