@@ -2,8 +2,8 @@
 
 Three kinds of part, each built by a factory registered under a name:
 
-* **token mixer** ``forward(x [B, T, d], ctx: SequenceContext, layer: int, precision, gain) ->
-  [B, T, d]``: mixes information across positions (causally). ``precision`` β ``[B, T]`` scales
+* **token mixer** ``forward(x [B, T, d], ctx: SequenceContext, precision, gain) -> [B, T, d]``:
+  mixes information across positions (causally); it knows its layer index from its factory. ``precision`` β ``[B, T]`` scales
   the attention logits of each query, ``gain`` g ``[B, T]`` multiplies its output (both None when
   no modulator is present; a mixer that cannot take them raises). A mixer that can decode
   incrementally sets ``supports_cache = True`` and reads/writes ``ctx.cache``.
