@@ -20,6 +20,7 @@ from neuro_memory.grid_cells import (
     grid_cell_layout,
     grid_code,
 )
+from neuro_memory.knn import KnnResult, knn_search
 from neuro_memory.place_cells import PlaceCellEncoder, PlaceCellParams, PlaceCode, place_cell_code
 from neuro_memory.retrieval import MemoryRetrieval, RetrievalParams
 from neuro_memory.theta_gamma import (
@@ -40,6 +41,7 @@ __all__ = [
     "GridCellParams",
     "GridCells",
     "GridLayout",
+    "KnnResult",
     "MemoryRetrieval",
     "PlaceCellEncoder",
     "PlaceCellParams",
@@ -56,6 +58,7 @@ __all__ = [
     "grid_cell_layout",
     "grid_code",
     "init_state",
+    "knn_search",
     "place_cell_code",
     "published_theta_gamma_encoding",
     "read",
