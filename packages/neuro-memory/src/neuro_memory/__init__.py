@@ -1,6 +1,14 @@
 """Hippocampal-style memory for sequence models: episodic stores, retrieval, place/grid/time cells
 and theta-gamma positional encoding."""
 
+from neuro_memory.cognitive_map import (
+    CognitiveMap,
+    CognitiveMapParams,
+    init_map,
+    map_insert,
+    map_query,
+    spread_activation,
+)
 from neuro_memory.episodic import (
     EpisodicMemory,
     EpisodicParams,
@@ -34,6 +42,8 @@ from neuro_memory.time_cells import TimeCellParams, TimeCells, time_cell_code
 __version__ = "0.1.0"
 
 __all__ = [
+    "CognitiveMap",
+    "CognitiveMapParams",
     "EpisodicMemory",
     "EpisodicParams",
     "EpisodicState",
@@ -57,11 +67,15 @@ __all__ = [
     "decay",
     "grid_cell_layout",
     "grid_code",
+    "init_map",
     "init_state",
     "knn_search",
+    "map_insert",
+    "map_query",
     "place_cell_code",
     "published_theta_gamma_encoding",
     "read",
+    "spread_activation",
     "theta_gamma_encoding",
     "time_cell_code",
     "write",
