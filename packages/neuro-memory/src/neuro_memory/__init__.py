@@ -9,6 +9,7 @@ from neuro_memory.cognitive_map import (
     map_query,
     spread_activation,
 )
+from neuro_memory.consolidation import Consolidated, ConsolidationParams, consolidate
 from neuro_memory.episodic import (
     EpisodicMemory,
     EpisodicParams,
@@ -28,6 +29,12 @@ from neuro_memory.grid_cells import (
     grid_cell_layout,
     grid_code,
 )
+from neuro_memory.importance import (
+    ImportanceParams,
+    importance_score,
+    novelty,
+    surprise_from_logits,
+)
 from neuro_memory.knn import KnnResult, knn_search
 from neuro_memory.place_cells import PlaceCellEncoder, PlaceCellParams, PlaceCode, place_cell_code
 from neuro_memory.retrieval import MemoryRetrieval, RetrievalParams
@@ -44,6 +51,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CognitiveMap",
     "CognitiveMapParams",
+    "Consolidated",
+    "ConsolidationParams",
     "EpisodicMemory",
     "EpisodicParams",
     "EpisodicState",
@@ -51,6 +60,7 @@ __all__ = [
     "GridCellParams",
     "GridCells",
     "GridLayout",
+    "ImportanceParams",
     "KnnResult",
     "MemoryRetrieval",
     "PlaceCellEncoder",
@@ -64,18 +74,22 @@ __all__ = [
     "TimeCellParams",
     "TimeCells",
     "__version__",
+    "consolidate",
     "decay",
     "grid_cell_layout",
     "grid_code",
+    "importance_score",
     "init_map",
     "init_state",
     "knn_search",
     "map_insert",
     "map_query",
+    "novelty",
     "place_cell_code",
     "published_theta_gamma_encoding",
     "read",
     "spread_activation",
+    "surprise_from_logits",
     "theta_gamma_encoding",
     "time_cell_code",
     "write",
