@@ -88,3 +88,35 @@ def test_from_hf_config_rejects_unsupported_features() -> None:
         to_hf(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="hf_model"):
         from_hf(torch.nn.Linear(2, 2))
+
+
+def test_a_neurollama_backbone_round_trips_through_transformers() -> None:
+    """NeuroLlama with its toggles off (exit heads on: they do not enter the logits) exports its
+    backbone; the HF model's logits equal ours; from_hf gives a Llama whose weights load into the
+    NeuroLlama (same names) and give the same logits."""
+    from neuro_models.neurollama import NeuroLlama, NeuroLlamaConfig
+
+    cfg = NeuroLlamaConfig(vocab_size=50, num_layers=2, hidden_dim=32, num_heads=4, num_kv_heads=2,
+                           ffn_dim=48, max_seq_len=32, exit_layers=(0,)).neuro_off()  # fmt: skip
+    cfg = cfg.replace(early_exit=True)
+    torch.manual_seed(0)
+    model = NeuroLlama(cfg).eval()
+    tokens = torch.randint(0, 50, (2, 9))
+    hf = to_hf(model)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(tokens).logits, model(tokens), atol=1e-4, rtol=1e-4)
+    back = NeuroLlama(cfg).eval()
+    result = back.load_state_dict(from_hf(hf).state_dict(), strict=False)
+    assert all(k.startswith(("exit_norms", "exit_temperature")) for k in result.missing_keys)
+    assert not result.unexpected_keys
+    torch.testing.assert_close(back(tokens), model(tokens), atol=1e-5, rtol=1e-5)
+
+
+def test_a_neurollama_with_a_mechanism_on_is_refused_naming_the_layer() -> None:
+    from neuro_models.neurollama import NeuroLlama, NeuroLlamaConfig
+
+    cfg = NeuroLlamaConfig(vocab_size=50, num_layers=2, hidden_dim=32, num_heads=4, num_kv_heads=2,
+                           ffn_dim=48, max_seq_len=32, exit_layers=(0,)).neuro_off()  # fmt: skip
+    model = NeuroLlama(cfg.replace(synaptic_modulation=True))
+    with pytest.raises(ValueError, match="layer 0 has NeuroAttentionMixer"):
+        to_hf(model)

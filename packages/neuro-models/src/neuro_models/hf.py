@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from neuro_models.config import LlamaConfig
+from neuro_models.decoder import Decoder
 from neuro_models.llama import Attention, Block, Llama, SwiGLU, rope_table
 
 if TYPE_CHECKING:
@@ -99,8 +100,38 @@ def from_hf_config(hf_config: Any) -> LlamaConfig:
     )
 
 
-def _hf_state_dict(model: Llama) -> dict[str, torch.Tensor]:
-    c = model.config
+def llama_config_of(model: Decoder) -> LlamaConfig:
+    """The :class:`LlamaConfig` of a decoder whose forward is a plain Llama: a :class:`Llama`, or
+    any :class:`~neuro_models.decoder.Decoder` (e.g. a NeuroLlama with every toggle off) with RoPE,
+    ``attention`` mixers, ``swiglu`` FFNs, no modulator and no dropout. Extra heads that do not
+    enter the logits (NeuroLlama's exit and prediction heads) are not part of it.
+
+    Raises:
+        ValueError: naming the part that is not a Llama's.
+    """
+    if isinstance(model, Llama):
+        return model.config
+    if not isinstance(model, Decoder):
+        raise ValueError(f"model must be a neuro_models Decoder, got {type(model).__name__}")
+    c = model.spec
+    for i, block in enumerate(model.layers):
+        assert isinstance(block, Block)
+        if not isinstance(block.attn, Attention) or not isinstance(block.mlp, SwiGLU):
+            raise ValueError(
+                f"model: layer {i} has {type(block.attn).__name__}/{type(block.mlp).__name__}, "
+                "not the Llama attention/SwiGLU (turn the neuro toggles off to export the backbone)"
+            )
+    if model.modulator is not None or c.positions != "rope" or c.dropout:
+        raise ValueError("model: a modulator, learned positions or dropout are not a Llama's")
+    return LlamaConfig(vocab_size=c.vocab_size, d_model=c.d_model, n_layers=c.n_layers,
+                       n_heads=c.n_heads, n_kv_heads=c.kv_heads, ffn_dim=c.ffn_dim,
+                       rope_theta=c.rope_theta, norm_eps=c.norm_eps,
+                       tie_embeddings=c.tie_embeddings, max_seq_len=c.max_seq_len,
+                       init_std=c.init_std)  # fmt: skip
+
+
+def _hf_state_dict(model: Decoder) -> dict[str, torch.Tensor]:
+    c = llama_config_of(model)
     q_rows, kv_rows = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
     sd = {"model.embed_tokens.weight": model.embed.weight, "model.norm.weight": model.norm.weight}
     for i, block in enumerate(model.layers):
@@ -125,23 +156,25 @@ def _hf_state_dict(model: Llama) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in sd.items()}
 
 
-def to_hf(model: Llama) -> LlamaForCausalLM:
+def to_hf(model: Decoder) -> LlamaForCausalLM:
     """A ``transformers.LlamaForCausalLM`` with ``model``'s weights (copied), dtype and device.
 
+    ``model``: a :class:`Llama` or any decoder whose forward is a Llama's (see
+    :func:`llama_config_of`; a NeuroLlama backbone with its toggles off).
+
     Raises:
-        ValueError: ``model`` is not a :class:`Llama`.
+        ValueError: ``model`` is not a Llama-shaped decoder.
     """
-    if not isinstance(model, Llama):
-        raise ValueError(f"model must be a neuro_models Llama, got {type(model).__name__}")
+    config = llama_config_of(model)
     transformers = _transformers()
     ref = model.embed.weight
-    hf = transformers.LlamaForCausalLM(to_hf_config(model.config)).to(ref.device, ref.dtype)
+    hf = transformers.LlamaForCausalLM(to_hf_config(config)).to(ref.device, ref.dtype)
     missing, unexpected = hf.load_state_dict(_hf_state_dict(model), strict=False)
     # With tied embeddings HF may list lm_head.weight as missing; it shares embed_tokens.
-    missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_embeddings)]
+    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_embeddings)]
     if missing or unexpected:
         raise RuntimeError(f"HF state dict mismatch: missing {missing}, unexpected {unexpected}")
-    if model.config.tie_embeddings:
+    if config.tie_embeddings:
         hf.tie_weights()
     return hf.eval() if not model.training else hf
 
@@ -189,4 +222,4 @@ def from_hf(hf_model: Any) -> Llama:
     return model.train(hf_model.training)
 
 
-__all__ = ["from_hf", "from_hf_config", "to_hf", "to_hf_config"]
+__all__ = ["from_hf", "from_hf_config", "llama_config_of", "to_hf", "to_hf_config"]
