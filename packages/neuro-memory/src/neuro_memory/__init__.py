@@ -35,6 +35,7 @@ from neuro_memory.importance import (
     novelty,
     surprise_from_logits,
 )
+from neuro_memory.injection import InjectionParams, MemoryInjection
 from neuro_memory.knn import KnnResult, knn_search
 from neuro_memory.place_cells import PlaceCellEncoder, PlaceCellParams, PlaceCode, place_cell_code
 from neuro_memory.retrieval import MemoryRetrieval, RetrievalParams
@@ -45,6 +46,16 @@ from neuro_memory.theta_gamma import (
     theta_gamma_encoding,
 )
 from neuro_memory.time_cells import TimeCellParams, TimeCells, time_cell_code
+from neuro_memory.write_path import (
+    MemoryWriter,
+    MemoryWrites,
+    WriteParams,
+    concat_writes,
+    segment_pool,
+    segment_positions,
+    visibility,
+    writes_from_state,
+)
 
 __version__ = "0.1.0"
 
@@ -61,8 +72,12 @@ __all__ = [
     "GridCells",
     "GridLayout",
     "ImportanceParams",
+    "InjectionParams",
     "KnnResult",
+    "MemoryInjection",
     "MemoryRetrieval",
+    "MemoryWriter",
+    "MemoryWrites",
     "PlaceCellEncoder",
     "PlaceCellParams",
     "PlaceCode",
@@ -73,7 +88,9 @@ __all__ = [
     "ThetaGammaParams",
     "TimeCellParams",
     "TimeCells",
+    "WriteParams",
     "__version__",
+    "concat_writes",
     "consolidate",
     "decay",
     "grid_cell_layout",
@@ -88,9 +105,13 @@ __all__ = [
     "place_cell_code",
     "published_theta_gamma_encoding",
     "read",
+    "segment_pool",
+    "segment_positions",
     "spread_activation",
     "surprise_from_logits",
     "theta_gamma_encoding",
     "time_cell_code",
+    "visibility",
     "write",
+    "writes_from_state",
 ]
