@@ -45,18 +45,22 @@ from neuro_spiking.lif import (
 from neuro_spiking.monitor import ActivityMonitor, PopulationStats
 from neuro_spiking.network import (
     EventPlasticityHook,
+    LogNormalWeights,
     Network,
     NetworkState,
+    NeuromodulatorHook,
     PlasticityHook,
     PoissonInput,
     Population,
     Projection,
     RunResult,
+    SpikeSource,
     random_projection,
 )
 from neuro_spiking.ops.alif_scan import fused_alif_scan
 from neuro_spiking.ops.gif_scan import fused_gif_scan
 from neuro_spiking.ops.lif_scan import LIFScanOutput, fused_lif_scan
+from neuro_spiking.presets import HebLLMRole, hebllm_population
 from neuro_spiking.surrogates import (
     ATan,
     FastSigmoid,
@@ -84,6 +88,7 @@ __all__ = [
     "FastSigmoid",
     "GIFParams",
     "GIFState",
+    "HebLLMRole",
     "HybridFFN",
     "IFParams",
     "Izhikevich",
@@ -92,9 +97,11 @@ __all__ = [
     "LIFParams",
     "LIFScanOutput",
     "LIFState",
+    "LogNormalWeights",
     "MultiBit",
     "Network",
     "NetworkState",
+    "NeuromodulatorHook",
     "PlasticityHook",
     "PoissonInput",
     "Population",
@@ -103,6 +110,7 @@ __all__ = [
     "Rectangular",
     "RunResult",
     "Sigmoid",
+    "SpikeSource",
     "SpikingFFN",
     "Surrogate",
     "Triangle",
@@ -119,6 +127,7 @@ __all__ = [
     "gif_init",
     "gif_scan",
     "gif_step",
+    "hebllm_population",
     "izhikevich_init",
     "izhikevich_scan",
     "izhikevich_step",

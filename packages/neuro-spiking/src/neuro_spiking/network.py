@@ -54,7 +54,7 @@ candidates (see ``_lif_block``); Poisson input draws only its events. On the iss
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -62,6 +62,8 @@ import numpy as np
 import torch
 
 from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_spiking._common import decay, steps
+from neuro_spiking.adaptive_lif import AdaptiveLIFParams
 from neuro_spiking.lif import LIFParams
 
 
@@ -111,28 +113,78 @@ class EventPlasticityHook(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class Population:
-    """A named group of LIF neurons.
+    """A named group of integrate-and-fire neurons.
 
     Attributes:
         name: unique name.
         size: number of neurons (≥ 1).
-        lif: neuron parameters; ``dt_ms`` must equal the network's. Only the hard reset is
-            simulated (``lif.reset`` must be ``"hard"``).
+        lif: neuron parameters; ``dt_ms`` must equal the network's and ``reset`` must be
+            ``"hard"``. The type picks the neuron model: :class:`~neuro_spiking.lif.LIFParams`
+            (fixed threshold θ) or :class:`~neuro_spiking.adaptive_lif.AdaptiveLIFParams`
+            (HebLLM's associative neuron: threshold ``θ₀ + a`` with ``a ← ρ·a + Δθ·s``).
         kind: ``"excitatory"`` (outgoing weights +w) or ``"inhibitory"`` (−w).
+        tau_syn_ms: synaptic time constant of the synapses *onto* this population. 0 (default):
+            delta synapses, an arriving weight is added to the membrane once. > 0: exponential
+            current-based synapses, ``I ← α·I + arrivals`` with ``α = exp(−dt/τ_syn)`` and the
+            membrane receiving ``I`` every step (a weight w arriving at step t adds ``w·α^n`` at
+            step t + n, ``w/(1 − α)`` in total; α = 0 is the delta synapse exactly).
+        weight_gain: every outgoing synapse delivers ``sign · weight_gain · w`` (HebLLM's
+            inhibitory neurons use 1.2; reference-systems.md §2.1). The plasticity hooks see
+            the magnitudes ``w``.
     """
 
     name: str
     size: int
-    lif: LIFParams = field(default_factory=lambda: LIFParams(reset="hard"))
+    lif: LIFParams | AdaptiveLIFParams = field(default_factory=lambda: LIFParams(reset="hard"))
     kind: Literal["excitatory", "inhibitory"] = "excitatory"
+    tau_syn_ms: float = 0.0
+    weight_gain: float = 1.0
 
     def __post_init__(self) -> None:
-        if int(self.size) != self.size or self.size < 1:
-            raise ValueError(f"size must be an integer ≥ 1, got {self.size!r}")
-        if self.kind not in ("excitatory", "inhibitory"):
-            raise ValueError(f"kind must be 'excitatory' or 'inhibitory', got {self.kind!r}")
+        _check_size_kind(self.size, self.kind, self.weight_gain)
+        if not isinstance(self.lif, LIFParams | AdaptiveLIFParams):
+            raise ValueError(
+                f"lif must be LIFParams or AdaptiveLIFParams, got {type(self.lif).__name__}"
+            )
         if self.lif.reset != "hard":
             raise ValueError("lif.reset must be 'hard' in the network simulator")
+        check_positive("tau_syn_ms", self.tau_syn_ms, allow_zero=True)
+
+    @property
+    def model(self) -> Literal["lif", "adaptive_lif"]:
+        """``"adaptive_lif"`` when ``lif`` is :class:`AdaptiveLIFParams`, else ``"lif"``."""
+        return "adaptive_lif" if isinstance(self.lif, AdaptiveLIFParams) else "lif"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpikeSource:
+    """A population of external spike sources: its neurons have no membrane and spike exactly
+    when told (``Network.run(source_spikes={name: [T, size] bool})``), e.g. the sensory neurons
+    driven by tokens. Its spikes propagate through its projections (with their delays) and are
+    seen by the plasticity hooks like any other; no projection may target it.
+
+    Attributes:
+        name, size, kind, weight_gain: as in :class:`Population`.
+    """
+
+    name: str
+    size: int
+    kind: Literal["excitatory", "inhibitory"] = "excitatory"
+    weight_gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_size_kind(self.size, self.kind, self.weight_gain)
+
+
+def _check_size_kind(size: int, kind: str, weight_gain: float) -> None:
+    if int(size) != size or size < 1:
+        raise ValueError(f"size must be an integer ≥ 1, got {size!r}")
+    if kind not in ("excitatory", "inhibitory"):
+        raise ValueError(f"kind must be 'excitatory' or 'inhibitory', got {kind!r}")
+    check_positive("weight_gain", weight_gain)
+
+
+AnyPopulation = Population | SpikeSource
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,12 +263,38 @@ class Projection:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class LogNormalWeights:
+    """Log-normal synaptic weights: ``w = clip(exp(μ + σ·z), w_min, w_max)``, ``z ~ N(0, 1)``.
+
+    Defaults are HebLLM's initialisation (reference-systems.md §2.1): μ = −1.5, σ = 0.5,
+    clipped to [0.01, 1] (median e^−1.5 ≈ 0.22).
+    """
+
+    mu: float = -1.5
+    sigma: float = 0.5
+    w_min: float = 0.01
+    w_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive("sigma", self.sigma, allow_zero=True)
+        check_positive("w_min", self.w_min, allow_zero=True)
+        if not self.w_min < self.w_max:
+            raise ValueError(f"w_min must be < w_max, got {self.w_min} and {self.w_max}")
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n]`` float32 weights drawn with ``generator``."""
+        z = torch.randn(n, generator=generator, dtype=torch.float64)
+        w = (self.mu + self.sigma * z).exp().clamp(self.w_min, self.w_max)
+        return w.float()
+
+
 def random_projection(
-    pre: Population,
+    pre: AnyPopulation,
     post: Population,
     *,
     p: float,
-    weight: float,
+    weight: float | LogNormalWeights,
     delay_ms: float | tuple[float, float],
     dt_ms: float,
     seed: int,
@@ -226,14 +304,16 @@ def random_projection(
 
     Args:
         p: connection probability in [0, 1].
-        weight: magnitude of every synapse (≥ 0).
+        weight: magnitude of every synapse (≥ 0), or a :class:`LogNormalWeights` to draw them
+            (after the connectivity and delays, from the same seeded generator).
         delay_ms: one delay, or ``(low, high)`` for delays uniform on the dt grid in [low, high].
         dt_ms: the network step (delays are rounded to it).
         seed: RNG seed; the same seed gives the same synapses.
         allow_autapses: keep i → i synapses when ``pre is post`` (default False).
     """
     check_in_range("p", p, 0.0, 1.0)
-    check_positive("weight", weight, allow_zero=True)
+    if not isinstance(weight, LogNormalWeights):
+        check_positive("weight", weight, allow_zero=True)
     g = torch.Generator().manual_seed(seed)
     rows, cols = [], []
     chunk = max(1, 2**24 // max(1, pre.size))
@@ -257,13 +337,29 @@ def random_projection(
         d = torch.randint(lo, hi + 1, (nnz,), generator=g).double() * dt_ms
     else:
         d = torch.full((nnz,), float(delay_ms), dtype=torch.float64)
-    return Projection(pre.name, post.name, crow, col, torch.full((nnz,), float(weight)), d.float())
+    if isinstance(weight, LogNormalWeights):
+        w = weight.sample(nnz, g)
+    else:
+        w = torch.full((nnz,), float(weight))
+    return Projection(pre.name, post.name, crow, col, w, d.float())
 
 
 class NetworkState(NamedTuple):
-    """``v [N]`` membranes; ``refractory [N]`` steps left; ``buffer [L, N]`` pending synaptic
-    input by arrival step mod L; ``step`` the number of steps simulated; ``weights`` the current
-    ``[nnz]`` magnitudes per projection; ``hook_states`` per plastic projection."""
+    """The whole simulation state (carries over exactly between runs).
+
+    Attributes:
+        v: ``[N]`` membranes. refractory: ``[N]`` steps left.
+        buffer: ``[L, N]`` pending synaptic input by arrival step mod L.
+        step: the number of steps simulated.
+        weights: the current ``[nnz]`` magnitudes per projection.
+        hook_states: per plastic projection (``None`` elsewhere).
+        i_syn: ``[N]`` synaptic currents of exponential synapses (0 where ``tau_syn_ms = 0``).
+        adaptation: ``[N]`` threshold adaptation ``a`` of adaptive neurons (0 elsewhere).
+        spike_count: ``[N]`` int64 spikes emitted since step 0 (a synapse's activations are its
+            presynaptic neuron's count: every spike is transmitted by all its synapses).
+        alive: ``[nnz]`` bool per projection; False for pruned synapses (weight held at 0).
+        modulation_state: the neuromodulator's state (``None`` without one).
+    """
 
     v: torch.Tensor
     refractory: torch.Tensor
@@ -271,13 +367,42 @@ class NetworkState(NamedTuple):
     step: int
     weights: tuple[torch.Tensor, ...]
     hook_states: tuple[Any, ...]
+    i_syn: torch.Tensor
+    adaptation: torch.Tensor
+    spike_count: torch.Tensor
+    alive: tuple[torch.Tensor, ...]
+    modulation_state: Any
 
 
 class RunResult(NamedTuple):
-    """``spikes``: name → ``[T, n]`` bool; ``n_events``: synaptic events propagated."""
+    """``spikes``: name → ``[T, n]`` bool; ``n_events``: synaptic events propagated;
+    ``v``: name → ``[T, n]`` membrane after each step (after reset; the populations of
+    ``record_v``); ``modulation``: ``[T]`` float64, the third factor handed to the plasticity
+    hooks at each step (NaN where none)."""
 
     spikes: dict[str, torch.Tensor]
     n_events: int
+    v: dict[str, torch.Tensor]
+    modulation: torch.Tensor
+
+
+@runtime_checkable
+class NeuromodulatorHook(Protocol):
+    """Structural type of a neuromodulator computed from the network's activity.
+
+    ``init(n_neurons) -> state``; ``update(step, spikes, state, inputs) -> (m, state)`` is called
+    once per step, in order, with ``spikes [p]`` the ascending int64 global indices of the neurons
+    that spiked at ``step`` and ``inputs`` the row ``step`` of each tensor given to
+    ``Network.run(modulator_inputs=...)`` (e.g. a reward or a predicted output activity); ``m``
+    is passed to every plasticity hook at that step (the third factor). It must not modify
+    ``state`` in place (``neuro_plasticity.ActivityModulator`` implements it).
+    """
+
+    def init(self, n_neurons: int) -> Any: ...
+
+    def update(
+        self, step: int, spikes: torch.Tensor, state: Any, inputs: Mapping[str, torch.Tensor]
+    ) -> tuple[float, Any]: ...
 
 
 Injector = Callable[[int, int], torch.Tensor]
@@ -380,33 +505,48 @@ def _poisson_cdf(lam: float) -> torch.Tensor:
 
 
 class Network:
-    """A recurrent network of LIF populations connected by sparse delayed projections.
+    """A recurrent network of neuron populations connected by sparse delayed projections.
 
     Args:
-        populations: distinct names; neurons are numbered population by population.
-        projections: synapses between them.
+        populations: :class:`Population` (LIF or adaptive LIF) and :class:`SpikeSource`
+            entries with distinct names; neurons are numbered population by population.
+        projections: synapses between them (none may target a :class:`SpikeSource`).
         dt_ms: simulation step; every population's ``lif.dt_ms`` must equal it.
         plasticity: projection index → :class:`PlasticityHook` or :class:`EventPlasticityHook`.
+        neuromodulator: a :class:`NeuromodulatorHook` computing the third factor of the
+            plasticity hooks from the spikes of every step (then ``run``'s ``modulator`` must
+            be None).
+        dtype: float dtype of membranes, currents and weights (float32 default; float64 for
+            references).
     """
 
     def __init__(
         self,
-        populations: list[Population],
+        populations: list[AnyPopulation],
         projections: list[Projection],
         *,
         dt_ms: float,
         plasticity: dict[int, PlasticityHook | EventPlasticityHook] | None = None,
+        neuromodulator: NeuromodulatorHook | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         check_positive("dt_ms", dt_ms)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.dt_ms = dt_ms
+        self.dtype = dtype
         self.populations = list(populations)
         self.projections = list(projections)
         self.offsets: dict[str, int] = {}
         n = 0
         for pop in self.populations:
+            if not isinstance(pop, Population | SpikeSource):
+                raise ValueError(
+                    f"populations must be Population or SpikeSource, got {type(pop).__name__}"
+                )
             if pop.name in self.offsets:
                 raise ValueError(f"populations must have distinct names; {pop.name!r} repeats")
-            if abs(pop.lif.dt_ms - dt_ms) > 1e-12:
+            if isinstance(pop, Population) and abs(pop.lif.dt_ms - dt_ms) > 1e-12:
                 raise ValueError(
                     f"population {pop.name!r}: lif.dt_ms={pop.lif.dt_ms} differs from dt_ms={dt_ms}"
                 )
@@ -414,25 +554,53 @@ class Network:
             n += pop.size
         self.size = n
         self.pops = {p.name: p for p in self.populations}
-        beta: list[torch.Tensor] = []
-        v_rest: list[torch.Tensor] = []
-        thr: list[torch.Tensor] = []
-        v_reset: list[torch.Tensor] = []
-        ref: list[torch.Tensor] = []
+        cols: dict[str, list[float]] = {
+            k: [] for k in ("beta", "v_rest", "thr", "v_reset", "ref", "alpha", "rho", "inc")
+        }
+        src: list[bool] = []
         for pop in self.populations:
-            p = pop.lif
-            for lst, val in zip(
-                (beta, v_rest, thr, v_reset, ref),
-                (p.beta, p.v_rest, p.v_threshold, p.v_reset, float(p.refractory_steps)),
-            ):
-                lst.append(torch.full((pop.size,), val))
+            if isinstance(pop, SpikeSource):
+                # no membrane: never reaches an infinite threshold, spikes only when told
+                vals = (0.0, 0.0, math.inf, 0.0, 0.0, 0.0, 0.0, 0.0)
+            else:
+                lp = pop.lif
+                rho, inc = 0.0, 0.0
+                if isinstance(lp, AdaptiveLIFParams):
+                    rho = decay(lp.tau_adapt_ms, lp.dt_ms, lp.integrator)
+                    inc = lp.adapt_increment
+                vals = (
+                    decay(lp.tau_mem_ms, lp.dt_ms, lp.integrator),
+                    lp.v_rest,
+                    lp.v_threshold,
+                    lp.v_reset,
+                    float(steps("refractory_ms", lp.refractory_ms, lp.dt_ms)),
+                    math.exp(-dt_ms / pop.tau_syn_ms) if pop.tau_syn_ms > 0 else 0.0,
+                    rho,
+                    inc,
+                )
+            for key, val in zip(cols, vals):
+                cols[key].extend([val] * pop.size)
+            src.extend([isinstance(pop, SpikeSource)] * pop.size)
+        f = lambda key: torch.tensor(cols[key], dtype=dtype)
         self.beta, self.v_rest, self.threshold, self.v_reset = (
-            torch.cat(t) for t in (beta, v_rest, thr, v_reset)
+            f(k) for k in ("beta", "v_rest", "thr", "v_reset")
         )
-        self.refractory_steps = torch.cat(ref).to(torch.int64)
+        self.refractory_steps = f("ref").to(torch.int64)
         self.leak_bias = (1 - self.beta) * self.v_rest
+        self.is_source = torch.tensor(src, dtype=torch.bool)
+        self._source_names = [p.name for p in self.populations if isinstance(p, SpikeSource)]
+        self._alpha = f("alpha")
+        self._syn_idx = (self._alpha > 0).nonzero().flatten().numpy()
+        self._adaptive = bool(
+            any(isinstance(p, Population) and p.model == "adaptive_lif" for p in self.populations)
+        )
         self._np_params = _NeuronArrays(
-            *(t.numpy() for t in (self.beta, self.threshold, self.v_reset, self.refractory_steps))
+            self.beta.numpy(),
+            self.threshold.numpy(),
+            self.v_reset.numpy(),
+            self.refractory_steps.numpy(),
+            f("rho").numpy(),
+            f("inc").numpy(),
         )
         self._build_synapses()
         self.plasticity = dict(plasticity or {})
@@ -444,6 +612,11 @@ class Network:
                     f"plasticity[{idx}] must follow the PlasticityHook or EventPlasticityHook "
                     "protocol (init plus __call__ or on_spikes)"
                 )
+        if neuromodulator is not None and not (
+            hasattr(neuromodulator, "init") and hasattr(neuromodulator, "update")
+        ):
+            raise ValueError("neuromodulator must follow the NeuromodulatorHook protocol")
+        self.neuromodulator = neuromodulator
 
     def slice(self, name: str) -> slice:
         """Global neuron indices of population ``name``."""
@@ -459,6 +632,11 @@ class Network:
                 if name not in self.offsets:
                     raise ValueError(f"projection {k}: {side} population {name!r} does not exist")
             pre, post = self.pops[pr.pre], self.pops[pr.post]
+            if isinstance(post, SpikeSource):
+                raise ValueError(
+                    f"projection {k}: post population {post.name!r} is a SpikeSource (it has no "
+                    "membrane to receive synapses)"
+                )
             if pr.n_post != post.size:
                 raise ValueError(
                     f"projection {k}: crow_indices must have {post.size} + 1 entries "
@@ -483,13 +661,14 @@ class Network:
             delays.append(d_steps.long())
             pre_g.append(pr.col_indices + self.offsets[pr.pre])
             post_g.append(pr.row_indices + self.offsets[pr.post])
-            sign.append(torch.full((pr.nnz,), -1.0 if pre.kind == "inhibitory" else 1.0))
+            gain = (-1.0 if pre.kind == "inhibitory" else 1.0) * pre.weight_gain
+            sign.append(torch.full((pr.nnz,), gain, dtype=self.dtype))
             proj_id.append(torch.full((pr.nnz,), k, dtype=torch.long))
         cat = lambda xs, dt: torch.cat(xs) if xs else torch.zeros(0, dtype=dt)
         self.syn_delay = cat(delays, torch.long)
         self.syn_pre = cat(pre_g, torch.long)
         self.syn_post = cat(post_g, torch.long)
-        self.syn_sign = cat(sign, torch.float32)
+        self.syn_sign = cat(sign, self.dtype)
         self.proj_bounds = [0]
         for pr in self.projections:
             self.proj_bounds.append(self.proj_bounds[-1] + pr.nnz)
@@ -512,19 +691,26 @@ class Network:
         self.pm_sign = self.syn_sign[order]
 
     def init_state(self) -> NetworkState:
-        """All neurons at rest, nothing in flight, initial weights and hook states."""
-        weights = tuple(pr.weight.clone() for pr in self.projections)
+        """All neurons at rest, nothing in flight, initial weights and hook states, every
+        synapse alive, the neuromodulator's initial state."""
+        weights = tuple(pr.weight.to(self.dtype, copy=True) for pr in self.projections)
         hooks = tuple(
             self.plasticity[k].init(weights[k], 1) if k in self.plasticity else None
             for k in range(len(self.projections))
         )
+        mod = self.neuromodulator.init(self.size) if self.neuromodulator is not None else None
         return NetworkState(
             v=self.v_rest.clone(),
             refractory=torch.zeros(self.size, dtype=torch.int32),
-            buffer=torch.zeros(self.ring, self.size),
+            buffer=torch.zeros(self.ring, self.size, dtype=self.dtype),
             step=0,
             weights=weights,
             hook_states=hooks,
+            i_syn=torch.zeros(self.size, dtype=self.dtype),
+            adaptation=torch.zeros(self.size, dtype=self.dtype),
+            spike_count=torch.zeros(self.size, dtype=torch.int64),
+            alive=tuple(torch.ones(pr.nnz, dtype=torch.bool) for pr in self.projections),
+            modulation_state=mod,
         )
 
     def run(
@@ -535,6 +721,9 @@ class Network:
         inject: Injector | torch.Tensor | None = None,
         record: list[str] | None = None,
         modulator: float | torch.Tensor | None = None,
+        source_spikes: Mapping[str, torch.Tensor] | None = None,
+        record_v: list[str] | None = None,
+        modulator_inputs: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[NetworkState, RunResult]:
         """Simulate ``n_steps`` steps.
 
@@ -542,9 +731,17 @@ class Network:
             n_steps: number of dt steps (≥ 0).
             state: from :meth:`init_state` or a previous run (carries over exactly).
             inject: external input: a ``[n_steps, N]`` tensor of membrane increments, or a
-                callable ``(start_step, k) -> [k, N]`` (e.g. :class:`PoissonInput`).
+                callable ``(start_step, k) -> [k, N]`` (e.g. :class:`PoissonInput`). Input to a
+                :class:`SpikeSource` has no effect (a tensor with any there raises).
             record: population names whose spikes are returned (default all).
-            modulator: passed to the plasticity hooks (third factor).
+            modulator: a constant third factor passed to the plasticity hooks (only without a
+                network ``neuromodulator``).
+            source_spikes: :class:`SpikeSource` name → ``[n_steps, size]`` bool spikes (missing
+                sources stay silent).
+            record_v: population names whose membrane is returned after every step (default
+                none; not for spike sources).
+            modulator_inputs: name → ``[n_steps, ...]`` tensors whose row t the neuromodulator
+                receives at step t (see :class:`NeuromodulatorHook`).
 
         Returns:
             ``(final state, RunResult)``. ``state`` itself is left unchanged.
@@ -554,15 +751,29 @@ class Network:
         state = state if state is not None else self.init_state()
         if isinstance(inject, torch.Tensor):
             check_tensor("inject", inject, shape=(n_steps, self.size), floating=True, finite=True)
+            if bool(self.is_source.any()) and bool(inject[:, self.is_source].any()):
+                raise ValueError(
+                    "inject must be zero on SpikeSource neurons (they have no membrane)"
+                )
         names = record if record is not None else list(self.offsets)
         for name in names:
             self.slice(name)
+        v_names = list(record_v or [])
+        for name in v_names:
+            self.slice(name)
+            if isinstance(self.pops[name], SpikeSource):
+                raise ValueError(f"record_v: {name!r} is a SpikeSource (it has no membrane)")
+        sources = self._check_sources(source_spikes, n_steps)
+        mod_inputs = self._check_modulation(modulator, modulator_inputs, n_steps)
         v, refr, step = state.v, state.refractory, state.step
-        # run is pure: the buffer (written in place below) and anything plastic are copies
+        # run is pure: everything written in place below is a copy
         buf = state.buffer.clone()
+        i_syn, adapt = state.i_syn.clone(), state.adaptation.clone()
+        spike_count = state.spike_count.clone()
+        mod_state = state.modulation_state
         plastic = bool(self.plasticity)
         if plastic:
-            w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0)
+            w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0, dtype=self.dtype)
             weights = list(w_flat.split([pr.nnz for pr in self.projections]))
             hook_states = [_clone_tree(h) for h in state.hook_states]
         else:
@@ -570,23 +781,52 @@ class Network:
             hook_states = list(state.hook_states)
             signed = self._signed(weights)
         out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        out_v: dict[str, list[torch.Tensor]] = {n: [] for n in v_names}
+        mods: list[np.ndarray] = []
         n_events = 0
         done = 0
         while done < n_steps:
             # a block ends before any spike emitted in it can arrive
             k = min(self.min_delay - (step % self.min_delay), n_steps - done)
             s0 = step % self.ring  # slots s0 .. s0+k-1, contiguous (ring % min_delay == 0)
-            x = buf[s0 : s0 + k].add(self.leak_bias)
+            if self._syn_idx.size:
+                x = buf[s0 : s0 + k].clone()
+                _filter_currents(x.numpy(), i_syn.numpy(), self._alpha.numpy(), self._syn_idx)
+                x += self.leak_bias
+            else:
+                x = buf[s0 : s0 + k].add(self.leak_bias)
             buf[s0 : s0 + k] = 0.0
             if inject is not None:
                 x += (
                     inject[done : done + k] if isinstance(inject, torch.Tensor) else inject(step, k)
                 )
-            (t_idx, pre), v, refr = _lif_block(x, v, refr, self._np_params)
+            (t_idx, pre), v, refr, a_new, v_trace = _lif_block(
+                x, v, refr, adapt if self._adaptive else None, self._np_params, bool(v_names)
+            )
+            if a_new is not None:
+                adapt = a_new
+            if sources:
+                t_idx, pre = self._merge_sources(t_idx, pre, sources, done, k)
+            if pre.numel():
+                spike_count.index_add_(0, pre, torch.ones_like(pre))
+            m_block, mod_state = self._modulation(
+                k, step, done, t_idx, pre, mod_state, mod_inputs, modulator
+            )
+            mods.append(m_block)
             syn, flat, count = self._events(t_idx, pre, step, buf.numel())
             if plastic:
                 values = self._plastic_block(
-                    k, step, t_idx, pre, syn, count, w_flat, weights, hook_states, modulator
+                    k,
+                    step,
+                    t_idx,
+                    pre,
+                    syn,
+                    count,
+                    w_flat,
+                    weights,
+                    hook_states,
+                    m_block,
+                    state.alive,
                 )
             else:
                 values = signed.index_select(0, syn)
@@ -598,19 +838,198 @@ class Network:
                 spikes[t_idx, pre] = True
             for name in names:
                 out[name].append(spikes[:, self.slice(name)])
+            for name in v_names:
+                out_v[name].append(v_trace[:, self.slice(name)])  # type: ignore[index]
             step += k
             done += k
         result = {
             n: torch.cat(c) if c else torch.zeros(0, self.pops[n].size, dtype=torch.bool)
             for n, c in out.items()
         }
-        new_state = NetworkState(v, refr, buf, step, tuple(weights), tuple(hook_states))
-        return new_state, RunResult(result, n_events)
+        v_result = {
+            n: torch.cat(c) if c else torch.zeros(0, self.pops[n].size, dtype=self.dtype)
+            for n, c in out_v.items()
+        }
+        new_state = NetworkState(
+            v,
+            refr,
+            buf,
+            step,
+            tuple(weights),
+            tuple(hook_states),
+            i_syn,
+            adapt,
+            spike_count,
+            state.alive,
+            mod_state,
+        )
+        modulation = torch.from_numpy(np.concatenate(mods) if mods else np.zeros(0))
+        return new_state, RunResult(result, n_events, v_result, modulation)
+
+    def replay(
+        self,
+        spikes: torch.Tensor,
+        state: NetworkState | None = None,
+        *,
+        modulation_scale: float = 1.0,
+        modulator: float | torch.Tensor | None = None,
+        modulator_inputs: Mapping[str, torch.Tensor] | None = None,
+    ) -> tuple[NetworkState, RunResult]:
+        """Apply the plasticity hooks (and the neuromodulator) to a stored spike raster, as if
+        the network had emitted it: the offline replay of sleep.
+
+        Every neuron spikes exactly as in ``spikes [T, N]`` (bool); nothing is integrated or
+        transmitted. At step t the hooks receive ``modulation_scale · m_t`` with m_t the
+        network neuromodulator's value on the replayed spikes (or the constant ``modulator``).
+        The neurons' own dynamics are paused: ``v``, ``refractory``, currents, adaptation and
+        spike counts are unchanged, the in-flight input is kept for after the replay (the ring
+        buffer turns with the step counter, which advances by T so that the hooks' traces decay
+        over the replay). ``state`` itself is left unchanged.
+
+        Returns:
+            ``(state, RunResult)`` with the replayed spikes and the modulation per step.
+        """
+        check_tensor("spikes", spikes, ndim=2, dtype=torch.bool)
+        if spikes.shape[1] != self.size:
+            raise ValueError(f"spikes must be [T, N={self.size}], got {tuple(spikes.shape)}")
+        check_positive("modulation_scale", modulation_scale, allow_zero=True)
+        n_steps = spikes.shape[0]
+        state = state if state is not None else self.init_state()
+        mod_inputs = self._check_modulation(modulator, modulator_inputs, n_steps)
+        step, mod_state = state.step, state.modulation_state
+        w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0, dtype=self.dtype)
+        weights = list(w_flat.split([pr.nnz for pr in self.projections]))
+        hook_states = [_clone_tree(h) for h in state.hook_states]
+        empty = torch.zeros(0, dtype=torch.long)
+        mods: list[np.ndarray] = []
+        done = 0
+        block = max(1, self.min_delay)
+        while done < n_steps:
+            k = min(block, n_steps - done)
+            t_idx, pre = spikes[done : done + k].nonzero(as_tuple=True)
+            m_block, mod_state = self._modulation(
+                k, step, done, t_idx, pre, mod_state, mod_inputs, modulator
+            )
+            m_block = m_block * modulation_scale
+            mods.append(m_block)
+            if self.plasticity:
+                self._plastic_block(
+                    k,
+                    step,
+                    t_idx,
+                    pre,
+                    empty,
+                    torch.zeros_like(pre),
+                    w_flat,
+                    weights,
+                    hook_states,
+                    m_block,
+                    state.alive,
+                )
+            step += k
+            done += k
+        buf = torch.roll(state.buffer, n_steps % self.ring, dims=0)
+        new_state = state._replace(
+            buffer=buf,
+            step=step,
+            weights=tuple(weights),
+            hook_states=tuple(hook_states),
+            modulation_state=mod_state,
+        )
+        names = list(self.offsets)
+        result = {n: spikes[:, self.slice(n)].clone() for n in names}
+        modulation = torch.from_numpy(np.concatenate(mods) if mods else np.zeros(0))
+        return new_state, RunResult(result, 0, {}, modulation)
+
+    def _check_sources(
+        self, source_spikes: Mapping[str, torch.Tensor] | None, n_steps: int
+    ) -> list[tuple[int, np.ndarray]]:
+        """``(offset, [n_steps, size] bool array)`` per source with spikes."""
+        out = []
+        for name, s in (source_spikes or {}).items():
+            if name not in self._source_names:
+                raise ValueError(
+                    f"source_spikes: {name!r} is not a SpikeSource (sources: {self._source_names})"
+                )
+            check_tensor(
+                f"source_spikes[{name!r}]",
+                s,
+                shape=(n_steps, self.pops[name].size),
+                dtype=torch.bool,
+            )
+            out.append((self.offsets[name], s.numpy()))
+        return out
+
+    def _merge_sources(
+        self,
+        t_idx: torch.Tensor,
+        pre: torch.Tensor,
+        sources: list[tuple[int, np.ndarray]],
+        done: int,
+        k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's spikes with the sources' added, time-major and ascending within a step."""
+        ts, ns = [t_idx.numpy()], [pre.numpy()]
+        for offset, s in sources:
+            t, j = np.nonzero(s[done : done + k])
+            ts.append(t)
+            ns.append(j + offset)
+        t_all, n_all = np.concatenate(ts), np.concatenate(ns)
+        order = np.argsort(t_all * self.size + n_all, kind="stable")
+        return torch.from_numpy(t_all[order]), torch.from_numpy(n_all[order])
+
+    def _check_modulation(
+        self,
+        modulator: float | torch.Tensor | None,
+        modulator_inputs: Mapping[str, torch.Tensor] | None,
+        n_steps: int,
+    ) -> dict[str, torch.Tensor]:
+        if self.neuromodulator is None:
+            if modulator_inputs:
+                raise ValueError("modulator_inputs needs a network neuromodulator")
+            return {}
+        if modulator is not None:
+            raise ValueError(
+                "modulator must be None: this network computes it with its neuromodulator"
+            )
+        inputs = dict(modulator_inputs or {})
+        for name, t in inputs.items():
+            check_tensor(f"modulator_inputs[{name!r}]", t, ndim=None)
+            if t.ndim < 1 or t.shape[0] != n_steps:
+                raise ValueError(
+                    f"modulator_inputs[{name!r}] must have n_steps={n_steps} rows, "
+                    f"got shape {tuple(t.shape)}"
+                )
+        return inputs
+
+    def _modulation(
+        self,
+        k: int,
+        step: int,
+        done: int,
+        t_idx: torch.Tensor,
+        pre: torch.Tensor,
+        mod_state: Any,
+        inputs: dict[str, torch.Tensor],
+        modulator: float | torch.Tensor | None,
+    ) -> tuple[np.ndarray, Any]:
+        """``[k]`` third factor of the block's steps (the neuromodulator stepped on each step's
+        spikes, or the constant ``modulator``; NaN for None)."""
+        hook = self.neuromodulator
+        if hook is None:
+            value = math.nan if modulator is None else float(modulator)
+            return np.full(k, value), mod_state
+        m = np.empty(k)
+        sp = np.searchsorted(t_idx.numpy(), np.arange(k + 1))
+        for t in range(k):
+            row = {name: x[done + t] for name, x in inputs.items()}
+            m[t], mod_state = hook.update(step + t, pre[sp[t] : sp[t + 1]], mod_state, row)
+        return m, mod_state
 
     def _signed(self, weights: list[torch.Tensor]) -> torch.Tensor:
         """Signed weights in pre-major synapse order."""
         if not weights:
-            return torch.zeros(0)
+            return torch.zeros(0, dtype=self.dtype)
         return (torch.cat(weights) * self.syn_sign)[self.pre_order]
 
     def _events(
@@ -645,12 +1064,14 @@ class Network:
         w_flat: torch.Tensor,
         weights: list[torch.Tensor],
         hook_states: list[Any],
-        modulator: float | torch.Tensor | None,
+        modulation: np.ndarray,
+        alive: tuple[torch.Tensor, ...],
     ) -> torch.Tensor:
         """Apply the plasticity hooks step by step over one block, updating ``w_flat`` (whose
         per-projection views are ``weights``) and ``hook_states`` in place; returns the signed
         value of every event in ``syn``, read at the step of its spike before that step's
-        update."""
+        update. ``modulation [k]`` is the third factor of each step (NaN: None); pruned
+        synapses (``alive`` False) are held at 0."""
         t_np, pre_np, syn_np = t_idx.numpy(), pre.numpy(), syn.numpy()
         w_np = w_flat.numpy()
         # spikes of block step t: pre_np[sp[t]:sp[t+1]] (ascending); their events ev[t]:ev[t+1]
@@ -663,9 +1084,10 @@ class Network:
             pr = self.projections[i]
             pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
             bounds = np.array([pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop])
-            hooks.append((i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes")))
-        if not all(h[-1] for h in hooks):
-            s = torch.zeros(k, self.size)
+            dead = None if bool(alive[i].all()) else ~alive[i]
+            hooks.append((i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead))
+        if not all(h[5] for h in hooks):
+            s = torch.zeros(k, self.size, dtype=self.dtype)
             s[t_idx, pre] = 1.0
         for t in range(k):
             e0, e1 = ev[t], ev[t + 1]
@@ -673,13 +1095,16 @@ class Network:
                 ids = syn_np[e0:e1]
                 np.multiply(w_np[glob[ids]], sign[ids], out=values[e0:e1])
             fired = pre_np[sp[t] : sp[t + 1]]
-            for i, hook, pre_sl, post_sl, bounds, event in hooks:
+            m = None if math.isnan(modulation[t]) else float(modulation[t])
+            for i, hook, pre_sl, post_sl, bounds, event, dead in hooks:
                 w = weights[i]
                 if not event:
                     dw, hook_states[i] = hook(  # type: ignore[operator]
-                        s[t : t + 1, pre_sl], s[t : t + 1, post_sl], hook_states[i], w, modulator
+                        s[t : t + 1, pre_sl], s[t : t + 1, post_sl], hook_states[i], w, m
                     )
                     torch.add(w, dw, out=w).clamp_min_(0.0)
+                    if dead is not None:
+                        w.masked_fill_(dead, 0.0)
                     continue
                 a, b, c, d = np.searchsorted(fired, bounds)
                 if a == b and c == d:
@@ -690,9 +1115,13 @@ class Network:
                     torch.from_numpy(fired[c:d] - bounds[2]),
                     hook_states[i],
                     w,
-                    modulator,
+                    m,
                 )
-                w.numpy()[index.numpy()] = np.maximum(value.numpy(), 0.0)
+                idx_np = index.numpy()
+                new = np.maximum(value.numpy(), 0.0)
+                if dead is not None:
+                    new = np.where(dead.numpy()[idx_np], 0.0, new)
+                w.numpy()[idx_np] = new
         return torch.from_numpy(values)
 
 
@@ -708,81 +1137,141 @@ def _clone_tree(x: Any) -> Any:
     return x
 
 
+def _filter_currents(x: np.ndarray, i_syn: np.ndarray, alpha: np.ndarray, idx: np.ndarray) -> None:
+    """Exponential synapses on the neurons ``idx``, in place: ``I ← α·I + arrivals`` per step,
+    and the block input ``x [K, N]`` becomes ``I`` there (``i_syn`` is left at the last step)."""
+    a = alpha[idx]
+    cur = i_syn[idx]
+    for t in range(x.shape[0]):
+        cur = a * cur + x[t, idx]
+        x[t, idx] = cur
+    i_syn[idx] = cur
+
+
 class _NeuronArrays(NamedTuple):
-    """Per-neuron constants as numpy arrays (views of the network's tensors)."""
+    """Per-neuron constants as numpy arrays (views of the network's tensors); ``rho`` and
+    ``inc`` are the threshold adaptation's decay and increment (0 for non-adaptive neurons)."""
 
     beta: np.ndarray
     threshold: np.ndarray
     v_reset: np.ndarray
     refractory_steps: np.ndarray
+    rho: np.ndarray
+    inc: np.ndarray
 
     def take(self, idx: np.ndarray) -> _NeuronArrays:
         return _NeuronArrays(*(a[idx] for a in self))
 
 
 def _lif_block(
-    xb: torch.Tensor, v: torch.Tensor, refr: torch.Tensor, params: _NeuronArrays
-) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Advance LIF neurons over ``xb [K, N]`` (input plus leak bias ``(1 − β)·v_rest``).
+    xb: torch.Tensor,
+    v: torch.Tensor,
+    refr: torch.Tensor,
+    adapt: torch.Tensor | None,
+    params: _NeuronArrays,
+    record_v: bool,
+) -> tuple[
+    tuple[torch.Tensor, torch.Tensor],
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor | None,
+    torch.Tensor | None,
+]:
+    """Advance the neurons over ``xb [K, N]`` (input plus leak bias ``(1 − β)·v_rest``).
 
-    Returns ``((t_idx, neuron), v, refractory)``: the spikes as index pairs (time-major order)
-    and the new state. The update is ``h = β·v + x`` rounded after the product and after the
-    sum (no fused multiply-add), then threshold, reset and refractory clamp as in
-    :func:`_lif_exact`.
+    Returns ``((t_idx, neuron), v, refractory, adaptation, v_trace)``: the spikes as index pairs
+    (time-major order), the new state (adaptation None when ``adapt`` is), and ``[K, N]`` membranes after every step when
+    ``record_v`` (else None). The update is ``h = β·v + x`` rounded after the product and after
+    the sum (no fused multiply-add), then threshold ``θ + a``, reset and refractory clamp as in
+    :func:`_lif_exact`. ``adapt`` is None when no neuron adapts (then a ≡ 0).
 
     In a block the input is known in advance, so most neurons need no per-step logic: their
-    free trajectory (no reset) is computed for all neurons at once, and only the *candidates*
-    (refractory at the start of the block, or reaching θ somewhere on the free trajectory) are
-    simulated step by step on a gathered subset. For every other neuron the exact update reduces
-    to the free trajectory, with the same floating-point operations, so the result is
-    bit-identical to simulating every neuron step by step (a test pins this). The arithmetic
-    runs in numpy on views of the tensors: on vectors of a few hundred neurons its per-call
-    overhead is a fraction of torch's, and that overhead is what the step loop costs
-    (``python benchmarks/scripts/cpu_op_costs.py``).
+    free trajectory (no reset; with adaptation, ``a`` decaying freely) is computed for all
+    neurons at once, and only the *candidates* (refractory at the start of the block, or
+    reaching the threshold somewhere on the free trajectory) are simulated step by step on a
+    gathered subset. For every other neuron the exact update reduces to the free trajectory,
+    with the same floating-point operations, so the result is bit-identical to simulating every
+    neuron step by step (a test pins this). The arithmetic runs in numpy on views of the
+    tensors: on vectors of a few hundred neurons its per-call overhead is a fraction of torch's,
+    and that overhead is what the step loop costs (``python benchmarks/scripts/cpu_op_costs.py``).
     """
     x, v0, r0 = xb.numpy(), v.numpy(), refr.numpy()
     K, N = x.shape
     traj = np.empty_like(x)
     h = v0
-    for t in range(K):
-        h = np.multiply(params.beta, h, out=traj[t])
-        h += x[t]
-    cand = traj.max(0) >= params.threshold
+    if adapt is None:
+        for t in range(K):
+            h = np.multiply(params.beta, h, out=traj[t])
+            h += x[t]
+        cand = traj.max(0) >= params.threshold
+        a0 = a_new = None
+    else:
+        a0 = adapt.numpy()
+        a = a0
+        cand = np.zeros(N, dtype=bool)
+        for t in range(K):
+            h = np.multiply(params.beta, h, out=traj[t])
+            h += x[t]
+            cand |= h >= params.threshold + a
+            a = params.rho * a
+        a_new = a.copy()
     cand |= r0 > 0
     idx = np.flatnonzero(cand)
     v_new = traj[K - 1].copy()
     refr_new = np.zeros(N, dtype=r0.dtype)
-    s, v_new[idx], refr_new[idx] = _lif_exact(x[:, idx], v0[idx], r0[idx], params.take(idx))
+    sub = params.take(idx)
+    s, v_new[idx], refr_new[idx], a_sub, v_sub = _lif_exact(
+        x[:, idx], v0[idx], r0[idx], None if a0 is None else a0[idx], sub, record_v
+    )
+    if a_new is not None:
+        a_new[idx] = a_sub
+    v_trace = None
+    if record_v:
+        traj[:, idx] = v_sub
+        v_trace = torch.from_numpy(traj)
     t_idx, j = np.nonzero(s)
     n_idx = idx[j]
     as_t = torch.from_numpy
-    return (as_t(t_idx), as_t(n_idx)), as_t(v_new), as_t(refr_new)
+    a_out = None if a_new is None else as_t(a_new)
+    return (as_t(t_idx), as_t(n_idx)), as_t(v_new), as_t(refr_new), a_out, v_trace
 
 
 def _lif_exact(
-    x: np.ndarray, v: np.ndarray, refr: np.ndarray, params: _NeuronArrays
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The step-by-step LIF update over ``x [K, n]``: ``(spikes [K, n] bool, v, refractory)``.
+    x: np.ndarray,
+    v: np.ndarray,
+    refr: np.ndarray,
+    a: np.ndarray | None,
+    params: _NeuronArrays,
+    record_v: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The step-by-step update over ``x [K, n]``: ``(spikes [K, n] bool, v, refractory, a,
+    v_trace [K, n] or None)``.
 
-    Per step: ``h = β·v + x``; a neuron that is not refractory spikes if ``h ≥ θ`` and is reset to
-    ``v_reset``; one that is refractory is held at ``v_reset``. ``refr`` counts the steps each
-    neuron stays clamped; inside the block it becomes the block step at which the neuron is free
-    again (one comparison per step)."""
+    Per step: ``h = β·v + x``; a neuron that is not refractory spikes if ``h ≥ θ + a`` and is
+    reset to ``v_reset``; one that is refractory is held at ``v_reset``; then
+    ``a ← ρ·a + Δθ·s`` (``a`` None: no adaptation). ``refr`` counts the steps each neuron stays
+    clamped; inside the block it becomes the block step at which the neuron is free again (one
+    comparison per step)."""
     K = x.shape[0]
     free_at = refr.astype(np.int64)
     spikes = np.empty(x.shape, dtype=bool)
+    v_trace = np.empty_like(x) if record_v else None
     h = np.empty_like(v)
     for t in range(K):
         np.multiply(params.beta, v, out=h)
         h += x[t]
         active = free_at <= t
-        below = h < params.threshold
+        below = h < (params.threshold if a is None else params.threshold + a)
         below &= active
         v = np.where(below, h, params.v_reset)
         s = np.logical_xor(active, below, out=spikes[t])
         free_at = np.where(s, params.refractory_steps + (t + 1), free_at)
+        if a is not None:
+            a = params.rho * a + params.inc * s
+        if v_trace is not None:
+            v_trace[t] = v
     refr_out = np.maximum(free_at - K, 0).astype(refr.dtype)
-    return spikes, v, refr_out
+    return spikes, v, refr_out, a, v_trace
 
 
 def brunel_like(
@@ -820,14 +1309,18 @@ def brunel_like(
 
 
 __all__ = [
+    "AnyPopulation",
     "EventPlasticityHook",
+    "LogNormalWeights",
     "Network",
     "NetworkState",
+    "NeuromodulatorHook",
     "PlasticityHook",
     "PoissonInput",
     "Population",
     "Projection",
     "RunResult",
+    "SpikeSource",
     "brunel_like",
     "random_projection",
 ]
