@@ -37,6 +37,7 @@ from neuro_models.decoder import Decoder, DecoderConfig
 from neuro_models.llama import Llama
 from neuro_models.ncn import NCNConfig, NCNModel
 from neuro_models.neurollama import NeuroLlama, NeuroLlamaConfig
+from neuro_models.v3 import V3Config, V3Model
 
 __all__ = ["Bundle", "BundleError", "BundleKind", "load_bundle", "save_bundle"]
 
@@ -46,16 +47,17 @@ SPEC_FILE = "model.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 #: The model classes a bundle can hold.
-BundleKind = Literal["llama", "ncn", "neurollama", "decoder"]
+BundleKind = Literal["llama", "ncn", "neurollama", "decoder", "v3"]
 #: How weights are stored: ``"fp32"`` (exact) or ``"bf16"`` (half the size, rounded).
 StorageDtype = Literal["fp32", "bf16"]
 
-ModelConfig = LlamaConfig | NCNConfig | NeuroLlamaConfig | DecoderConfig
+ModelConfig = LlamaConfig | NCNConfig | NeuroLlamaConfig | DecoderConfig | V3Config
 _KINDS: dict[str, tuple[type[nn.Module], type[ModelConfig]]] = {
     "llama": (Llama, LlamaConfig),
     "ncn": (NCNModel, NCNConfig),
     "neurollama": (NeuroLlama, NeuroLlamaConfig),
     "decoder": (Decoder, DecoderConfig),
+    "v3": (V3Model, V3Config),
 }
 _DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -95,6 +97,8 @@ def _kind_of(model: nn.Module) -> tuple[BundleKind, ModelConfig]:
         return "neurollama", model.config
     if type(model) is Decoder:
         return "decoder", model.spec
+    if isinstance(model, V3Model):
+        return "v3", model.config
     raise ValueError(
         "model must be a Llama, an NCNModel, a NeuroLlama or a plain Decoder, "
         f"got {type(model).__name__}"
