@@ -37,6 +37,7 @@ from neuro_memory.importance import (
 )
 from neuro_memory.injection import InjectionParams, MemoryInjection
 from neuro_memory.knn import KnnResult, knn_search
+from neuro_memory.persistence import LoadedMemory, MemoryFileError, load_memory, save_memory
 from neuro_memory.place_cells import PlaceCellEncoder, PlaceCellParams, PlaceCode, place_cell_code
 from neuro_memory.retrieval import MemoryRetrieval, RetrievalParams
 from neuro_memory.theta_gamma import (
@@ -74,6 +75,8 @@ __all__ = [
     "ImportanceParams",
     "InjectionParams",
     "KnnResult",
+    "LoadedMemory",
+    "MemoryFileError",
     "MemoryInjection",
     "MemoryRetrieval",
     "MemoryWriter",
@@ -99,12 +102,14 @@ __all__ = [
     "init_map",
     "init_state",
     "knn_search",
+    "load_memory",
     "map_insert",
     "map_query",
     "novelty",
     "place_cell_code",
     "published_theta_gamma_encoding",
     "read",
+    "save_memory",
     "segment_pool",
     "segment_positions",
     "spread_activation",
