@@ -151,8 +151,27 @@ def test_validation_names_the_argument():
         (lambda: MemoryRetrieval(0, DK, DV), "dim"),
         (lambda: layer(torch.randn(2, 3, C + 1), STATE), "x"),
         (lambda: layer(torch.randn(3, C), STATE), "x"),
-        (lambda: MemoryRetrieval(C, DK, DV)(torch.randn(1, 2, C), STATE), "capacity"),
+        (
+            lambda: MemoryRetrieval(C, DK, DV, memory=EpisodicParams(capacity=32))(
+                torch.randn(1, 2, C), STATE
+            ),
+            r"state has 16 slots but .* memory=EpisodicParams\(capacity=32\)",
+        ),
+        (lambda: layer(torch.randn(1, 2, C), (1, 2)), "state"),
     ]
     for fn, name in cases:
         with pytest.raises(ValueError, match=name):
             fn()
+
+
+def test_without_memory_params_reads_any_state():
+    """Issue 14: MemoryRetrieval() without memory= used to fail with a capacity mismatch."""
+    torch.manual_seed(0)
+    given = MemoryRetrieval(C, DK, DV, params=RetrievalParams(k=3), memory=MEMORY)
+    torch.manual_seed(0)
+    default = MemoryRetrieval(C, DK, DV, params=RetrievalParams(k=3))
+    x = torch.randn(2, 4, C)
+    torch.testing.assert_close(default(x, STATE), given(x, STATE))
+    other = EpisodicParams(capacity=5)
+    small = write(init_state(other, DK, DV), torch.randn(5, DK), torch.randn(5, DV), other)
+    assert default(x, small).shape == x.shape

@@ -29,6 +29,7 @@ The layer never stores or writes memories; the caller passes ``state`` in (e.g. 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,7 +78,10 @@ class MemoryRetrieval(nn.Module):
         key_dim: memory key size ``Dk``.
         value_dim: memory value size ``Dv``.
         params: :class:`RetrievalParams` (default: k=5, softmax, τ=0.1, per-token queries).
-        memory: :class:`EpisodicParams` of the memories this layer will read.
+        memory: :class:`EpisodicParams` of the memories this layer will read; ``forward`` then
+            refuses a state of another capacity, with an error naming ``memory=``. Default
+            ``None``: read whatever state is passed, with that state's capacity and the default
+            ``eps`` (only ``eps`` affects a read).
 
     ``forward(x, state) -> y [B, T, C]``; with an empty memory ``y = x``.
     """
@@ -97,6 +101,8 @@ class MemoryRetrieval(nn.Module):
                 raise ValueError(f"{name} must be an int ≥ 1, got {d!r}")
         self.dim = dim
         self.params = params if params is not None else RetrievalParams()
+        # Without memory= the layer adapts to each state's capacity (see retrieve).
+        self.adapt_capacity = memory is None
         self.memory = memory if memory is not None else EpisodicParams()
         self.query = nn.Linear(dim, key_dim, bias=False)
         self.out = nn.Linear(value_dim, dim, bias=False)
@@ -110,13 +116,26 @@ class MemoryRetrieval(nn.Module):
         check_tensor("x", x, ndim=3, floating=True)
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have last dim {self.dim}, got shape {tuple(x.shape)}")
+        if not isinstance(state, EpisodicState):
+            raise ValueError(f"state must be an EpisodicState, got {type(state).__name__}")
+        memory = self.memory
+        if self.adapt_capacity:
+            memory = dataclasses.replace(memory, capacity=state.capacity)
+        elif state.capacity != memory.capacity:
+            raise ValueError(
+                f"state has {state.capacity} slots but this MemoryRetrieval was built with "
+                f"memory=EpisodicParams(capacity={memory.capacity}); pass the EpisodicParams the "
+                "state was created with, or omit memory= to read any state"
+            )
         b, t, _ = x.shape
         h = x.mean(1, keepdim=True).expand_as(x) if self.params.query == "sequence_mean" else x
         q = self.query(h).reshape(b * t, -1)
-        got = read(state, q, min(self.params.k, state.size), self.memory)
+        got = read(state, q, min(self.params.k, state.size), memory)
         return Retrieved(*(z.reshape(b, t, *z.shape[1:]) for z in got))
 
     def forward(self, x: torch.Tensor, state: EpisodicState) -> torch.Tensor:
+        if not isinstance(state, EpisodicState):
+            raise ValueError(f"state must be an EpisodicState, got {type(state).__name__}")
         if state.size == 0:
             check_tensor("x", x, ndim=3, floating=True)
             return x
