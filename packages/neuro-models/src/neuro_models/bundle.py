@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from neuro_models._fileio import atomic_directory, fsync_write, sha256_file
+from neuro_models.aura import AuraConfig, HippocampalTransformer
 from neuro_models.config import LlamaConfig
 from neuro_models.data.tokenizers import Tokenizer, load_tokenizer
 from neuro_models.decoder import Decoder, DecoderConfig
@@ -47,17 +48,18 @@ SPEC_FILE = "model.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 #: The model classes a bundle can hold.
-BundleKind = Literal["llama", "ncn", "neurollama", "decoder", "v3"]
+BundleKind = Literal["llama", "ncn", "neurollama", "decoder", "v3", "aura"]
 #: How weights are stored: ``"fp32"`` (exact) or ``"bf16"`` (half the size, rounded).
 StorageDtype = Literal["fp32", "bf16"]
 
-ModelConfig = LlamaConfig | NCNConfig | NeuroLlamaConfig | DecoderConfig | V3Config
+ModelConfig = LlamaConfig | NCNConfig | NeuroLlamaConfig | DecoderConfig | V3Config | AuraConfig
 _KINDS: dict[str, tuple[type[nn.Module], type[ModelConfig]]] = {
     "llama": (Llama, LlamaConfig),
     "ncn": (NCNModel, NCNConfig),
     "neurollama": (NeuroLlama, NeuroLlamaConfig),
     "decoder": (Decoder, DecoderConfig),
     "v3": (V3Model, V3Config),
+    "aura": (HippocampalTransformer, AuraConfig),
 }
 _DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -99,6 +101,8 @@ def _kind_of(model: nn.Module) -> tuple[BundleKind, ModelConfig]:
         return "decoder", model.spec
     if isinstance(model, V3Model):
         return "v3", model.config
+    if isinstance(model, HippocampalTransformer):
+        return "aura", model.config
     raise ValueError(
         "model must be a Llama, an NCNModel, a NeuroLlama or a plain Decoder, "
         f"got {type(model).__name__}"
