@@ -19,6 +19,14 @@ from neuro_plasticity.layers import (
     HebbianFastWeights,
     RewardModulatedHebbian,
 )
+from neuro_plasticity.neuromodulation import (
+    ActivityModulator,
+    ActivityModulatorParams,
+    ActivityModulatorState,
+    activity_modulator_init,
+    activity_modulator_step,
+    jaccard,
+)
 from neuro_plasticity.ops.event_stdp import EventPairSTDP, EventSTDPState, event_driven
 from neuro_plasticity.ops.fast_weights import FastWeightState, fast_weights, fast_weights_step
 from neuro_plasticity.rule import (
@@ -49,6 +57,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CSR",
+    "ActivityModulator",
+    "ActivityModulatorParams",
+    "ActivityModulatorState",
     "BCMState",
     "ClipParams",
     "Dense",
@@ -68,6 +79,8 @@ __all__ = [
     "Transform",
     "TripletTraces",
     "__version__",
+    "activity_modulator_init",
+    "activity_modulator_step",
     "bcm",
     "chain",
     "clip",
@@ -77,6 +90,7 @@ __all__ = [
     "fast_weights_step",
     "foldiak",
     "hebbian",
+    "jaccard",
     "local_csr",
     "modulate",
     "oja",
