@@ -9,8 +9,8 @@ adds spiking/hybrid FFNs in some layers and a retrieval memory read in some laye
 
 Ours by default, the published behaviour behind a flag:
 
-* ``positions="theta_gamma"``: neuro-memory's multiscale theta-gamma code (parameter-free, exact
-  phases at any position); ``"published_theta_gamma"`` is Aura's (rank ≤ 8, period
+* ``positions="theta_gamma"``: neuro-memory's multiscale theta-gamma code (exact phases at any
+  position) times a learnable amplitude that starts at the embedding's scale; ``"published_theta_gamma"`` is Aura's (rank ≤ 8, period
   ``max_seq_len − 1``, ``3d`` learnable parameters); ``"rope"`` is arm (c) of the reproduction.
 * ``prosody="zeros"``: the prosody gate sees zeros (a learned per-head query temperature);
   ``"random"``: U[0, 1)⁴ noise per token at every call (the notebook's training batches);
@@ -121,6 +121,9 @@ class AuraConfig:
             ``s`` (0.1), place_k_rule, place_learnable (learnable prototypes, as published).
         positions: see the module docstring.
         gamma_per_theta: ``G`` of the theta-gamma codes (published 40 Hz / 8 Hz = 5).
+        position_scale: initial learnable amplitude of our theta-gamma code (``d`` parameters),
+            the embedding's σ = 0.02 (at amplitude 1 the code swamps the tokens; see
+            :class:`~neuro_models.aura.ThetaGammaPositions`).
         rope_theta: RoPE base for ``positions="rope"``.
         prosody: source of the prosody features of the query gates (module docstring).
         amygdala_seed: seed of the untrained amygdala MLP (``prosody="amygdala"``).
@@ -155,6 +158,7 @@ class AuraConfig:
     place_learnable: bool = True
     positions: AuraPositions = "theta_gamma"
     gamma_per_theta: float = 5.0
+    position_scale: float = 0.02
     rope_theta: float = 10_000.0
     prosody: Prosody = "zeros"
     amygdala_seed: int = 0
@@ -212,6 +216,7 @@ class AuraConfig:
         check_in_range("place_sparsity", self.place_sparsity, 0.0, 1.0, low_open=True)
         check_positive("place_residual_scale", self.place_residual_scale, allow_zero=True)
         check_positive("gamma_per_theta", self.gamma_per_theta)
+        check_positive("position_scale", self.position_scale)
         check_positive("rope_theta", self.rope_theta)
         check_in_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
         check_positive("norm_eps", self.norm_eps)

@@ -19,8 +19,8 @@ embedding table subclass, the position module, the embedding LayerNorm in place 
 dropout, LayerNorm FFN norms, identities for the attention and final norms). The one decoder
 loop, KV cache and ``generate`` run unchanged.
 
-Parameter count (tied head; ``P`` place cells, ``θ = 3d`` for the published theta-gamma code and 0
-for ours or RoPE, ``F`` the FFN width)::
+Parameter count (tied head; ``P`` place cells, ``θ = 3d`` for the published theta-gamma code (two phase
+offsets and an amplitude per dimension), ``d`` for ours (an amplitude) and 0 for RoPE, ``F`` the FFN width)::
 
     V·d + (2Pd + P + d) + θ + 2d
       + L·[2d + (4d² + 4d) + (d + 1) + 5H + 2d + FFN]       FFN = 2dF + F + d (GELU)
@@ -140,7 +140,8 @@ class HippocampalTransformer(Decoder):
                     variant="published" if published else "multiscale",
                     gamma_per_theta=config.gamma_per_theta,
                     max_seq_len=config.max_seq_len if published else None,
-                )
+                ),
+                scale=config.position_scale,
             )
         self.embed_dropout = EmbeddingNorm(d, eps, config.dropout)  # type: ignore[assignment]
         for block in self.layers:
@@ -237,6 +238,8 @@ def count_formula(config: AuraConfig) -> int:
         total += 2 * P * d + P + d
     if config.positions == "published_theta_gamma":
         total += 3 * d
+    elif config.positions == "theta_gamma":
+        total += d
     gelu = 2 * d * F + F + d
     for i in range(L):
         kind = config.snn_ffn if i in config.snn_layers else config.ffn

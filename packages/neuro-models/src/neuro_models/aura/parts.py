@@ -418,25 +418,39 @@ class PlaceCellEmbedding(nn.Embedding):
 class ThetaGammaPositions(nn.Module):
     """Theta-gamma positional code added to the embedding (neuro-memory's
     :class:`~neuro_memory.ThetaGammaEncoding`): ``positions [T] or [B, T] -> [..., d]``, in the
-    model's dtype."""
+    model's dtype.
+
+    The multiscale code (ours) is scaled by a learnable per-dimension amplitude ``A``
+    (``amplitude``), initialised to ``scale``: its entries have unit amplitude in every
+    dimension, so added at full scale to N(0, 0.02²) token embeddings it leaves the tokens ~2 % of
+    the signal after the embedding LayerNorm, and a small model cannot even learn a bigram (a test
+    trains one). The published code has its own learnable amplitude (initialised to 1; its rank
+    ≤ 8 leaves the other directions to the tokens).
+    """
 
     _dtype: torch.Tensor
 
-    def __init__(self, params: ThetaGammaParams) -> None:
+    def __init__(self, params: ThetaGammaParams, *, scale: float = 0.02) -> None:
         super().__init__()
         self.encoding = ThetaGammaEncoding(params)
+        self.scale = float(scale)
+        self.amplitude: nn.Parameter | None = None
+        if params.variant == "multiscale":
+            self.amplitude = nn.Parameter(torch.full((params.dim,), self.scale))
         # Follows model.to(dtype), so the code is added in the embedding's dtype.
         self.register_buffer("_dtype", torch.zeros(0), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.encoding(positions)
-        return out.to(self._dtype.dtype)
+        out: torch.Tensor = self.encoding(positions).to(self._dtype.dtype)
+        return out if self.amplitude is None else out * self.amplitude
 
     def reset_part_parameters(self) -> None:
         enc = self.encoding
-        if enc.theta_offset is None or enc.gamma_offset is None or enc.amplitude is None:
-            return
         with torch.no_grad():
+            if self.amplitude is not None:
+                self.amplitude.fill_(self.scale)
+            if enc.theta_offset is None or enc.gamma_offset is None or enc.amplitude is None:
+                return
             enc.theta_offset.normal_(0.0, 0.1)
             enc.gamma_offset.normal_(0.0, 0.1)
             enc.amplitude.fill_(1.0)
