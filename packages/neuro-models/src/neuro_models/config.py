@@ -26,6 +26,14 @@ def _check_float(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def check_known_keys(cls: type, d: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the keys of ``d`` that are not fields of the dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LlamaConfig:
     """Shape and initialization of a :class:`neuro_models.llama.Llama` decoder.
@@ -90,10 +98,7 @@ class LlamaConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LlamaConfig:
         """Build a config from a mapping; unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown LlamaConfig keys {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**dict(d))
 
     def replace(self, **changes: Any) -> LlamaConfig:

@@ -8,26 +8,16 @@ options, so a whole model is a JSON-serializable value that a bundle can rebuild
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from neuro_models.config import _check_float, _check_int, check_known_keys
 
 #: ``"rope"``: rotary embeddings on queries and keys (Su et al. 2021). ``"learned"``: a learned
 #: absolute position table added to the token embedding (GPT-2).
 Positions = Literal["rope", "learned"]
 _POSITIONS = ("rope", "learned")
-
-
-def _check_int(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int ≥ {minimum}, got {value!r}")
-
-
-def _check_float(name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -189,10 +179,7 @@ class DecoderConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DecoderConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DecoderConfig keys {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, d)
         values = dict(d)
         for name in ("mixer", "ffn"):
             if isinstance(values.get(name), list):

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from neuro_models.config import check_known_keys
 from neuro_models.decoder import DecoderConfig, Part
 
 SynapticMode = Literal["static", "context_dependent", "full_matrix"]
@@ -238,10 +239,7 @@ class NeuroLlamaConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NeuroLlamaConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown NeuroLlamaConfig keys {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, d)
         values = dict(d)
         for name in ("exit_layers", "hebbian_layers"):
             if isinstance(values.get(name), list):
