@@ -3,6 +3,7 @@ non-causal pieces behind flags, the published training path (which never updates
 local-learning trainer. See ``specs/reference-systems.md`` §5 and ``docs/guides/v3.rst``."""
 
 from neuro_models.v3.config import Routing, Softmax, Spiking, V3Config, published_small
+from neuro_models.v3.local import LocalLearningConfig, LocalStep, LocalTrainer
 from neuro_models.v3.model import (
     ConsciousnessLayer,
     DevelopmentalPlasticity,
@@ -25,6 +26,9 @@ from neuro_models.v3.published import (
 __all__ = [
     "ConsciousnessLayer",
     "DevelopmentalPlasticity",
+    "LocalLearningConfig",
+    "LocalStep",
+    "LocalTrainer",
     "LongTermMemory",
     "PublishedEpoch",
     "Routing",
