@@ -1,5 +1,11 @@
 """Composable plasticity rules (Hebbian, Oja, BCM, STDP, three-factor), chunked Hebbian fast weights with a Triton kernel, and continual-learning tools."""
 
+from neuro_plasticity.consolidation import (
+    ConsolidatingRule,
+    ConsolidationState,
+    consolidating,
+    two_regime_stdp,
+)
 from neuro_plasticity.hebbian import (
     BCMState,
     bcm,
@@ -62,6 +68,8 @@ __all__ = [
     "ActivityModulatorState",
     "BCMState",
     "ClipParams",
+    "ConsolidatingRule",
+    "ConsolidationState",
     "Dense",
     "EventPairSTDP",
     "EventSTDPState",
@@ -84,6 +92,7 @@ __all__ = [
     "bcm",
     "chain",
     "clip",
+    "consolidating",
     "eligibility",
     "event_driven",
     "fast_weights",
@@ -103,5 +112,6 @@ __all__ = [
     "three_factor_stdp",
     "threshold_adaptation",
     "triplet_stdp",
+    "two_regime_stdp",
     "weight_decay",
 ]

@@ -61,6 +61,14 @@ from neuro_spiking.ops.alif_scan import fused_alif_scan
 from neuro_spiking.ops.gif_scan import fused_gif_scan
 from neuro_spiking.ops.lif_scan import LIFScanOutput, fused_lif_scan
 from neuro_spiking.presets import HebLLMRole, hebllm_population
+from neuro_spiking.sleep_phase import (
+    ConsolidationHook,
+    SleepParams,
+    SleepReport,
+    last_spike_sets,
+    raster,
+    sleep,
+)
 from neuro_spiking.surrogates import (
     ATan,
     FastSigmoid,
@@ -84,6 +92,7 @@ __all__ = [
     "AdaptiveLIFParams",
     "AdaptiveLIFState",
     "CalibratedReadout",
+    "ConsolidationHook",
     "EventPlasticityHook",
     "FastSigmoid",
     "GIFParams",
@@ -110,6 +119,8 @@ __all__ = [
     "Rectangular",
     "RunResult",
     "Sigmoid",
+    "SleepParams",
+    "SleepReport",
     "SpikeSource",
     "SpikingFFN",
     "Surrogate",
@@ -131,6 +142,7 @@ __all__ = [
     "izhikevich_init",
     "izhikevich_scan",
     "izhikevich_step",
+    "last_spike_sets",
     "latency_encode",
     "lif_init",
     "lif_scan",
@@ -138,7 +150,9 @@ __all__ = [
     "lif_trace",
     "poisson_encode",
     "random_projection",
+    "raster",
     "rate_encode",
+    "sleep",
     "spike",
     "spike_count",
     "token_encode",
