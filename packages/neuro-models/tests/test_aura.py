@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from neuro_memory import EpisodicParams, init_state
 from neuro_models.aura import (
     AuraConfig,
     HippocampalTransformer,
@@ -412,3 +413,34 @@ def test_both_models_train(config: AuraConfig) -> None:
         grad = model.layers[0].attn.retrieval.gate.weight.grad
         assert grad is not None
         assert float(grad.abs().max()) > 0
+
+
+def test_amygdala_prosody_is_one_state_from_the_sequence_and_batch_mean() -> None:
+    torch.manual_seed(0)
+    model = HippocampalTransformer(colab_config("test", **SMALL)).eval()
+    x = _tokens(3, 7)
+    with torch.no_grad():
+        p = model.run(x).signals.prosody
+        stream = model.embed_dropout(model.embed(x) + model.pos(torch.arange(7)))
+        mod = model.modulator
+        pooled = stream.mean(1)  # [B, d]
+        hid = torch.relu(pooled @ mod.amygdala_w1.T + mod.amygdala_b1)
+        s = torch.tanh(hid @ mod.amygdala_w2.T + mod.amygdala_b2).mean(0)
+    want = torch.stack([(s[0] + 1) / 2, s[1], (s[0] + 1) / 2, s[1]])
+    torch.testing.assert_close(p, want.expand(3, 7, 4), rtol=1e-5, atol=1e-6)
+
+
+def test_memory_bank_errors_name_the_problem() -> None:
+    model = HippocampalTransformer(AuraConfig(**SMALL))
+    with pytest.raises(ValueError, match="no memory bank"):
+        model.write_memory(torch.randn(2, 32))
+    rag = HippocampalTransformer(snn_rag_config(**SMALL))
+    assert rag.memory is not None
+    with pytest.raises(ValueError, match="keys"):
+        rag.write_memory(torch.randn(32))
+    small = init_state(EpisodicParams(capacity=3), 32, 32)
+    with pytest.raises(ValueError, match="slots of width"):
+        rag.memory.load(small)
+    rag.write_memory(torch.randn(4, 32))
+    rag.memory.clear()
+    assert rag.memory.size == 0
