@@ -19,9 +19,12 @@ from neuro_plasticity import (
     CSR,
     ActivityModulator,
     ActivityModulatorParams,
+    chain,
     clip,
+    event_driven,
     modulate,
     on_topology,
+    pair_stdp,
     two_regime_stdp,
 )
 from neuro_spiking.lif import LIFParams
@@ -140,3 +143,34 @@ def test_wake_sleep_wake_equals_the_reference() -> None:
     assert torch.equal(final.alive[0], torch.tensor(ref.alive))
     np.testing.assert_allclose(final.weights[0].numpy(), ref.w, rtol=1e-9, atol=1e-12)
     assert max(abs(a - b) for a, b in zip(ref.w, W0)) > 1e-2
+
+
+def test_event_driven_hook_sleeps_like_the_dense_rule() -> None:
+    """``event_driven(chain(pair_stdp, modulate, clip))`` through wake, sleep (replay, pruning)
+    and wake again gives the dense rule's weights; pruned synapses stay at 0 under both."""
+    rule = chain(pair_stdp(a_plus=A_PLUS, a_minus=A_MINUS), modulate(), clip(w_min=0.0, w_max=1.0))
+    out = []
+    for event in (False, True):
+        net, proj = _network()
+        topo = CSR(proj.crow_indices, proj.col_indices, 3)
+        hook = event_driven(rule, topo, backend="events") if event else on_topology(rule, topo)
+        net = Network(
+            net.populations,
+            net.projections,
+            dt_ms=1.0,
+            plasticity={0: hook},
+            neuromodulator=net.neuromodulator,
+            dtype=torch.float64,
+        )
+        src, kick = _drive(300, 0)
+        awake, res = net.run(300, inject=kick, source_spikes={"pre": src})
+        slept, report = sleep(net, awake, raster(net, res.spikes)[-40:])
+        src2, kick2 = _drive(100, 5)
+        final, _ = net.run(100, slept, inject=kick2, source_spikes={"pre": src2})
+        out.append((final, report))
+    (dense, r_dense), (ev, r_ev) = out
+    assert r_dense.synapses_after == r_ev.synapses_after
+    assert r_dense.synapses_after[0] < 6
+    assert torch.equal(dense.alive[0], ev.alive[0])
+    assert bool((ev.weights[0][~ev.alive[0]] == 0).all())
+    torch.testing.assert_close(ev.weights[0], dense.weights[0], rtol=1e-10, atol=1e-12)

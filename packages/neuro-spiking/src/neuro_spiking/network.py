@@ -772,6 +772,7 @@ class Network:
         spike_count = state.spike_count.clone()
         mod_state = state.modulation_state
         plastic = bool(self.plasticity)
+        dead = _dead(state.alive)
         if plastic:
             w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0, dtype=self.dtype)
             weights = list(w_flat.split([pr.nnz for pr in self.projections]))
@@ -826,7 +827,7 @@ class Network:
                     weights,
                     hook_states,
                     m_block,
-                    state.alive,
+                    dead,
                 )
             else:
                 values = signed.index_select(0, syn)
@@ -901,6 +902,7 @@ class Network:
         weights = list(w_flat.split([pr.nnz for pr in self.projections]))
         hook_states = [_clone_tree(h) for h in state.hook_states]
         empty = torch.zeros(0, dtype=torch.long)
+        dead = _dead(state.alive)
         mods: list[np.ndarray] = []
         done = 0
         block = max(1, self.min_delay)
@@ -924,7 +926,7 @@ class Network:
                     weights,
                     hook_states,
                     m_block,
-                    state.alive,
+                    dead,
                 )
             step += k
             done += k
@@ -1065,13 +1067,14 @@ class Network:
         weights: list[torch.Tensor],
         hook_states: list[Any],
         modulation: np.ndarray,
-        alive: tuple[torch.Tensor, ...],
+        dead: list[torch.Tensor | None],
     ) -> torch.Tensor:
         """Apply the plasticity hooks step by step over one block, updating ``w_flat`` (whose
         per-projection views are ``weights``) and ``hook_states`` in place; returns the signed
         value of every event in ``syn``, read at the step of its spike before that step's
         update. ``modulation [k]`` is the third factor of each step (NaN: None); pruned
-        synapses (``alive`` False) are held at 0."""
+        synapses (``dead[i]``: the complement of projection i's ``alive`` mask, None when every
+        synapse is alive) are held at 0."""
         t_np, pre_np, syn_np = t_idx.numpy(), pre.numpy(), syn.numpy()
         w_np = w_flat.numpy()
         # spikes of block step t: pre_np[sp[t]:sp[t+1]] (ascending); their events ev[t]:ev[t+1]
@@ -1084,8 +1087,7 @@ class Network:
             pr = self.projections[i]
             pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
             bounds = np.array([pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop])
-            dead = None if bool(alive[i].all()) else ~alive[i]
-            hooks.append((i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead))
+            hooks.append((i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead[i]))
         if not all(h[5] for h in hooks):
             s = torch.zeros(k, self.size, dtype=self.dtype)
             s[t_idx, pre] = 1.0
@@ -1096,15 +1098,15 @@ class Network:
                 np.multiply(w_np[glob[ids]], sign[ids], out=values[e0:e1])
             fired = pre_np[sp[t] : sp[t + 1]]
             m = None if math.isnan(modulation[t]) else float(modulation[t])
-            for i, hook, pre_sl, post_sl, bounds, event, dead in hooks:
+            for i, hook, pre_sl, post_sl, bounds, event, pruned in hooks:
                 w = weights[i]
                 if not event:
                     dw, hook_states[i] = hook(  # type: ignore[operator]
                         s[t : t + 1, pre_sl], s[t : t + 1, post_sl], hook_states[i], w, m
                     )
                     torch.add(w, dw, out=w).clamp_min_(0.0)
-                    if dead is not None:
-                        w.masked_fill_(dead, 0.0)
+                    if pruned is not None:
+                        w.masked_fill_(pruned, 0.0)
                     continue
                 a, b, c, d = np.searchsorted(fired, bounds)
                 if a == b and c == d:
@@ -1119,10 +1121,15 @@ class Network:
                 )
                 idx_np = index.numpy()
                 new = np.maximum(value.numpy(), 0.0)
-                if dead is not None:
-                    new = np.where(dead.numpy()[idx_np], 0.0, new)
+                if pruned is not None:
+                    new = np.where(pruned.numpy()[idx_np], 0.0, new)
                 w.numpy()[idx_np] = new
         return torch.from_numpy(values)
+
+
+def _dead(alive: tuple[torch.Tensor, ...]) -> list[torch.Tensor | None]:
+    """Per projection: the pruned synapses (``~alive``), or None when none is."""
+    return [None if bool(a.all()) else ~a for a in alive]
 
 
 def _clone_tree(x: Any) -> Any:
