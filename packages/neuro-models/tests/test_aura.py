@@ -204,6 +204,12 @@ def test_training_loss_labels() -> None:
     torch.testing.assert_close(ours, nll_next, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(copy, nll_copy, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(smooth, want_smooth, rtol=1e-5, atol=1e-6)
+    # Colab AuraLoss: CE with ε = 0.1 minus 0.05 · mean predictive entropy, next-token labels.
+    colab, metrics = training_loss(model, x, y, label_smoothing=0.1, entropy_bonus=0.05)
+    entropy = -(logp.exp() * logp).sum(-1).mean()
+    want_colab = 0.9 * nll_next + 0.1 * (-logp.mean(-1)).mean() - 0.05 * entropy
+    torch.testing.assert_close(colab, want_colab, rtol=1e-5, atol=1e-6)
+    assert metrics["entropy"] == pytest.approx(float(entropy.detach()), rel=1e-5)
 
 
 def test_notebook_eval_ppl_against_a_direct_computation() -> None:

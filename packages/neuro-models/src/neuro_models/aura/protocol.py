@@ -5,6 +5,8 @@ Published (``notebookforaura.py``, reference-systems §3.3):
 * **labels = inputs.** The notebook builds ``labels = input_ids.clone()`` and takes
   ``CrossEntropy(logits_t, x_t)``: the model is trained to output the token it is reading, a copy
   task that causal attention solves trivially (position t sees x_t). Label smoothing 0.2.
+* The Colab script does shift the labels, but its "ppl" is ``exp`` of the training loss with label
+  smoothing 0.1 and an entropy bonus of 0.05 subtracted (``AuraLoss``).
 * **"Eval PPL"** = ``exp(min(mean_doc CE, 20))`` over the first 20 documents (≥ 10 tokens) of the
   *training* stream, each truncated and right-padded to ``max_seq_len``, pad labels ignored, the
   same unshifted labels, zero prosody, eval mode. It measures how well the copy task is
@@ -45,34 +47,44 @@ def training_loss(
     *,
     published_labels: bool = False,
     label_smoothing: float = 0.0,
+    entropy_bonus: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Trainer loss ``(model, inputs, targets) -> (loss, metrics)``:
-    ``L = −(1/N) Σ_t [(1 − ε) log p(y_t | x_{≤t}) + (ε/V) Σ_v log p(v | x_{≤t})]``.
+    ``L = −(1/N) Σ_t [(1 − ε) log p(y_t | x_{≤t}) + (ε/V) Σ_v log p(v | x_{≤t})] − λ · H̄``,
+    ``H̄ = (1/N) Σ_t H(p(· | x_{≤t}))``.
 
     Args:
-        model: a decoder (``model(inputs) -> [B, T, V]``; its fused ``loss`` is used when ε = 0).
+        model: a decoder (``model(inputs) -> [B, T, V]``; its fused ``loss`` is used when
+            ε = λ = 0).
         inputs: ``[B, T]`` token ids.
         targets: ``[B, T]`` next-token ids (ours: ``y_t = x_{t+1}``).
-        published_labels: published: ``y_t = x_t`` (the inputs themselves; ``targets`` is
-            ignored), the copy task.
+        published_labels: published (notebook): ``y_t = x_t`` (the inputs themselves;
+            ``targets`` is ignored), the copy task.
         label_smoothing: ε (published: 0.2 in the notebook, 0.1 in the Colab script).
+        entropy_bonus: λ (published Colab ``AuraLoss``: 0.05, subtracted, so the model is
+            rewarded for flat predictions; the Colab progress bar's "ppl" is ``exp`` of this loss).
 
     Returns:
-        ``(loss, {"ce": loss})``.
+        ``(loss, {"ce": smoothed CE, "entropy": H̄ (when λ > 0)})``.
     """
     check_tensor("inputs", inputs, ndim=2, dtype=(torch.int64, torch.int32))
     check_tensor("targets", targets, shape=tuple(inputs.shape), dtype=(torch.int64, torch.int32))
     check_in_range("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+    check_in_range("entropy_bonus", entropy_bonus, 0.0, float("inf"), high_open=True)
     labels = inputs if published_labels else targets
     loss_fn = getattr(type(model), "loss", None)
-    if label_smoothing == 0.0 and callable(loss_fn):
+    if label_smoothing == 0.0 and entropy_bonus == 0.0 and callable(loss_fn):
         loss: torch.Tensor = model.loss(inputs, labels)  # type: ignore[operator]
-    else:
-        logits = model(inputs)
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten().long(), label_smoothing=label_smoothing
-        )
-    return loss, {"ce": float(loss.detach())}
+        return loss, {"ce": float(loss.detach())}
+    logits = model(inputs).float().flatten(0, 1)
+    ce = F.cross_entropy(logits, labels.flatten().long(), label_smoothing=label_smoothing)
+    metrics = {"ce": float(ce.detach())}
+    if entropy_bonus == 0.0:
+        return ce, metrics
+    logp = logits.log_softmax(-1)
+    entropy = -(logp.exp() * logp).sum(-1).mean()
+    metrics["entropy"] = float(entropy.detach())
+    return ce - entropy_bonus * entropy, metrics
 
 
 @torch.no_grad()
