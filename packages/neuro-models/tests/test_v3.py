@@ -69,6 +69,7 @@ def test_flags_do_not_change_the_count() -> None:
     assert [k for k, _ in a.named_parameters()] == [k for k, _ in b.named_parameters()]
 
 
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
 def test_memory_efficiency_claim_is_a_parameter_ratio() -> None:
     # "4.38x more memory efficient": nn.Transformer(d 128, 4 + 4 layers) over the d 128, 4-layer
     # brain model, embeddings and head of the transformer excluded (§5.3).

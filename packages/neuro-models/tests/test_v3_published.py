@@ -12,7 +12,14 @@ import math
 import pytest
 import torch
 
-from neuro_models.v3 import V3Config, V3Model, byte_batches, published_step, published_train
+from neuro_models.v3 import (
+    V3Config,
+    V3Model,
+    byte_batches,
+    published_comparison,
+    published_step,
+    published_train,
+)
 
 TEXT = (
     b"The quick brown fox jumps over the lazy dog. Memory consolidation and retrieval "
@@ -131,3 +138,20 @@ def test_byte_batches_and_bad_arguments() -> None:
         published_train(model, batches, batches, epochs=0)
     with pytest.raises(ValueError, match="y"):
         published_step(model, x0, y0[:, :2], step=0)
+
+
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
+def test_published_comparison_is_two_untrained_models_on_random_targets() -> None:
+    # "5.55 vs 5.77": neither model is trained; each CE is ln 256 plus half its logits' variance
+    # at init (the transformer's head reads a LayerNorm output of scale 1, v3's a smaller one).
+    for seed in range(3):
+        r = published_comparison(seed=seed)
+        assert r.brain_params == 1_142_760
+        assert r.transformer_params == 5_009_920
+        assert round(r.memory_efficiency, 2) == 4.38
+        for loss, var in ((r.transformer_loss, r.transformer_logit_var),
+                          (r.brain_loss, r.brain_logit_var)):  # fmt: skip
+            assert abs(loss - (math.log(256) + var / 2)) < 0.1
+        assert r.transformer_logit_var > 10 * r.brain_logit_var
+        assert r.transformer_time > 0
+        assert r.brain_time > 0

@@ -15,9 +15,11 @@ from neuro_models.v3.model import (
     expected_parameters,
 )
 from neuro_models.v3.published import (
+    PublishedComparison,
     PublishedEpoch,
     byte_batches,
     consciousness_state,
+    published_comparison,
     published_step,
     published_train,
     published_validate,
@@ -30,6 +32,7 @@ __all__ = [
     "LocalStep",
     "LocalTrainer",
     "LongTermMemory",
+    "PublishedComparison",
     "PublishedEpoch",
     "Routing",
     "ShortTermMemory",
@@ -42,6 +45,7 @@ __all__ = [
     "consciousness_state",
     "count_parameters",
     "expected_parameters",
+    "published_comparison",
     "published_small",
     "published_step",
     "published_train",

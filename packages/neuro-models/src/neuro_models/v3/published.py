@@ -23,13 +23,16 @@ reads the targets, so the trained parameters do not depend on ``y`` at all.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from neuro_core.validation import check_tensor
+from neuro_models.v3.config import V3Config
 from neuro_models.v3.model import V3Model
 
 #: ConsciousnessTrainer(consciousness_weight=0.1).
@@ -174,6 +177,81 @@ def published_train(
     return history
 
 
+@dataclass(frozen=True)
+class PublishedComparison:
+    """What :func:`published_comparison` measured (names as in the published test).
+
+    Attributes:
+        transformer_params, brain_params: parameter counts (the transformer's without its
+            embedding and head, as published).
+        memory_efficiency: ``transformer_params / brain_params`` (the "4.38× more efficient").
+        transformer_time, brain_time: wall seconds of one first forward pass each.
+        speedup: ``transformer_time / brain_time`` (the "1.43× faster").
+        transformer_loss, brain_loss: CE of each model's logits against random targets.
+        transformer_logit_var, brain_logit_var: variance of each model's logits over the
+            vocabulary, averaged over positions: for near-zero logits CE ≈ ln V + var/2 − z̄_y.
+    """
+
+    transformer_params: int
+    brain_params: int
+    memory_efficiency: float
+    transformer_time: float
+    brain_time: float
+    speedup: float
+    transformer_loss: float
+    brain_loss: float
+    transformer_logit_var: float
+    brain_logit_var: float
+
+
+def published_comparison(
+    *, seed: int = 0, batch_size: int = 4, seq_len: int = 16, dim: int = 128
+) -> PublishedComparison:
+    """Re-run the published ``simple_brain_test.test_performance_comparison`` as published.
+
+    Random bytes x and random targets y ``[4, 16]``; an untrained ``nn.Transformer(d_model=128,
+    nhead=8, 4 encoder + 4 decoder layers)`` with its own embedding and head, fed ``src = tgt =
+    Emb(x)`` in training mode (dropout on), without a causal mask and with ``batch_first=False``,
+    so it reads the batch axis as time; and an untrained published v3 model at d = 128 with 4
+    repetitions, called once in training mode with ``training_step=100``. One timed forward each,
+    no warm-up; CE of each against y. Nothing is trained: both losses sit near ln 256, and their
+    gap is set by the init scale of the logits (see :class:`PublishedComparison`).
+    """
+    torch.manual_seed(seed)
+    vocab = 256
+    x = torch.randint(0, vocab, (batch_size, seq_len))
+    y = torch.randint(0, vocab, (batch_size, seq_len))
+    transformer = nn.Transformer(d_model=dim, nhead=8, num_encoder_layers=4, num_decoder_layers=4)
+    embedding, head = nn.Embedding(vocab, dim), nn.Linear(dim, vocab)
+    start = time.perf_counter()
+    e = embedding(x)
+    t_logits = head(transformer(e, e))
+    t_time = time.perf_counter() - start
+    brain = V3Model(V3Config.published(dim=dim, num_layers=4))
+    start = time.perf_counter()
+    b_logits = brain(x, training_step=100)
+    b_time = time.perf_counter() - start
+    t_params = sum(p.numel() for p in transformer.parameters())
+    b_params = sum(p.numel() for p in brain.parameters())
+    with torch.no_grad():
+        t_loss = F.cross_entropy(t_logits.reshape(-1, vocab), y.reshape(-1))
+        b_loss = F.cross_entropy(b_logits.reshape(-1, vocab), y.reshape(-1))
+        t_var = t_logits.var(dim=-1).mean()
+        b_var = b_logits.var(dim=-1).mean()
+    return PublishedComparison(
+        transformer_params=t_params,
+        brain_params=b_params,
+        memory_efficiency=t_params / b_params,
+        transformer_time=t_time,
+        brain_time=b_time,
+        speedup=t_time / b_time,
+        transformer_loss=float(t_loss),
+        brain_loss=float(b_loss),
+        transformer_logit_var=float(t_var),
+        brain_logit_var=float(b_var),
+    )
+
+
 def byte_batches(
     data: bytes | torch.Tensor, seq_len: int, batch_size: int, *, drop_last: bool = True
 ) -> list[Batch]:
@@ -211,9 +289,11 @@ def byte_batches(
 
 __all__ = [
     "Batch",
+    "PublishedComparison",
     "PublishedEpoch",
     "byte_batches",
     "consciousness_state",
+    "published_comparison",
     "published_step",
     "published_train",
     "published_validate",
