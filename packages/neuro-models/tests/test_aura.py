@@ -450,3 +450,38 @@ def test_memory_bank_errors_name_the_problem() -> None:
     rag.write_memory(torch.randn(4, 32))
     rag.memory.clear()
     assert rag.memory.size == 0
+
+
+def test_the_harness_trains_both_models(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # neuro_models.train with the published copy-task loss (via functools.partial) and ours.
+    import functools
+
+    from neuro_models.data import DataOrder
+    from neuro_models.train import TrainConfig, train
+
+    stream = (
+        torch.cumsum(torch.randint(1, 3, (600,), generator=torch.Generator().manual_seed(0)), 0) % V
+    )
+    for name, cfg, loss in (
+        ("rag", snn_rag_config(**SMALL), None),
+        ("copy", notebook_config(**SMALL), functools.partial(training_loss, published_labels=True)),
+    ):
+        torch.manual_seed(0)
+        model = HippocampalTransformer(cfg)
+        tc = TrainConfig(
+            lr=1e-2,
+            min_lr=1e-3,
+            warmup_steps=2,
+            max_steps=6,
+            batch_size=4,
+            seq_len=16,
+            precision="fp32",
+            out_dir=str(tmp_path / name),
+            log_every=1,
+            progress=False,
+            plot=False,
+        )
+        result = train(model, tc, DataOrder(stream, 16, 4, seed=1), loss_fn=loss)
+        assert len(result.losses) == 6
+        assert all(math.isfinite(v) for v in result.losses)
+        assert result.losses[-1] < result.losses[0]
