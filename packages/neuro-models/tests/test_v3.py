@@ -263,7 +263,7 @@ def test_consolidation_overwrites_least_used_episodic_slot() -> None:
     ]
     want = (h * (gate * imp)[..., None]).mean(dim=(0, 1))
     torch.testing.assert_close(ltm.episodic_memory[2], want)
-    assert float(ltm.episodic_weights[2]) == 1.0
+    assert ltm.episodic_weights[2].item() == 1.0
     assert torch.equal(ltm.episodic_memory[[0, 1, 3, 4]], before[[0, 1, 3, 4]])
 
 
