@@ -2,10 +2,12 @@
 
 Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
 
-* **Populations** of LIF neurons (:class:`Population`), each excitatory or inhibitory. Dale's
-  law: synaptic weights are stored as magnitudes ``w ≥ 0`` and every synapse of an inhibitory
-  presynaptic population delivers ``−w`` (HebLLM's inhibitory sign, reference-systems.md §2.1,
-  which HEAD 84fe9b2 lost).
+* **Populations** (:class:`Population`) of LIF or adaptive-threshold neurons (the model follows
+  the parameter type), each excitatory or inhibitory, with delta or exponential current-based
+  synapses (``tau_syn_ms``); :class:`SpikeSource` populations spike as told. Dale's law:
+  synaptic weights are stored as magnitudes ``w ≥ 0`` and every synapse of an inhibitory
+  presynaptic population delivers ``−weight_gain·w`` (HebLLM's inhibitory sign and 1.2 gain,
+  reference-systems.md §2.1; HEAD 84fe9b2 lost the sign).
 * **Projections** (:class:`Projection`): CSR connectivity with rows = postsynaptic neurons and
   columns = presynaptic neurons (the layout of ``neuro_plasticity.topology.CSR``), one weight
   and one delay per synapse. A presynaptic spike at step t adds ``±w`` to the postsynaptic
@@ -41,9 +43,17 @@ Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
 
 LIF update per step and neuron (as :mod:`neuro_spiking.lif`, hard reset, absolute refractory):
 ``v ← β·v + ((I_syn + (1 − β)·v_rest) + I_ext)`` (the same value as ``v_rest + β·(v − v_rest) +
-I``, evaluated in this order in float32 with separate roundings); spike if ``v ≥ θ`` and not
-refractory; then ``v ← v_reset`` and the neuron is clamped for ``refractory_ms``. A neuron that is
+I``, evaluated in this order in the network's dtype with separate roundings), where ``I_syn`` is
+the input arriving at this step (delta synapses) or ``I ← α·I + arrivals`` (exponential
+synapses, α = exp(−dt/τ_syn)); spike if ``v ≥ θ + a`` and not refractory (``a ≡ 0`` for LIF,
+``a ← ρ·a + Δθ·s`` after the step for adaptive neurons, as :mod:`neuro_spiking.adaptive_lif`);
+then ``v ← v_reset`` and the neuron is clamped for ``refractory_ms``. A neuron that is
 refractory is held at ``v_reset``.
+
+A **neuromodulator** (:class:`NeuromodulatorHook`) recomputes the third factor of the hooks at
+every step from that step's spikes; :meth:`Network.replay` plays a stored raster through the
+hooks (the offline replay of ``neuro_spiking.sleep_phase.sleep``), and pruned synapses
+(``NetworkState.alive`` False) are held at weight 0.
 
 Speed: each block computes every neuron's free trajectory at once and steps only the few
 candidates (see ``_lif_block``); Poisson input draws only its events. On the issue's 10,000-neuron,
