@@ -125,21 +125,32 @@ def _insert_block(graph: CognitiveMap, x: torch.Tensor, k: int) -> CognitiveMap:
     neg = torch.tensor(-math.inf, dtype=x.dtype, device=x.device)
     s_old = x @ keys.T  # [m, n]
     s_new = (x @ x.T).fill_diagonal_(-math.inf)  # [m, m], no self-loops
-    # 1. New nodes: top-k over old and other new nodes (ids ≥ n are the new ones).
-    cand = torch.cat([s_old, s_new], dim=1)
-    top = torch.topk(cand, min(k, n + m), dim=1)
+    # 1. New nodes: top-k over old and other new nodes (ids ≥ n are the new ones), each part
+    # reduced to its own top-k before the merge (no [m, n + m] copy).
+    parts_v, parts_i = [], []
+    if n:
+        t_old = torch.topk(s_old, min(k, n), dim=1)
+        parts_v.append(t_old.values)
+        parts_i.append(t_old.indices)
+    t_new = torch.topk(s_new, min(k, m), dim=1)
+    parts_v.append(t_new.values)
+    parts_i.append(t_new.indices + n)
+    top = torch.topk(torch.cat(parts_v, dim=1), min(k, n + m), dim=1)
+    top = type(top)((top.values, torch.cat(parts_i, dim=1).gather(1, top.indices)))
     new_sim = torch.full((m, k), -math.inf, dtype=x.dtype, device=x.device)
     new_nbr = torch.full((m, k), -1, dtype=torch.long, device=x.device)
     new_sim[:, : top.values.shape[1]] = top.values
     new_nbr[:, : top.indices.shape[1]] = top.indices
     new_nbr = torch.where(new_sim == neg, torch.full_like(new_nbr, -1), new_nbr)
-    # 2. Old nodes: merge only rows whose k-th similarity some new node beats.
+    # 2. Old nodes: merge only rows whose k-th similarity some new node beats. The transposed
+    # product is recomputed rather than gathered from s_old: row access stays contiguous.
     if n:
-        rows = torch.nonzero(s_old.max(dim=0).values > sim[:, -1]).squeeze(1)
+        s_t = keys @ x.T  # [n, m]
+        rows = torch.nonzero(s_t.max(dim=1).values > sim[:, -1]).squeeze(1)
         if rows.numel():
-            ids = torch.arange(n, n + m, device=x.device).expand(rows.numel(), m)
-            merged = torch.topk(torch.cat([sim[rows], s_old[:, rows].T], dim=1), k, dim=1)
-            merged_ids = torch.cat([nbr[rows], ids], dim=1).gather(1, merged.indices)
+            t_rows = torch.topk(s_t[rows], min(k, m), dim=1)
+            merged = torch.topk(torch.cat([sim[rows], t_rows.values], dim=1), k, dim=1)
+            merged_ids = torch.cat([nbr[rows], t_rows.indices + n], dim=1).gather(1, merged.indices)
             merged_ids = torch.where(merged.values == neg, -1, merged_ids)
             sim = sim.index_copy(0, rows, merged.values)
             nbr = nbr.index_copy(0, rows, merged_ids)
