@@ -1,4 +1,5 @@
-"""neuro-memory: episodic read (exact torch top-k vs FAISS candidates) and write, by capacity.
+"""neuro-memory: episodic read (exact torch top-k vs FAISS candidates) and write, by capacity;
+kNN search by backend; cognitive-map insert and query, by map size.
 
 Read backends: ``exact`` (:func:`neuro_memory.read`, one matmul + top-k), ``faiss_flat``
 (``IndexFlatIP`` candidates re-ranked by ``cos · strength``, the peer baseline) and ``faiss_ivf``
@@ -8,7 +9,19 @@ Read backends: ``exact`` (:func:`neuro_memory.read`, one matmul + top-k), ``fais
 try:
     import torch
 
-    from neuro_memory import EpisodicParams, FaissIndex, decay, init_state, read, write
+    from neuro_memory import (
+        CognitiveMapParams,
+        EpisodicParams,
+        FaissIndex,
+        decay,
+        init_map,
+        init_state,
+        knn_search,
+        map_insert,
+        map_query,
+        read,
+        write,
+    )
 except ImportError:  # an old commit without the package: asv skips the suite
     torch = None
 
@@ -82,3 +95,59 @@ class Write:
 
     def peakmem_write_64_into_full(self, replacement, capacity):
         write(self.state, self.keys, self.values, self.params)
+
+
+class Knn:
+    """Exact top-32 of 512 queries (D = 64, fp32) over N keys: the issue-14 target at N = 262 144."""
+
+    params = (["reference", "blocked", "mixed", "faiss"], [16384, 262144])
+    param_names = ["backend", "n_keys"]
+    timeout = 180
+
+    def setup(self, backend, n_keys):
+        if torch is None:
+            raise NotImplementedError("neuro_memory not importable")
+        if backend == "faiss":
+            try:
+                import faiss  # noqa: F401
+            except ImportError as err:
+                raise NotImplementedError("needs faiss-cpu") from err
+        gen = torch.Generator().manual_seed(0)
+        self.keys = torch.randn(n_keys, KEY_DIM, generator=gen)
+        self.queries = torch.randn(512, KEY_DIM, generator=gen)
+
+    def time_knn(self, backend, n_keys):
+        knn_search(self.keys, self.queries, 32, backend=backend)
+
+    def peakmem_knn(self, backend, n_keys):
+        knn_search(self.keys, self.queries, 32, backend=backend)
+
+
+class CognitiveMap:
+    """Insert 1 / 64 nodes into, and query, a kNN graph (k = 16, D = 64) of n nodes."""
+
+    params = [4096, 32768]
+    param_names = ["n_nodes"]
+    timeout = 300
+
+    def setup(self, n_nodes):
+        if torch is None:
+            raise NotImplementedError("neuro_memory not importable")
+        gen = torch.Generator().manual_seed(0)
+        self.params_ = CognitiveMapParams(n_neighbors=16)
+        self.graph = map_insert(
+            init_map(KEY_DIM, self.params_),
+            torch.randn(n_nodes, KEY_DIM, generator=gen),
+            self.params_,
+        )
+        self.one = torch.randn(1, KEY_DIM, generator=gen)
+        self.many = torch.randn(64, KEY_DIM, generator=gen)
+
+    def time_insert_1(self, n_nodes):
+        map_insert(self.graph, self.one, self.params_)
+
+    def time_insert_64(self, n_nodes):
+        map_insert(self.graph, self.many, self.params_)
+
+    def time_query_1(self, n_nodes):
+        map_query(self.graph, self.one, 16, self.params_)
