@@ -18,8 +18,10 @@ The report gives the synapse counts before and after, measured on the ``alive`` 
 
 Differences from the published sleep: the replayed steps keep their stored timing (published:
 the last 100 non-empty spike sets back to back; :func:`last_spike_sets` builds that buffer);
-the replay modulation really is 0.3·m computed without surprise (published: "forced low" by
-zeroing novelty right before an update that recomputed it); activations are counted
+the replay modulation is 0.3·m_t with m_t the neuromodulator's value on the replayed spikes,
+and no prediction or reward comes in during the replay, so surprise and reward only decay from
+their waking values (published: novelty and surprise were zeroed before each replayed update,
+which then recomputed novelty, so only surprise was forced to 0); activations are counted
 (published: never incremented, so nothing became slow); pruning removes the synapses it marks
 (published: index shift while deleting). All synapses exist from step 0, so a synapse's age is
 the simulated time.
