@@ -138,3 +138,26 @@ def test_replay_buffers_and_validation() -> None:
         SleepParams(consolidate_after=-1)
     with pytest.raises(ValueError, match="modulation_scale"):
         SleepParams(modulation_scale=-0.3)
+
+
+def test_replaying_a_run_gives_the_run_s_weights_and_leaves_the_state_alone() -> None:
+    """The hooks see the same spikes at the same steps whether the network emits them or a
+    replay plays them back, so the weights agree; the neurons are not advanced by a replay."""
+    net, _hook = _net()
+    lif = net.populations[1]
+    assert isinstance(lif, Population)
+    start, _ = net.run(7, source_spikes={"pre": _wake(900)[:7]})
+    src = _wake(900)[7:307]
+    kick = torch.zeros(300, 6, dtype=torch.float64)
+    kick[::9, 4] = 150.0  # post0 fires (threshold 100)
+    ran, res = net.run(300, start, inject=kick, source_spikes={"pre": src}, modulator=-1.0)
+    assert int(res.spikes["post"].sum()) > 10
+    saved = start.weights[0].clone()
+    replayed, rep = net.replay(raster(net, res.spikes), start, modulator=-1.0)
+    torch.testing.assert_close(replayed.weights[0], ran.weights[0], rtol=0, atol=1e-15)
+    assert not torch.equal(ran.weights[0], saved)
+    assert torch.equal(start.weights[0], saved)
+    assert torch.equal(replayed.v, start.v)
+    assert torch.equal(replayed.spike_count, start.spike_count)
+    assert replayed.step == ran.step
+    torch.testing.assert_close(rep.modulation, torch.full((300,), -1.0, dtype=torch.float64))
