@@ -64,7 +64,7 @@ candidates (see ``_lif_block``); Poisson input draws only its events. On the iss
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -532,7 +532,7 @@ class Network:
 
     def __init__(
         self,
-        populations: list[AnyPopulation],
+        populations: Sequence[AnyPopulation],
         projections: list[Projection],
         *,
         dt_ms: float,
