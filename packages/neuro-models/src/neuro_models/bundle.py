@@ -104,8 +104,8 @@ def _kind_of(model: nn.Module) -> tuple[BundleKind, ModelConfig]:
     if isinstance(model, HippocampalTransformer):
         return "aura", model.config
     raise ValueError(
-        "model must be a Llama, an NCNModel, a NeuroLlama or a plain Decoder, "
-        f"got {type(model).__name__}"
+        f"model must be one of the bundle kinds {sorted(_KINDS)} (Llama, NCNModel, NeuroLlama, "
+        f"a plain Decoder, V3Model, HippocampalTransformer), got {type(model).__name__}"
     )
 
 
