@@ -167,3 +167,12 @@ def test_params_validation():
         CognitiveMapParams(backend="hnsw")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dim"):
         init_map(0, CognitiveMapParams())
+
+
+def test_spread_activation_gradcheck():
+    params = CognitiveMapParams(n_neighbors=3)
+    graph = map_insert(
+        init_map(3, params, dtype=torch.float64), torch.randn(12, 3, dtype=torch.float64), params
+    )
+    a0 = torch.rand(12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: spread_activation(graph, a, hops=2, gamma=0.6), (a0,))

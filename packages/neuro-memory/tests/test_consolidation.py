@@ -241,3 +241,16 @@ def test_consolidation_validation():
         consolidate(init_state(params.long, 2, 2), init_state(params.long, 2, 2), params)
     with pytest.raises(ValueError, match="threshold"):
         ConsolidationParams(threshold=0.0)
+
+
+def test_importance_gradcheck():
+    gen = torch.Generator().manual_seed(0)
+    s = (torch.rand(6, generator=gen, dtype=torch.float64) * 3).requires_grad_()
+    n = torch.rand(6, generator=gen, dtype=torch.float64).requires_grad_()
+    e = torch.rand(6, generator=gen, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: importance_score(surprise=a, novelty=b, salience=c), (s, n, e)
+    )
+    logits = torch.randn(3, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([0, 4, 2])
+    assert torch.autograd.gradcheck(lambda z: surprise_from_logits(z, targets), (logits,))

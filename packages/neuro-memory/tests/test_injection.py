@@ -284,3 +284,28 @@ def test_params_validation():
         WriteParams(stride=0)
     with pytest.raises(ValueError, match="importance"):
         MemoryWriter(C, DK, DV)(torch.randn(1, 3, C), importance=-torch.ones(1, 3))
+
+
+@pytest.mark.parametrize("mode", ["gate", "cross_attention", "concat"])
+def test_gradcheck(mode):
+    """float64 gradcheck w.r.t. the hidden states and the memory keys, values and strengths."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(3)
+    layer = MemoryInjection(C, DK, DV, InjectionParams(mode=mode, heads=2, k=3)).double()  # type: ignore[arg-type]
+    x = torch.randn(2, 5, C, generator=gen, dtype=torch.float64, requires_grad=True)
+    mem = _memory(gen, 2, 5)
+    keys, values = mem.keys.requires_grad_(), mem.values.requires_grad_()
+    # Strength 0 is a boundary (masked for s ≤ 0, weight ∝ s above): check away from it.
+    strength = (mem.strength + 0.2).requires_grad_()
+
+    def f(x, keys, values, strength):
+        return layer(x, MemoryWrites(keys, values, mem.positions, strength))
+
+    assert torch.autograd.gradcheck(f, (x, keys, values, strength))
+
+
+def test_writer_gradcheck():
+    writer = MemoryWriter(C, DK, DV, WriteParams(stride=3)).double()
+    x = torch.randn(2, 7, C, dtype=torch.float64, requires_grad=True)
+    imp = torch.rand(2, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: tuple(writer(a, b))[::3], (x, imp))
