@@ -176,3 +176,17 @@ def test_spread_activation_gradcheck():
     )
     a0 = torch.rand(12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a: spread_activation(graph, a, hops=2, gamma=0.6), (a0,))
+
+
+def test_query_faiss_backend_matches_exact():
+    pytest.importorskip("faiss")
+    gen = torch.Generator().manual_seed(6)
+    exact_p, faiss_p = (
+        CognitiveMapParams(n_neighbors=4),
+        CognitiveMapParams(n_neighbors=4, backend="faiss"),
+    )
+    graph = map_insert(init_map(8, exact_p), torch.randn(500, 8, generator=gen), exact_p)
+    q = torch.randn(7, 8, generator=gen)
+    a, b = map_query(graph, q, 6, exact_p), map_query(graph, q, 6, faiss_p)
+    torch.testing.assert_close(b.indices, a.indices)
+    torch.testing.assert_close(b.scores, a.scores, rtol=1e-5, atol=1e-5)
