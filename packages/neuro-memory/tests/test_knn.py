@@ -63,16 +63,17 @@ def test_blocked_any_tiling(n, m, d, k_frac, qb, kb, seed):
     k=st.integers(1, 12),
     first=st.integers(1, 64),
     kb=st.integers(1, 100),
+    qb=st.integers(1, 4),
     scale=st.sampled_from([1e-3, 1.0, 1e3]),
     seed=st.integers(0, 2**16),
 )
-def test_mixed_any_tiling(n, m, d, k, first, kb, scale, seed):
+def test_mixed_any_tiling(n, m, d, k, first, kb, qb, scale, seed):
     """The certified bf16 filter never drops a true top-k key, whatever the tiles and scale."""
     gen = torch.Generator().manual_seed(seed)
     keys = torch.randn(n, d, generator=gen) * scale
     queries = torch.randn(m, d, generator=gen)
     k = min(k, n)
-    got = knn_mixed(keys, queries, k, first_tile=first, key_block=kb)
+    got = knn_mixed(keys, queries, k, first_tile=first, key_block=kb, query_block=qb)
     v, i = _numpy_knn(keys.numpy(), queries.numpy(), k)
     assert got.indices.shape == (m, k)
     np.testing.assert_allclose(got.scores.numpy(), v, rtol=1e-5, atol=1e-6 * scale)

@@ -68,6 +68,8 @@ KEY_BLOCK = 65_536
 FIRST_TILE = 16_384
 #: Key tile of the bf16 filter of ``"mixed"`` (512 queries × 16 384 keys of bf16 = 16 MiB).
 MIXED_KEY_BLOCK = 16_384
+#: Queries per call of the ``"mixed"`` inner loop (its tiles: 1024 × 16 384 bf16 = 32 MiB).
+MIXED_QUERY_BLOCK = 1024
 _BF16_UNIT = 2.0**-9
 
 
@@ -152,8 +154,19 @@ def knn_mixed(
     *,
     first_tile: int = FIRST_TILE,
     key_block: int = MIXED_KEY_BLOCK,
+    query_block: int = MIXED_QUERY_BLOCK,
 ) -> KnnResult:
     """Exact top-k with a certified bf16 filter (see ``"mixed"`` in the module docstring)."""
+    if queries.shape[0] > query_block:
+        parts = [
+            knn_mixed(
+                keys, queries[i : i + query_block], k, first_tile=first_tile, key_block=key_block
+            )
+            for i in range(0, queries.shape[0], query_block)
+        ]
+        return KnnResult(
+            torch.cat([p.scores for p in parts]), torch.cat([p.indices for p in parts])
+        )
     n, d = keys.shape
     m = queries.shape[0]
     first = min(max(first_tile, k), n)
