@@ -44,21 +44,23 @@ class NeuroLlamaConfig:
     embeddings.
 
     Toggles (all on by default, as published):
-        synaptic_modulation with synaptic_mode: ``"static"`` (a learnable gain α_h per head, a
-            reparameterization: the null control), ``"context_dependent"`` (per-token head gates
-            from the causal prefix mean), ``"full_matrix"`` (the factorized pair gate
-            σ(a_i + b_j) within ``synaptic_window``).
-        cortical_columns: the KV groups are the columns (GQA); with lateral_inhibition the
-            columns inhibit each other.
-        predictive_coding: top-down prediction heads f_l: h_{l+1} → ĥ_l and the surprise loss
-            (weight ``prediction_error_weight``), stop-gradient target.
-        hebbian_attention (hebbian_lr η, hebbian_decay λ), in ``hebbian_layers`` (None: the odd
-            layers).
-        habituation (habituation_rate, recovery_rate): stimulus-specific key habituation.
-        population_coding: tuned heads combined by ``voting``.
-        early_exit at ``exit_layers`` (after block l, in [0, L)), threshold
-            ``exit_confidence_threshold`` ∈ (0, 1], deep supervision weights
-            ``exit_loss_decay^(L − 1 − l)``.
+
+    * ``synaptic_modulation`` with ``synaptic_mode``: ``"static"`` (a learnable gain α_h per
+      head, a reparameterization: the null control), ``"context_dependent"`` (per-token head
+      gates from the causal prefix mean), ``"full_matrix"`` (the factorized pair gate
+      σ(a_i + b_j) within ``synaptic_window``);
+    * ``cortical_columns``: the KV groups are the columns (GQA); with ``lateral_inhibition`` the
+      columns inhibit each other;
+    * ``predictive_coding``: top-down prediction heads f_l: h_{l+1} → ĥ_l and the surprise loss
+      (weight ``prediction_error_weight``), stop-gradient target;
+    * ``hebbian_attention`` (``hebbian_lr`` η, ``hebbian_decay`` λ), in ``hebbian_layers``
+      (None: the odd layers);
+    * ``habituation`` (``habituation_rate``, ``recovery_rate``): stimulus-specific key
+      habituation;
+    * ``population_coding``: tuned heads combined by ``voting``;
+    * ``early_exit`` at ``exit_layers`` (after block l, in [0, L)), threshold
+      ``exit_confidence_threshold`` ∈ (0, 1], deep supervision weights
+      ``exit_loss_decay^(L − 1 − l)``.
 
     Loss weights (published config defaults): prediction_error 0.1, specialization 0.01,
     calibration 0.01, efficiency 0.05, coherence 0.05. Only ``prediction_error_weight`` enters
