@@ -94,12 +94,11 @@ def plot_runs(
 ) -> Path:
     """Plot ``key`` from ``eval.jsonl`` (falls back to train ``loss``) against tokens, one line per
     run, one colour per arm; ``with_train`` adds each run's training loss as a thin line."""
-    import matplotlib
+    # A bare Figure (no pyplot): the caller's matplotlib backend is never switched.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     colours: dict[str, Any] = {}
     for r in run_dirs:
         d = Path(r)
@@ -136,7 +135,6 @@ def plot_runs(
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 

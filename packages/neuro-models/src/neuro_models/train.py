@@ -758,17 +758,16 @@ def plot_loss_curve(
     """Plot ``metrics.jsonl`` (train loss) and ``eval.jsonl`` (``val_loss``/``nll``) of a run
     into ``loss_curve.png``; returns ``None`` without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # A bare Figure (no pyplot): the caller's matplotlib backend is never switched.
+        from matplotlib.figure import Figure
     except ImportError:
         log.warning("matplotlib is not installed; no loss curve written")
         return None
     run_dir = Path(run_dir)
     rows = _read_jsonl(run_dir / "metrics.jsonl")
     evals = _read_jsonl(run_dir / "eval.jsonl")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     if rows:
         ax.plot([r["tokens"] for r in rows], [r["loss"] for r in rows], label="train loss")
     key = next((k for k in ("val_loss", "nll") if evals and k in evals[0]), None)
@@ -784,7 +783,6 @@ def plot_loss_curve(
     out = Path(path) if path is not None else run_dir / "loss_curve.png"
     fig.tight_layout()
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 

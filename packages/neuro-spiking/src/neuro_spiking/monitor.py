@@ -106,9 +106,9 @@ class ActivityMonitor:
         batch_index: int = 0,
     ) -> Path:
         """Raster plot (one row of panels per population) saved as PNG; returns the path."""
-        plt = _pyplot()
         names = names or self.populations
-        fig, axes = plt.subplots(len(names), 1, figsize=(8, 2 + 1.5 * len(names)), squeeze=False)
+        fig = _figure(figsize=(8, 2 + 1.5 * len(names)))
+        axes = fig.subplots(len(names), 1, squeeze=False)
         for ax, name in zip(axes[:, 0], names):
             s = self.spikes(name)[:, batch_index, :max_neurons]
             t, n = s.nonzero(as_tuple=True)
@@ -116,43 +116,41 @@ class ActivityMonitor:
             ax.set_ylabel(f"{name}\nneuron")
             ax.set_xlim(0, s.shape[0] * self.dt_ms)
         axes[-1, 0].set_xlabel("time (ms)")
-        return _save(fig, path, plt)
+        return _save(fig, path)
 
     def plot_rates(
         self, path: str | Path, *, bin_ms: float, names: list[str] | None = None
     ) -> Path:
         """Population rate (Hz) over time per population, saved as PNG; returns the path."""
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(8, 3))
+        fig = _figure(figsize=(8, 3))
+        ax = fig.subplots()
         for name in names or self.populations:
             r = self.population_rate_hz(name, bin_ms)
             ax.plot((torch.arange(r.numel()) + 0.5).numpy() * bin_ms, r.numpy(), label=name)
         ax.set_xlabel("time (ms)")
         ax.set_ylabel("rate (Hz)")
         ax.legend()
-        return _save(fig, path, plt)
+        return _save(fig, path)
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _figure(figsize: tuple[float, float]):  # type: ignore[no-untyped-def]
+    """A bare ``matplotlib.figure.Figure``: no pyplot, so the user's backend is never switched."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
             "plotting needs the optional extra: pip install 'neuro-spiking[plot]'"
         ) from e
-    return plt
+    return Figure(figsize=figsize)
 
 
-def _save(fig, path: str | Path, plt) -> Path:  # type: ignore[no-untyped-def]
+def _save(fig, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
     p = Path(path)
     if p.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png, got {str(path)!r}")
     fig.tight_layout()
+    # Figure.savefig renders through its own Agg canvas; nothing registers with pyplot.
     fig.savefig(p, format="png", dpi=100)
-    plt.close(fig)
     return p
 
 

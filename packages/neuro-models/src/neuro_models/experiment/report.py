@@ -157,12 +157,11 @@ def runs_csv(runs: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, Any
 
 def plot_curves(summary: Mapping[str, Any], path: Path) -> None:
     """Held-out NLL against training tokens: mean over seeds and the min–max band per arm."""
-    import matplotlib
+    # A bare Figure (no pyplot): the caller's matplotlib backend is never switched.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    fig = Figure(figsize=(7.5, 4.5), dpi=110)
+    ax = fig.subplots()
     for name, a in summary["arms"].items():
         x = a["curve"]["tokens"]
         cols = list(zip(*a["curve"]["per_seed"]))
@@ -188,7 +187,6 @@ def plot_curves(summary: Mapping[str, Any], path: Path) -> None:
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, path)
 
 

@@ -93,15 +93,14 @@ def plot_scan(
     signals: Signals, labels: Sequence[str], path: str, *, title: str = "NCN signal scan"
 ) -> None:
     """Heatmaps of g, β, γ ``[T, L]`` with token ``labels`` on the x axis, saved to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): the caller's matplotlib backend is never switched.
+    from matplotlib.figure import Figure
 
     t = signals.gain.shape[0]
     if len(labels) != t:
         raise ValueError(f"labels must have {t} entries (one per token), got {len(labels)}")
-    fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 0.45 * t), 7.5), constrained_layout=True)
+    fig = Figure(figsize=(max(6.0, 0.45 * t), 7.5), layout="constrained")
+    axes = fig.subplots(3, 1)
     cmaps = {"gain": "viridis", "precision": "inferno", "gate": "coolwarm"}
     for ax, name, s in zip(axes, SIGNAL_NAMES, signals):
         im = ax.imshow(s.detach().float().T.cpu().numpy(), aspect="auto", cmap=cmaps[name])
@@ -112,4 +111,3 @@ def plot_scan(
         fig.colorbar(im, ax=ax)
     axes[0].set_title(title)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
