@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Local extensions: verdicts_page regenerates the Verdicts page from the committed results.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
+
 project = "neuro"
 author = "the neuro developers"
 copyright = "2026, the neuro developers"
@@ -10,6 +16,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "verdicts_page",
 ]
 autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_typehints = "description"
@@ -21,7 +28,10 @@ napoleon_use_ivar = True
 # Components share names re-exported from several modules; they are documented where defined.
 suppress_warnings = ["ref.python", "autodoc.import_object"]
 nitpicky = False
-exclude_patterns = ["_build"]
+# _generated holds the Verdicts tables (included by verdicts.rst) and the reports they link to.
+exclude_patterns = ["_build", "_generated"]
 html_theme = "alabaster"
 html_static_path = ["_static"]
+# The CLAIM.md and REPORT.md files the Verdicts page links to (copied there by verdicts_page).
+html_extra_path = ["_generated/extra"]
 html_theme_options = {"description": "brain-inspired LM mechanisms, built once, tested honestly"}
