@@ -46,9 +46,8 @@ SCALES = {
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LocalArm(Arm):
     """An arm trained by local rules: its parameter count is the network's synapse count.
-    ``keep_weights=False``: a HebLLM is no bundle kind, so its final weights cannot be saved as a
-    bundle (read by the runner extension proposed with issue 15; the runner at this commit saves
-    every main run's weights and stops here)."""
+    ``keep_weights=False``: a HebLLM is no bundle kind, so its final weights are not saved as a
+    bundle (the run records keep its statistics)."""
 
     keep_weights: bool = False
 

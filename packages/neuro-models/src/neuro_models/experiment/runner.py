@@ -289,7 +289,7 @@ def run_job(
                         "bpb": ev.nll * ev.n_tokens / (math.log(2) * ctx.eval_bytes)}  # fmt: skip
         if exp.analyze is not None:
             out["analysis"] = exp.analyze(arm, model, {"ctx": ctx, "seed": job.seed})
-        if keep_weights is not None:
+        if keep_weights is not None and arm.keep_weights:
             from neuro_models.bundle import save_bundle
 
             meta = {k: out[k] for k in ("arm", "lr", "seed", "steps", "tokens", "code")}

@@ -45,6 +45,8 @@ class Arm:
         build: ``config -> nn.Module``, called after seeding.
         loss: ``(model, inputs, targets) -> (loss, metrics)`` for training; ``None`` is plain
             next-token cross-entropy. Evaluation always uses plain held-out NLL.
+        keep_weights: save seed 0's final weights as a bundle (False for models that are no
+            bundle kind, e.g. a spiking network whose weights are buffers; the report says so).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Arm:
     config: Any
     build: Callable[[Any], nn.Module]
     loss: LossFn | None = None
+    keep_weights: bool = True
 
     def config_dict(self) -> dict[str, Any]:
         return {"type": type(self.config).__name__, **_config_dict(self.config)}
