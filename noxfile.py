@@ -9,6 +9,7 @@ stays the pinned CPU build instead of a multi-GB CUDA download.
     nox -s lint typecheck docs
     nox -s bench                                  # asv, against this checkout, results committed
     nox -s reproduce                              # the reproductions (-- --list, -- --scale smoke)
+    nox -s wheels                                 # build, install alone, import, README example
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nox
@@ -24,7 +26,8 @@ import nox
 ROOT = Path(__file__).resolve().parent
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+# wheels: about 1.5 min on the 2-core CI machine (84 s on 2026-11-29, torch layer built cold).
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "wheels"]
 
 COMPONENTS = [
     "neuro-attention",
@@ -70,16 +73,18 @@ BASE_REQUIREMENTS = ["torch>=2.4", "numpy>=1.24", "triton>=3.2", "pytest>=7", "h
 BASE_DIR = ROOT / ".nox" / "_shared_layer"
 
 
-def shared_layer_site() -> Path | None:
+def shared_layer_site(
+    base_dir: Path = BASE_DIR, requirements: list[str] = BASE_REQUIREMENTS
+) -> Path | None:
     """Create (once) the shared layer and return its site-packages, or None when disabled."""
     if os.environ.get("NEURO_SHARED_LAYER", "1") == "0":
         return None
-    stamp = BASE_DIR / "requirements.stamp"
-    wanted = "\n".join([*BASE_REQUIREMENTS, *constraints()])
-    python = BASE_DIR / "bin" / "python"
+    stamp = base_dir / "requirements.stamp"
+    wanted = "\n".join([*requirements, *constraints()])
+    python = base_dir / "bin" / "python"
     if not (stamp.exists() and stamp.read_text() == wanted and python.exists()):
-        shutil.rmtree(BASE_DIR, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(BASE_DIR)], check=True)
+        shutil.rmtree(base_dir, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(base_dir)], check=True)
         subprocess.run(
             [
                 str(python),
@@ -89,7 +94,7 @@ def shared_layer_site() -> Path | None:
                 "-q",
                 "--no-compile",
                 *constraints(),
-                *BASE_REQUIREMENTS,
+                *requirements,
             ],
             check=True,
         )
@@ -243,3 +248,101 @@ def compat_spiking(session: nox.Session) -> None:
         str(ROOT / "pyproject.toml"),
         *pytest_args(session),
     )
+
+
+# The wheel check's layer holds only what every package declares (torch, numpy): nothing a test
+# extra brings (triton, pytest, hypothesis) can hide an undeclared import.
+WHEEL_LAYER_REQUIREMENTS = ["torch>=2.4", "numpy>=1.24"]
+WHEEL_LAYER_DIR = ROOT / ".nox" / "_wheels_layer"
+
+
+def neuro_dependencies(package: str) -> list[str]:
+    """The neuro-* distributions ``package`` declares, directly or through another neuro-* one."""
+    found: list[str] = []
+    todo = [package]
+    while todo:
+        pyproject = ROOT / "packages" / todo.pop() / "pyproject.toml"
+        for req in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
+            name = req.split(";")[0].split("[")[0]
+            for sep in "<>=!~ ":
+                name = name.split(sep)[0]
+            if name.startswith("neuro-") and name not in found:
+                found.append(name)
+                todo.append(name)
+    return sorted(found)
+
+
+@nox.session(python=PYTHON)
+def wheels(session: nox.Session) -> None:
+    """Build every package's sdist and wheel, then install each wheel alone and use it.
+
+    For each package: ``python -m build`` makes the sdist and builds the wheel *from the sdist*
+    (so a file missing from the sdist fails here); a fresh virtualenv gets the wheel, the wheels of
+    the neuro-* packages it declares (never PyPI's) and whatever else it declares, from the CPU
+    constraints; then ``import`` must load it from that virtualenv, and every ``python`` example of
+    its README must run (``tests/readme_examples.py``, from the repository root, so README paths
+    such as ``reproductions/...`` resolve). torch and numpy come from a layer holding only them
+    (``NEURO_SHARED_LAYER=0``: installed into each virtualenv). ``-- neuro-core neuro-spiking``
+    checks only those packages (and builds the neuro-* wheels they need).
+    """
+    packages = session.posargs or PACKAGES
+    unknown = sorted(set(packages) - set(PACKAGES))
+    if unknown:
+        session.error(f"unknown packages {unknown}; known: {PACKAGES}")
+    session.install(*constraints(), "build>=1", "hatchling>=1.18")
+    tmp = Path(session.create_tmp())
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    wanted = sorted({*packages, *(d for p in packages for d in neuro_dependencies(p))})
+    for package in wanted:
+        # Without isolation: hatchling (the only build requirement) is in this session already.
+        session.run(
+            "python", "-m", "build", "--no-isolation", "--outdir", str(dist),
+            str(ROOT / "packages" / package), silent=True,
+        )  # fmt: skip
+    built = {p: _built(dist, p) for p in wanted}
+    layer = shared_layer_site(WHEEL_LAYER_DIR, WHEEL_LAYER_REQUIREMENTS)
+    for package in packages:
+        venv = tmp / f"venv-{package}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        if layer is not None:
+            site = session.run(
+                python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                silent=True, external=True,
+            )  # fmt: skip
+            assert isinstance(site, str)
+            Path(site.strip(), "_neuro_wheels_layer.pth").write_text(f"{layer}\n")
+        wheels_needed = [
+            built[package]["wheel"],
+            *(built[d]["wheel"] for d in neuro_dependencies(package)),
+        ]
+        session.run(
+            python, "-m", "pip", "install", "-q", "--no-compile", *constraints(),
+            *map(str, wheels_needed), external=True,
+        )  # fmt: skip
+        module = package.replace("-", "_")
+        session.run(
+            python, "-c", f"import {module}; print('{package}', {module}.__version__)",
+            external=True,
+        )  # fmt: skip
+        session.run(
+            python, str(ROOT / "tests" / "readme_examples.py"),
+            str(ROOT / "packages" / package / "README.md"), "--installed-under", str(venv),
+            external=True, env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+        )  # fmt: skip
+    session.log(f"wheels and sdists of {', '.join(wanted)} in {dist}")
+
+
+def _built(dist: Path, package: str) -> dict[str, Path]:
+    """The one sdist and one wheel ``python -m build`` wrote for ``package``."""
+    stem = package.replace("-", "_")
+    out = {
+        "sdist": sorted(dist.glob(f"{stem}-*.tar.gz")),
+        "wheel": sorted(dist.glob(f"{stem}-*-py3-none-any.whl")),
+    }
+    for kind, files in out.items():
+        if len(files) != 1:
+            raise RuntimeError(f"expected one {kind} of {package} in {dist}, found {files}")
+    return {kind: files[0] for kind, files in out.items()}
