@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # [/build]
 
     # [train]
-    objective = BrainObjective(surprise_weight=0.1, warmup_steps=args.steps // 5)
+    objective = BrainObjective(surprise_weight=0.1, warmup_steps=max(1, args.steps // 5))
     config = TrainConfig(
         lr=3e-3,
         min_lr=3e-4,
