@@ -72,6 +72,7 @@ from neuro_spiking import (
     LogNormalWeights,
     Network,
     NetworkState,
+    Population,
     Projection,
     SpikeSource,
     random_projection,
@@ -243,7 +244,7 @@ class HebLLM(nn.Module):
         assoc = hebllm_population("associative", size=c.n_associative, dt_ms=c.dt_ms)
         inh = hebllm_population("inhibitory", size=c.n_inhibitory, dt_ms=c.dt_ms)
         out = hebllm_population("output", size=V * k, dt_ms=c.dt_ms)
-        self.populations = [sens, assoc, inh, out]
+        self.populations: list[Population | SpikeSource] = [sens, assoc, inh, out]
         lw = LogNormalWeights()
         spec = [
             ("sensory", "associative", c.p_sensory_associative, True),
@@ -325,7 +326,9 @@ class HebLLM(nn.Module):
         if not c.neuromodulation:
             return None
         # published: the modulator only updated at steps with spikes
-        decay_on = "spiking_steps" if c.rule == "published" else "every_step"
+        decay_on: Literal["every_step", "spiking_steps"] = (
+            "spiking_steps" if c.rule == "published" else "every_step"
+        )
         return ActivityModulator(ActivityModulatorParams(decay_on=decay_on))
 
     # ------------------------------------------------------------------ state
