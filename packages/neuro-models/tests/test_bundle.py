@@ -365,7 +365,7 @@ def test_save_rejects_bad_arguments_by_name(tmp_path: Path) -> None:
     model, tok = _llama(), ByteTokenizer()
     with pytest.raises(ValueError, match=r"dtype must be one of \['bf16', 'fp32'\], got 'fp16'"):
         save_bundle(tmp_path / "b", model, tok, dtype="fp16")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="model must be one of the bundle kinds .*, got Linear"):
+    with pytest.raises(ValueError, match=r"model must be one of the bundle kinds .*, got Linear"):
         save_bundle(tmp_path / "b", nn.Linear(2, 2), tok)
     with pytest.raises(ValueError, match="meta must be JSON-serializable"):
         save_bundle(tmp_path / "b", model, tok, meta={"t": torch.zeros(1)})
