@@ -61,9 +61,17 @@ def main() -> int:
               "attention mixer in the odd layers, and entropy voting shrinks W_o to d_h × d, so "
               "the backbone as built differs from the neuro-off backbone.", "", *tables]  # fmt: skip
     (HERE / "REPORT.md").write_text("\n".join(lines))
-    (HERE / "results.json").write_text(
-        json.dumps({"rows": rows, "verdicts": dict(verdicts)}, indent=1)
-    )
+    other = [
+        {"claim": f"preset {r['preset']} matches Llama 3.1", "outcome": v,
+         "measured": f"backbone {r['backbone']:,} vs Llama 3.1 {r['llama_3_1']:,} "
+                     f"(difference {r['difference']:+,})",
+         "reason": "exact count of the modules built on the meta device"}
+        for r, (_, v) in zip(rows, verdicts)
+    ]  # fmt: skip
+    summary = {"title": "NeuroLlama presets against Llama 3.1", "scale": "analytic",
+               "data": {"corpus": "none (parameter counts)"}, "rows": rows,
+               "verdicts": dict(verdicts), "other_verdicts": other}  # fmt: skip
+    (HERE / "results.json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines[:12]))
     print(f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
