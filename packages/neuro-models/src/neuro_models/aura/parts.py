@@ -43,7 +43,8 @@ from neuro_memory import (
     init_state,
     write,
 )
-from neuro_models.decoder import DecoderConfig, SequenceContext, apply_rope
+from neuro_models.decoder import DecoderConfig, SequenceContext
+from neuro_models.decoder.functional import rotate
 from neuro_models.decoder.parts import register_mixer, register_modulator
 
 #: Published prosody coupling: arousal boosts the query by up to ±20 %, valence by ±5 %.
@@ -347,10 +348,7 @@ class HippocampalAttention(nn.Module):
         H, D = self.n_heads, self.head_dim
         h = self.norm(x)
         q, k, v = self.qkv(h).view(B, T, 3, H, D).unbind(2)
-        if ctx.rope is not None:
-            cos, sin = ctx.rope
-            q = apply_rope(q, cos.to(q.dtype), sin.to(q.dtype))
-            k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
+        q, k = rotate(ctx.rope, q, k)
         if precision is not None:
             rho = precision if precision.ndim == 3 else precision[..., None]
             q = q * rho[..., None].to(q.dtype)

@@ -8,7 +8,7 @@ part protocols and the registry.
 
 from neuro_models.decoder.cache import KVCache
 from neuro_models.decoder.config import DecoderConfig, Part, Positions
-from neuro_models.decoder.functional import LOSS_CHUNK, apply_rope, rope_table
+from neuro_models.decoder.functional import LOSS_CHUNK, apply_rope, rope_table, rotate
 from neuro_models.decoder.model import Block, Decoder, DecoderOutput
 from neuro_models.decoder.parts import (
     Attention,
@@ -40,4 +40,5 @@ __all__ = [
     "register_modulator",
     "registered",
     "rope_table",
+    "rotate",
 ]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from neuro_models.decoder.config import DecoderConfig
-from neuro_models.decoder.functional import apply_rope
+from neuro_models.decoder.functional import rotate
 from neuro_models.decoder.parts import SequenceContext, register_ffn, register_mixer
 
 _SHAPE_FIELDS = ("d_model", "num_heads", "num_kv_heads", "head_dim")
@@ -64,13 +64,11 @@ class NeuroAttentionMixer(nn.Module):
         gain: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
-        rotary = None
-        if ctx.rope is not None:
-            cos, sin = ctx.rope
+        rope = ctx.rope
 
-            def rotary(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                return (apply_rope(q, cos.to(q.dtype), sin.to(q.dtype)),
-                        apply_rope(k, cos.to(k.dtype), sin.to(k.dtype)))  # fmt: skip
+        def rotary(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            q, k = rotate(rope, q, k)
+            return q, k
 
         hs = (b, t, self.heads)
         scale = None if precision is None else precision[..., None].to(x.dtype).expand(hs)
@@ -80,7 +78,8 @@ class NeuroAttentionMixer(nn.Module):
             state = ctx.cache.state.get(self.key)
             if state is None:
                 state = self.attn.new_cache(b, device=x.device, dtype=ctx.cache.k[0].dtype)
-        out = self.attn(x, query_scale=scale, head_gain=head_gain, rotary=rotary, cache=state,
+        out = self.attn(x, query_scale=scale, head_gain=head_gain,
+                        rotary=rotary if rope is not None else None, cache=state,
                         key_padding_mask=ctx.keys)  # fmt: skip
         if ctx.cache is not None:
             ctx.cache.state[self.key] = out.cache

@@ -30,6 +30,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
+def rotate(
+    rope: tuple[torch.Tensor, torch.Tensor] | None, *xs: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Each of ``xs [..., d_h]`` rotated by ``rope = (cos, sin)`` (cast to its dtype); unchanged
+    when ``rope`` is None (a model without rotary positions)."""
+    if rope is None:
+        return xs
+    cos, sin = rope
+    return tuple(apply_rope(x, cos.to(x.dtype), sin.to(x.dtype)) for x in xs)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Mean NLL of ``softmax(h Wᵀ)`` at ``targets``, gradients computed chunk by chunk in forward.
 

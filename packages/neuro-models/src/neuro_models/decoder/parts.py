@@ -36,7 +36,7 @@ from torch import nn
 
 from neuro_models.decoder.cache import KVCache
 from neuro_models.decoder.config import DecoderConfig
-from neuro_models.decoder.functional import apply_rope
+from neuro_models.decoder.functional import rotate
 
 # SDPA gained native grouped-query attention (``enable_gqa``) in torch 2.5.
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -176,9 +176,7 @@ class Attention(nn.Module):
         H, KV = self.n_heads, self.n_kv_heads
         w = self.qkv.weight[H * self.head_dim :]
         k, v = F.linear(x, w).view(B, T, 2 * KV, self.head_dim).split([KV, KV], dim=2)
-        if ctx.rope is not None:
-            cos, sin = ctx.rope
-            k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
+        (k,) = rotate(ctx.rope, k)
         ctx.cache.update(self.layer, k.transpose(1, 2), v.transpose(1, 2))
 
     def forward(
@@ -192,10 +190,8 @@ class Attention(nn.Module):
         H, KV = self.n_heads, self.n_kv_heads
         # split (not slicing): its backward is one concatenation instead of zero-filled copies.
         qk, v = self.qkv(x).view(B, T, H + 2 * KV, self.head_dim).split([H + KV, KV], dim=2)
-        if ctx.rope is not None:
-            # Rotate queries and keys together: one set of elementwise kernels instead of two.
-            cos, sin = ctx.rope
-            qk = apply_rope(qk, cos.to(qk.dtype), sin.to(qk.dtype))
+        # Rotate queries and keys together: one set of elementwise kernels instead of two.
+        (qk,) = rotate(ctx.rope, qk)
         q, k = qk.split([H, KV], dim=2)
         if (
             self.backend != "sdpa"

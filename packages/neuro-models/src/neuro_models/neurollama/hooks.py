@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuro_models.decoder import Attention, Decoder, SequenceContext
-from neuro_models.decoder.functional import apply_rope
+from neuro_models.decoder.functional import rotate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,10 +103,7 @@ class HookedAttention(nn.Module):
         H, KV, hd = a.n_heads, a.n_kv_heads, a.head_dim
         q, k_pre, v = a.qkv(x).view(B, T, H + 2 * KV, hd).split([H, KV, KV], dim=2)
         q, k = q, k_pre
-        if ctx.rope is not None:
-            cos, sin = ctx.rope
-            q = apply_rope(q, cos.to(q.dtype), sin.to(q.dtype))
-            k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
+        q, k = rotate(ctx.rope, q, k)
         if precision is not None:
             q = q * precision[:, :, None, None].to(q.dtype)
         rep = H // KV
