@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,10 @@ import torch
 # neuro-core registers nothing with pytest. The hook is imported rather than named in
 # `pytest_plugins`, which pytest forbids in a conftest below the rootdir.
 from neuro_core.testing.plugin import pytest_configure as pytest_configure
+
+# helper modules (contract_forwards) live beside the tests; --import-mode=importlib does not add
+# this folder to sys.path by itself
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from contract_forwards import cached_forward, padded_forward
 
 from neuro_core.testing import ContractSpec, check_contract, contract_cases, register
 from neuro_models.aura import (
@@ -29,6 +30,8 @@ from neuro_models.aura import (
     notebook_config,
     snn_rag_config,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VOCAB = 40
 SHAPE = dict(
@@ -57,23 +60,6 @@ def _build(config: AuraConfig, memories: int = 0) -> Callable[[], HippocampalTra
     return build
 
 
-def _cached(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # Prefill 2 tokens, then one token at a time through the decoder's KVCache.
-    cache = module.empty_cache(x.shape[0])  # type: ignore[operator]
-    parts = [module(x[:, :2], cache=cache)]
-    parts += [module(x[:, t : t + 1], cache=cache) for t in range(2, x.shape[1])]
-    return torch.cat(parts, dim=1)
-
-
-def _padded(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # Row b is left-padded by b % 3 positions; only the real positions are compared.
-    mask = torch.ones_like(x, dtype=torch.bool)
-    for b in range(x.shape[0]):
-        mask[b, : b % 3] = False
-    out = module(x.masked_fill(~mask, 0), attention_mask=mask)
-    return out.masked_fill(~mask[..., None], 0.0)
-
-
 def _seeded(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     # The same noise at every call: U[0, 1)^4 drawn per token from one seed.
     torch.manual_seed(1234)
@@ -87,8 +73,8 @@ SNN_RAG = snn_rag_config(**SHAPE)
 
 ENTRIES: list[tuple[str, Callable[[], HippocampalTransformer], Any, frozenset[str]]] = [
     ("HippocampalTransformer", _build(OURS), None, frozenset()),
-    ("HippocampalTransformer[kv-cache]", _build(OURS), _cached, frozenset()),
-    ("HippocampalTransformer[left-padded]", _build(OURS), _padded, frozenset()),
+    ("HippocampalTransformer[kv-cache]", _build(OURS), cached_forward, frozenset()),
+    ("HippocampalTransformer[left-padded]", _build(OURS), padded_forward, frozenset()),
     ("HippocampalTransformer[rope]", _build(OURS.replace(positions="rope")), None, frozenset()),
     ("HippocampalTransformer[published-notebook]", _build(notebook_config(**SHAPE)), None, ALL),
     (
@@ -110,8 +96,8 @@ ENTRIES: list[tuple[str, Callable[[], HippocampalTransformer], Any, frozenset[st
         frozenset(),
     ),
     ("SNNRAG", _build(SNN_RAG, memories=6), None, frozenset()),
-    ("SNNRAG[kv-cache]", _build(SNN_RAG, memories=6), _cached, frozenset()),
-    ("SNNRAG[left-padded]", _build(SNN_RAG, memories=6), _padded, frozenset()),
+    ("SNNRAG[kv-cache]", _build(SNN_RAG, memories=6), cached_forward, frozenset()),
+    ("SNNRAG[left-padded]", _build(SNN_RAG, memories=6), padded_forward, frozenset()),
     (
         "SNNRAG[published-sequence-mean-query]",
         _build(
@@ -141,14 +127,6 @@ SPECS = [
     )
     for name, build, forward, expect in ENTRIES
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize(("spec", "contract"), contract_cases(SPECS))

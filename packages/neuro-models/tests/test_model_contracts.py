@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from contract_forwards import cached_forward, padded_forward
 
 from neuro_core.testing import ContractSpec, check_contract, contract_cases, register
 from neuro_models.config import LlamaConfig
-from neuro_models.llama import KVCache, Llama
+from neuro_models.llama import Llama
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VOCAB = 40
 CONFIG = LlamaConfig(
@@ -17,25 +20,6 @@ CONFIG = LlamaConfig(
 
 def _tokens(gen: torch.Generator, b: int, t: int) -> torch.Tensor:
     return torch.randint(0, VOCAB, (b, t), generator=gen)
-
-
-def _cached(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # The same contracts through the KV-cache path: prefill 2 tokens, then one token at a time.
-    model = module._orig_mod if hasattr(module, "_orig_mod") else module
-    assert isinstance(model, Llama)
-    cache = KVCache(model.config, x.shape[0], x.shape[1])
-    parts = [module(x[:, :2], cache=cache)]
-    parts += [module(x[:, t : t + 1], cache=cache) for t in range(2, x.shape[1])]
-    return torch.cat(parts, dim=1)
-
-
-def _padded(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # Row b is left-padded by b % 3 positions; only the real positions are compared.
-    mask = torch.ones_like(x, dtype=torch.bool)
-    for b in range(x.shape[0]):
-        mask[b, : b % 3] = False
-    out = module(x.masked_fill(~mask, 0), attention_mask=mask)
-    return out.masked_fill(~mask[..., None], 0.0)
 
 
 SPECS = [
@@ -52,7 +36,7 @@ SPECS = [
             name="neuro_models.Llama[kv-cache]",
             build=lambda: Llama(CONFIG),
             make_input=_tokens,
-            forward=_cached,
+            forward=cached_forward,
         )
     ),
     register(
@@ -60,18 +44,10 @@ SPECS = [
             name="neuro_models.Llama[left-padded]",
             build=lambda: Llama(CONFIG),
             make_input=_tokens,
-            forward=_padded,
+            forward=padded_forward,
         )
     ),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize(("spec", "contract"), contract_cases(SPECS))

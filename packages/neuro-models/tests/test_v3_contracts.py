@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 import torch
+from contract_forwards import padded_forward
 
 from neuro_core.testing import ContractSpec, check_contract, contract_cases, register
 from neuro_models.v3 import V3Config, V3Model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"dim": 24, "num_layers": 2, "memory_size": 8, "concept_dim": 8, "num_concepts": 12,
          "episodic_slots": 5, "max_dim": 4, "max_seq_len": 32}  # fmt: skip
@@ -46,15 +49,6 @@ def _train_mode(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         module.eval()
 
 
-def _padded(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # Row b is left-padded by b % 3 positions; only the real positions are compared.
-    mask = torch.ones_like(x, dtype=torch.bool)
-    for b in range(x.shape[0]):
-        mask[b, : b % 3] = False
-    out = module(x.masked_fill(~mask, 0), attention_mask=mask)
-    return out.masked_fill(~mask[..., None], 0.0)
-
-
 SPECS = [
     # Ours: every flag causal.
     register(ContractSpec(name="neuro_models.V3Model", build=_build, make_input=_tokens)),
@@ -71,7 +65,7 @@ SPECS = [
             name="neuro_models.V3Model[left-padded]",
             build=_build,
             make_input=_tokens,
-            forward=_padded,
+            forward=padded_forward,
         )
     ),
     register(
@@ -124,14 +118,6 @@ SPECS = [
         )
     ),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize(("spec", "contract"), contract_cases(SPECS))
