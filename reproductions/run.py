@@ -36,10 +36,63 @@ PRIORITY = ["ncn-tinystories"]
 
 
 def available() -> list[str]:
-    names = [p.name for p in HERE.iterdir() if (p / "experiment.py").is_file()]
+    names = [p.name for p in HERE.iterdir() if _entry(p) is not None]
     return sorted(
         names, key=lambda n: (n not in PRIORITY, PRIORITY.index(n) if n in PRIORITY else 0, n)
     )
+
+
+def _entry(folder: Path) -> Path | None:
+    """A reproduction's entry file: ``experiment.py`` (an :class:`~neuro_models.experiment.Experiment`
+    declaration) or ``study.py`` (a study that trains no arms, or not in the framework's one-corpus
+    shape: see :func:`run_study`)."""
+    for name in ("experiment.py", "study.py"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def run_study(
+    name: str, scale: str, out: Path, *, data_dir: str | None, substitute: bool,
+    report_path: Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run ``reproductions/<name>/study.py``: a module with
+
+        run(scale, out, *, data_dir, substitute, report_path) -> dict
+
+    that raises ``ValueError`` for a scale it does not have, falls back to its substitute corpus
+    itself (labelled), writes its raw results and ``results.json`` into ``out`` and its report to
+    ``report_path`` (``None``: ``out / "REPORT.md"``), and returns the ``results.json`` content:
+    ``title``, ``scale``, ``data`` (``corpus``, ``substitute``), ``environment`` (``date_utc``)
+    and its verdicts as ``other_verdicts`` (``claim``, ``outcome``, ``reason``, ``measured``) —
+    the format the Verdicts page reads.
+    """
+    import importlib.util
+
+    path = HERE / name / "study.py"
+    spec = importlib.util.spec_from_file_location(f"study_{name.replace('-', '_')}", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = module.run(
+        scale, out, data_dir=data_dir, substitute=substitute, report_path=report_path
+    )
+    if not isinstance(summary, dict) or "other_verdicts" not in summary:
+        raise ValueError(f"{path}: run() must return its results.json content with other_verdicts")
+    return summary
+
+
+def studies_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """The verdict rows of the studies, in the format of the experiments' table."""
+    lines = []
+    for name, s in summaries.items():
+        data = s.get("data") or {}
+        corpus = str(data.get("corpus", "?")) + (" (substitute)" if data.get("substitute") else "")
+        for c in s["other_verdicts"]:
+            lines.append(f"| {name} | {s.get('scale', '?')} | {corpus} | {c['claim']} | – | – | "
+                         f"{c['outcome']} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def first_line(path: Path) -> str:
@@ -156,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     out_root = Path(args.out) if args.out else ROOT / "runs" / "reproductions"
     progress = Progress()
     plan = []
+    studies = [n for n in wanted or names if _entry(HERE / n) == HERE / n / "study.py"]
     for n in wanted or names:
+        if n in studies:
+            continue
         try:
             exp = load_experiment(HERE / n / "experiment.py").experiment(args.scale)
         except ValueError as exc:
@@ -204,8 +260,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  report: {os.path.relpath(report or out / 'REPORT.md')}", flush=True)
         if args.compare_committed and not args.publish:
             print(compare_committed(s, committed), flush=True)
-    if summaries:
+    study_summaries: dict[str, dict[str, Any]] = {}
+    for n in studies:
+        if args.publish:
+            out = HERE / n / "results" / args.scale
+            report = HERE / n / "REPORT.md" if args.scale == "cpu" else None
+        else:
+            out, report = out_root / n / args.scale, None
+        print(f"=== {n} [{args.scale}, study] -> {os.path.relpath(out)}", flush=True)
+        try:
+            study_summaries[n] = run_study(
+                n, args.scale, out, data_dir=args.data_dir, substitute=args.substitute,
+                report_path=report,
+            )  # fmt: skip
+        except ValueError as exc:
+            print(f"skip {n}: {exc}")
+        except Exception as exc:  # one failed reproduction must not hide the others' results
+            logging.exception("%s failed", n)
+            print(f"FAILED {n}: {type(exc).__name__}: {exc}", flush=True)
+            failed.append(n)
+    if summaries or study_summaries:
         table = summaries_table(summaries)
+        if study_summaries:
+            table += "\n" + studies_table(study_summaries)
         out_root.mkdir(parents=True, exist_ok=True)
         (out_root / f"VERDICTS-{args.scale}.md").write_text(table + "\n")
         print(f"\nEvery claim and verdict ({(time.perf_counter() - t0) / 60:.1f} min):\n{table}")
