@@ -1,6 +1,14 @@
 """Hippocampal-style memory for sequence models: episodic stores, retrieval, place/grid/time cells
 and theta-gamma positional encoding."""
 
+from neuro_memory.centroid_index import (
+    CentroidIndex,
+    CentroidParams,
+    centroid_insert,
+    centroid_read,
+    centroid_rebuild,
+    init_centroid_index,
+)
 from neuro_memory.cognitive_map import (
     CognitiveMap,
     CognitiveMapParams,
@@ -61,6 +69,8 @@ from neuro_memory.write_path import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CentroidIndex",
+    "CentroidParams",
     "CognitiveMap",
     "CognitiveMapParams",
     "Consolidated",
@@ -93,12 +103,16 @@ __all__ = [
     "TimeCells",
     "WriteParams",
     "__version__",
+    "centroid_insert",
+    "centroid_read",
+    "centroid_rebuild",
     "concat_writes",
     "consolidate",
     "decay",
     "grid_cell_layout",
     "grid_code",
     "importance_score",
+    "init_centroid_index",
     "init_map",
     "init_state",
     "knn_search",
