@@ -798,6 +798,11 @@ def run(
         "analysis": an,
         "plots": pngs,
         "other_verdicts": an["verdicts"],
+        "informative": {
+            "ok": an["informative"],
+            "reason": f"phase-1 margin below the bigram floor on A: {min(an['floor_margin_a']):.3f} nats "
+            f"(needs > {FLOOR_MARGIN})",
+        },
         "wall_s": time.perf_counter() - t0,
     }
     (out / "results.json").write_text(json.dumps(res, indent=1))
