@@ -38,6 +38,9 @@ from neuro_models.experiment.stats import paired, t_quantile
 VOCAB = 1024
 #: Documents and shortest document of the notebook's eval cell (``notebook_eval_ppl`` defaults).
 NOTEBOOK_DOCS = 20
+#: The Colab script's ``AuraLoss``: label smoothing and entropy bonus (reference-systems §3.2).
+COLAB_SMOOTHING = 0.1
+COLAB_ENTROPY_BONUS = 0.05
 #: The published claim (reference-systems §3.3): "Perplexity 8–12".
 CLAIMED_PPL = (8.0, 12.0)
 
@@ -114,6 +117,29 @@ def stream_nll(model: nn.Module, tokens: np.ndarray, seq_len: int) -> dict[str, 
     return {"shift": sums["shift"] / count, "no_shift": sums["no_shift"] / count, "n_tokens": count}
 
 
+@torch.no_grad()
+def colab_pbar_loss(model: nn.Module, tokens: np.ndarray, seq_len: int) -> float:
+    """The Colab script's progress-bar loss (its "ppl" is exp of it) on the windows of
+    ``tokens``, in eval mode: ``L = CE_ε(shift) − λ·H̄`` with label smoothing ε = 0.1 and entropy
+    bonus λ = 0.05 (:func:`neuro_models.aura.training_loss`), averaged over batches of 32 windows
+    weighted by size."""
+    n = (len(tokens) - 1) // seq_len
+    idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
+    windows = torch.from_numpy(tokens[idx].astype(np.int64))
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for i in range(0, n, 32):
+            w = windows[i : i + 32]
+            loss, _ = training_loss(model, w[:, :-1], w[:, 1:], label_smoothing=COLAB_SMOOTHING,
+                                    entropy_bonus=COLAB_ENTROPY_BONUS)  # fmt: skip
+            total += float(loss) * len(w)
+    finally:
+        model.train(was_training)
+    return total / n
+
+
 def documents(tokens: np.ndarray, eos_id: int, n: int, min_tokens: int = 10) -> list[list[int]]:
     """The first ``n`` documents of a stream ``eos d1 eos d2 …`` with at least ``min_tokens``
     tokens (the notebook keeps documents of ≥ 10 tokens)."""
@@ -172,6 +198,7 @@ def analyze(scale: Scale, arm: Arm, model: nn.Module, context: Mapping[str, Any]
             ppl = notebook_eval_ppl(model, docs, pad_id=eos, shift=shift, n_documents=NOTEBOOK_DOCS)
             entry["notebook"]["shift" if shift else "no_shift"] = math.log(ppl)
         entry["notebook"]["n_documents"] = len(docs)
+        entry["colab_pbar"] = colab_pbar_loss(model, tokens, seq)
         entry["floors"] = _floors(ctx, name, tokens)
         out[name] = entry
     out["train_prefix"] = seen_windows(len(ctx.train), seq, scale.batch_size, seed, scale.steps,
@@ -271,6 +298,41 @@ def report(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> tup
                 cells.append(f"{st.mean:+.3f} [{st.ci_low:+.3f}, {st.ci_high:+.3f}]")
             lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
         lines.append("")
+    lines += ["### Gap between training and held-out tokens (stream, same model)", "",
+              "Paired over seeds, `training − held-out` NLL; the two sets come from different "
+              "splits (files) of the corpus, so the gap mixes memorisation with a change of "
+              "distribution.", "",
+              "| arm | with shift: Δ [95% CI] | without shift: Δ [95% CI] |", "| --- | --- | --- |"]  # fmt: skip
+    for arm in arms:
+        cells = []
+        for sh in ("shift", "no_shift"):
+            tr, ho = (
+                values(by, arm, "train", "stream", sh),
+                values(by, arm, "held_out", "stream", sh),
+            )
+            if len(tr) >= 2:
+                st = paired(tr, ho)
+                cells.append(f"{st.mean:+.3f} [{st.ci_low:+.3f}, {st.ci_high:+.3f}]")
+            else:
+                cells.append(f"{tr[0] - ho[0]:+.3f}")
+        lines.append(f"| {arm} | {cells[0]} | {cells[1]} |")
+    colab = {arm: [a["train"]["colab_pbar"] for a in by[arm]] for arm in arms}
+    lines += ["", "### The Colab script's progress-bar \"ppl\" on the training tokens", "",
+              f"exp of the training loss with label smoothing {COLAB_SMOOTHING} and the entropy "
+              f"bonus {COLAB_ENTROPY_BONUS} subtracted (with the shift, as that script trains), in "
+              "eval mode on the training prefix; it is not a perplexity of any distribution:", "",
+              "| arm | loss [95% CI] | its \"ppl\" | the same tokens' plain NLL (ppl) |",
+              "| --- | --- | ---: | --- |"]  # fmt: skip
+    for arm in arms:
+        m, lo, hi = _ci(colab[arm])
+        plain = _ci(values(by, arm, "train", "stream", "shift"))[0]
+        lines.append(f"| {arm} | {m:.3f} [{lo:.3f}, {hi:.3f}] | {math.exp(m):.2f} | "
+                     f"{plain:.3f} ({math.exp(plain):.2f}) |")  # fmt: skip
+    lr = {arm: summary["arms"][arm]["lr"]["lr"] for arm in arms}
+    lines += ["", "Learning rates: every arm's was chosen by the framework's protocol, i.e. by its "
+              "*next-token* dev NLL (" + ", ".join(f"{a} {v:.3g}" for a, v in lr.items())
+              + "); the notebook trained at 3e-4 with warmup 1500 at its own scale. The copy arm's "
+              "numbers above are at its chosen rate only; its sweep is in the Tuning table.", ""]  # fmt: skip
     verdicts = judge(summary, by)
     lines += ["## Verdicts (rules in CLAIM.md)", "", "| claim | measured | verdict |",
               "| --- | --- | --- |"]  # fmt: skip
