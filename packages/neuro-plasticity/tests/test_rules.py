@@ -242,7 +242,7 @@ def test_sanger_finds_ordered_components() -> None:
 
 
 def test_bcm_threshold_tracks_activity() -> None:
-    rule = bcm(0.0, tau_theta=20.0)
+    rule = bcm(0.0, tau_theta_steps=20.0)
     w = torch.zeros(2, 3)
     s = rule.init(w)
     pre = torch.ones(3)
@@ -289,7 +289,7 @@ def test_threshold_adaptation_converges_to_target_rate() -> None:
 
 
 def test_synaptic_scaling_is_multiplicative_and_signed() -> None:
-    rule = synaptic_scaling(0.1, target_rate=0.5, tau_rate=1.0)
+    rule = synaptic_scaling(0.1, target_rate=0.5, tau_rate_steps=1.0)
     w = torch.tensor([[1.0, 2.0], [1.0, 3.0]])
     dw, s = rule.update(torch.ones(2), torch.tensor([1.0, 0.0]), rule.init(w), w)
     torch.testing.assert_close(dw, torch.tensor([[-0.05, -0.1], [0.05, 0.15]]))
@@ -435,8 +435,8 @@ def test_bad_input_names_the_argument() -> None:
         hebbian(0.1, decay=0.0)
     with pytest.raises(ValueError, match="bound"):
         pair_stdp(bound="hard")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="tau_theta"):
-        bcm(0.1, tau_theta=0.5)
+    with pytest.raises(ValueError, match="tau_theta_steps"):
+        bcm(0.1, tau_theta_steps=0.5)
     rmh = reward_modulated_hebbian(0.1)
     state = rmh.init(w)
     with pytest.raises(ValueError, match="modulator must be a scalar"):

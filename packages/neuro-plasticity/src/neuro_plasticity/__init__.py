@@ -59,7 +59,7 @@ from neuro_plasticity.stdp import (
 )
 from neuro_plasticity.topology import CSR, Dense, Topology, local_csr
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CSR",

@@ -89,7 +89,7 @@ class BCMState(NamedTuple):
     theta: torch.Tensor  # [n_post] sliding modification threshold
 
 
-def bcm(lr: float, tau_theta: float = 100.0, theta_init: float = 0.0) -> Rule:
+def bcm(lr: float, tau_theta_steps: float = 100.0, theta_init: float = 0.0) -> Rule:
     """Bienenstock–Cooper–Munro rule with a sliding threshold (BCM 1982; Intrator & Cooper 1992).
 
         ΔW = η ⟨y (y − θ) xᵀ⟩,        θ ← θ + (⟨y²⟩ − θ) / τ_θ
@@ -99,13 +99,13 @@ def bcm(lr: float, tau_theta: float = 100.0, theta_init: float = 0.0) -> Rule:
 
     Args:
         lr: η ≥ 0.
-        tau_theta: averaging time of θ in update steps (≥ 1).
+        tau_theta_steps: averaging time of θ in update steps (≥ 1).
         theta_init: θ at ``init``.
     """
     lr = check_positive("lr", lr, allow_zero=True)
-    tau = check_positive("tau_theta", tau_theta)
+    tau = check_positive("tau_theta_steps", tau_theta_steps)
     if tau < 1:
-        raise ValueError(f"tau_theta must be ≥ 1 update step, got {tau_theta}")
+        raise ValueError(f"tau_theta_steps must be ≥ 1 update step, got {tau_theta_steps}")
 
     def init_fn(topo: Topology, weight: torch.Tensor, batch: int) -> BCMState:
         return BCMState(
@@ -124,7 +124,7 @@ def bcm(lr: float, tau_theta: float = 100.0, theta_init: float = 0.0) -> Rule:
         theta = state.theta + (post.pow(2).mean(0) - state.theta) / tau
         return lr * topo.outer(phi, pre), BCMState(theta)
 
-    return Rule(f"bcm({lr}, tau_theta={tau})", init_fn, update_fn)
+    return Rule(f"bcm({lr}, tau_theta_steps={tau})", init_fn, update_fn)
 
 
 def foldiak(lr: float, target_rate: float) -> Rule:

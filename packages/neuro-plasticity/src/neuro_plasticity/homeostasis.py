@@ -27,7 +27,7 @@ def _check_tau(name: str, tau: float) -> float:
     return tau
 
 
-def synaptic_scaling(lr: float, target_rate: float, tau_rate: float = 100.0) -> Rule:
+def synaptic_scaling(lr: float, target_rate: float, tau_rate_steps: float = 100.0) -> Rule:
     """Multiplicative synaptic scaling (Turrigiano et al. 1998; van Rossum et al. 2000, eq. 5).
 
         ΔW_ij = η (r_target − r̄_i) W_ij
@@ -38,11 +38,11 @@ def synaptic_scaling(lr: float, target_rate: float, tau_rate: float = 100.0) -> 
     Args:
         lr: η ≥ 0 per update.
         target_rate: r_target ≥ 0 in the units of ``post`` (e.g. spikes per step).
-        tau_rate: averaging time of r̄ in update steps (≥ 1).
+        tau_rate_steps: averaging time of r̄ in update steps (≥ 1).
     """
     lr = check_positive("lr", lr, allow_zero=True)
     target = check_positive("target_rate", target_rate, allow_zero=True)
-    tau = _check_tau("tau_rate", tau_rate)
+    tau = _check_tau("tau_rate_steps", tau_rate_steps)
 
     def init_fn(topo: Topology, weight: torch.Tensor, batch: int) -> RateState:
         return RateState(
@@ -81,13 +81,13 @@ class ThresholdAdaptation:
 
     lr: float
     target_rate: float
-    tau_rate: float = 1.0
+    tau_rate_steps: float = 1.0
     threshold_init: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive("lr", self.lr, allow_zero=True)
         check_positive("target_rate", self.target_rate, allow_zero=True)
-        _check_tau("tau_rate", self.tau_rate)
+        _check_tau("tau_rate_steps", self.tau_rate_steps)
 
     def init(
         self, n: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None
@@ -105,16 +105,16 @@ class ThresholdAdaptation:
         if post.shape[-1] != n:
             raise ValueError(f"post must have last dim {n}, got shape {tuple(post.shape)}")
         y = (post if post.ndim == 2 else post[None]).to(state.threshold.dtype)
-        rate = state.rate + (y.mean(0) - state.rate) / self.tau_rate
+        rate = state.rate + (y.mean(0) - state.rate) / self.tau_rate_steps
         delta = self.lr * (rate - self.target_rate)
         return delta, ThresholdState(state.threshold + delta, rate)
 
 
 def threshold_adaptation(
-    lr: float, target_rate: float, tau_rate: float = 1.0, threshold_init: float = 0.0
+    lr: float, target_rate: float, tau_rate_steps: float = 1.0, threshold_init: float = 0.0
 ) -> ThresholdAdaptation:
     """Build a :class:`ThresholdAdaptation`."""
-    return ThresholdAdaptation(lr, target_rate, tau_rate, threshold_init)
+    return ThresholdAdaptation(lr, target_rate, tau_rate_steps, threshold_init)
 
 
 __all__ = [

@@ -460,7 +460,7 @@ class HebLLM(nn.Module):
         c, pr = self.config, self.projections[i]
         n_pre = next(p.size for p in self.populations if p.name == pr.pre)
         rule = on_topology(
-            synaptic_scaling(c.homeostasis_lr, c.target_rate, tau_rate=1.0),
+            synaptic_scaling(c.homeostasis_lr, c.target_rate, tau_rate_steps=1.0),
             CSR(pr.crow_indices, pr.col_indices, n_pre),
         )
         ww = w.double()
