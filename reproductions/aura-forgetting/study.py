@@ -49,7 +49,7 @@ from neuro_models.experiment.floors import fit_floors
 from neuro_models.experiment.stats import paired, t_quantile, verdict
 from neuro_models.llama import Llama
 from neuro_models.train import StepInfo, TrainConfig, cross_entropy_loss, train
-from neuro_plasticity.continual import EWC, ReplayBuffer, SleepConfig, sleep
+from neuro_plasticity.continual import EWC, ReplayBuffer, SleepConfig, diagonal_fisher, sleep
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -259,9 +259,19 @@ def _sequence_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def phase2_hooks(
-    method: str, model: Llama, streams: Streams, scale: Scale, seed: int
+    method: str,
+    model: Llama,
+    streams: Streams,
+    scale: Scale,
+    seed: int,
+    diagnostics: dict[str, Any] | None = None,
 ) -> tuple[Callable[..., tuple[torch.Tensor, dict[str, float]]], list[Callable[[StepInfo], None]]]:
-    """The loss function and callbacks that make ``method`` out of plain phase-2 training."""
+    """The loss function and callbacks that make ``method`` out of plain phase-2 training.
+
+    ``diagnostics`` (EWC only) receives the total Fisher mass Σ F of ours and of Aura's published
+    estimator (squared batch-mean gradients) on the same windows, and ``"penalty"``, a callable
+    returning the current penalty.
+    """
     if method == "naive":
         return cross_entropy_loss, []
     if method.startswith("ewc-"):
@@ -272,6 +282,17 @@ def phase2_hooks(
         batches = [order.get_batch(k) for k in range(scale.fisher_windows)]
         ewc.update_fisher(batches, generator=torch.Generator().manual_seed(seed))
         ewc.consolidate()
+        if diagnostics is not None:
+            # Aura's estimator on training-size batches drawn from the same order.
+            big = DataOrder(streams.a_train, scale.seq_len, scale.batch_size, seed=seed + 1000)
+            n_big = max(1, scale.fisher_windows // scale.batch_size)
+            published = diagonal_fisher(
+                model, [big.get_batch(k) for k in range(n_big)], fisher="published"
+            )
+            fisher = ewc.anchors[0][1]
+            diagnostics["fisher_sum"] = float(sum(f.sum() for f in fisher.values()))
+            diagnostics["fisher_published_sum"] = float(sum(f.sum() for f in published.values()))
+            diagnostics["penalty"] = lambda: float(ewc.penalty().detach())
 
         def ewc_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
             task, _ = cross_entropy_loss(m, x, y)
@@ -375,7 +396,8 @@ def phase2(
     model = build_model(scale, seed)
     model.load_state_dict(torch.load(weights, weights_only=True))
     t0 = time.perf_counter()
-    loss_fn, callbacks = phase2_hooks(method, model, streams, scale, seed)
+    diag: dict[str, Any] = {}
+    loss_fn, callbacks = phase2_hooks(method, model, streams, scale, seed, diag)
     order = DataOrder(streams.b_train, scale.seq_len, scale.batch_size, seed=seed)
     every = max(1, scale.phase2_steps // scale.curve_points)
 
@@ -385,6 +407,8 @@ def phase2(
 
     cfg = _train_config(scale, lr, scale.phase2_steps, seed, cache / tag).replace(eval_every=every)
     res = train(model, cfg, order, loss_fn=loss_fn, eval_fn=eval_fn, callbacks=callbacks)
+    if "penalty" in diag:
+        diag["penalty_final"] = diag.pop("penalty")()
     # Scored after every callback (the sleep phase at the last step included).
     a, b = score(model, streams.a_eval, scale.seq_len), score(model, streams.b_eval, scale.seq_len)
     start = {"step": 0, "nll_a": p1["a"]["nll"], "acc_a": p1["a"]["acc"],
@@ -396,7 +420,7 @@ def phase2(
         "wall_s": time.perf_counter() - t0, "tokens_b": res.tokens,
         "train_loss_last": res.losses[-1], "before": {"a": p1["a"], "b": p1["b"]},
         "after": {"a": a, "b": b}, "dev_b": score(model, streams.b_dev, scale.seq_len),
-        "curve": curve,
+        "curve": curve, "diagnostics": diag,
     }  # fmt: skip
     rec_path.parent.mkdir(parents=True, exist_ok=True)
     rec_path.write_text(json.dumps(rec, indent=1))
@@ -679,6 +703,28 @@ def render_report(res: dict[str, Any], report_dir: Path, out: Path) -> str:
         p = c["paired_vs_naive"]
         lines.append(f"| {c['method']} | {fmt(p['rel_nll_rise_a'], True)} | "
                      f"{fmt(p['rel_acc_drop_a'], True)} | {fmt(p['nll_b_after'], False)} |")  # fmt: skip
+    lines += [
+        "",
+        "## EWC diagnostics (mean over seeds)",
+        "",
+        "Σ F is the total diagonal Fisher of the phase-1 model: ours (token-level) and Aura's "
+        "published estimator (squared batch-mean gradients) on the same A windows; the penalty "
+        "λ Σ F (θ − θ*)² is measured after the last phase-2 step, beside that step's training "
+        "loss (task + penalty).",
+        "",
+        "| method | Σ F (ours) | Σ F (Aura's estimator) | penalty at the end | train loss at the end |",
+        "|---|---|---|---|---|",
+    ]
+    for m, rs in res["runs"].items():
+        if not m.startswith("ewc-"):
+            continue
+        d = [r["diagnostics"] for r in rs]
+        lines.append(
+            f"| {m} | {np.mean([x['fisher_sum'] for x in d]):.4g} | "
+            f"{np.mean([x['fisher_published_sum'] for x in d]):.4g} | "
+            f"{np.mean([x['penalty_final'] for x in d]):.4g} | "
+            f"{np.mean([r['train_loss_last'] for r in rs]):.4f} |"
+        )
     lines += [
         "",
         "## Learning curves (phase 2)",
