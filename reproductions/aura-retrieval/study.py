@@ -538,6 +538,20 @@ def plot_recall(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def band_summary(table: Sequence[dict[str, Any]]) -> str:
+    """The (encoder, path, N) cells whose recall@5 is confirmed in, or not excluded from,
+    the band."""
+    parts = []
+    for outcome in ("confirmed", "inconclusive"):
+        cells = [
+            f"{r['encoder']} {r['method']} N={r['n']:,} ({_pct(r)})"
+            for r in table
+            if r.get("verdict@5") == outcome
+        ]
+        parts.append(f"{outcome}: " + ("; ".join(cells) if cells else "none"))
+    return " — ".join(parts)
+
+
 def render(summary: dict[str, Any], plot_rel: str | None, claim_rel: str = "CLAIM.md") -> str:
     """REPORT.md from the summary alone (nothing hard-coded that depends on the results)."""
     p, env, data = summary["protocol"], summary["environment"], summary["data"]
@@ -590,6 +604,9 @@ def render(summary: dict[str, Any], plot_rel: str | None, claim_rel: str = "CLAI
         "",
         "Rule: **confirmed** when the Wilson 95 % CI of recall@5 lies inside [75 %, 85 %], "
         "**refuted** when it lies wholly outside, else **inconclusive**.",
+        "",
+        "Where the capacity curves meet the claimed band (every encoder, path and N, same "
+        "rule): " + band_summary(summary["table"]) + ".",
         "",
         "## Recall against store size (the capacity curve)",
         "",
@@ -655,7 +672,9 @@ def render(summary: dict[str, Any], plot_rel: str | None, claim_rel: str = "CLAI
         f"{p['latency_repeats']} timed calls per seed after one warm-up, pooled over seeds; "
         f"{env['threads']} thread(s), {env['note']}; machine {env['machine']} with "
         f"{env['cpu_count']} CPUs, load average at the end {env['load_average_at_end']}. "
-        "Treat latencies as rough: other jobs shared the cores.",
+        "Treat latencies as rough: other jobs shared the cores. The centroid paths read "
+        "their inverted lists (`CentroidIndex.members`); Aura's code instead builds a mask over "
+        "all N memories per probed centroid, so its own per-query cost is higher.",
         "",
         "## Caveats",
         "",

@@ -129,6 +129,10 @@ def test_inserts_equal_one_at_a_time_aura(batches):
     torch.testing.assert_close(index.centroids, ref.centroids)
     torch.testing.assert_close(index.counts, ref.counts)
     assert index.assign.tolist() == ref.cid
+    # The inverted lists hold each centroid's members in ascending slot order.
+    for j in range(kc):
+        lo, hi = index.bounds[j], index.bounds[j + 1]
+        assert index.members[lo:hi].tolist() == [i for i, c in enumerate(ref.cid) if c == j]
 
 
 def test_online_inserts_after_the_last_rebuild_match_the_port():

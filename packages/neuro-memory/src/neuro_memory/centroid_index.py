@@ -111,6 +111,10 @@ class CentroidIndex(NamedTuple):
             first rebuild or empty.
         count: number of memories indexed (the store's ``count`` it has seen).
         ready: whether a rebuild has happened.
+        members: ``[count]`` long, the indexed slots grouped by centroid, ascending within one
+            (empty before the first rebuild): the inverted lists, so that a query touches only
+            its candidates.
+        bounds: ``[K + 1]`` long, centroid ``j``'s members are ``members[bounds[j]:bounds[j+1]]``.
     """
 
     centroids: torch.Tensor
@@ -119,6 +123,8 @@ class CentroidIndex(NamedTuple):
     # Shadows tuple.count (unused here), like EpisodicState.count.
     count: int  # type: ignore[assignment]
     ready: bool
+    members: torch.Tensor
+    bounds: torch.Tensor
 
 
 def init_centroid_index(params: CentroidParams, state: EpisodicState) -> CentroidIndex:
@@ -136,6 +142,8 @@ def init_centroid_index(params: CentroidParams, state: EpisodicState) -> Centroi
         assign=torch.full((state.capacity,), -1, dtype=torch.long, device=keys.device),
         count=0,
         ready=False,
+        members=torch.zeros(0, dtype=torch.long, device=keys.device),
+        bounds=torch.zeros(params.n_centroids + 1, dtype=torch.long, device=keys.device),
     )
 
 
@@ -227,7 +235,13 @@ def centroid_insert(
             eta = 1.0 / counts[j].clamp(min=1.0)
             centroids[j] = (1 - eta) * centroids[j] + eta * x
             assign[slot] = j
-    return CentroidIndex(centroids, counts, assign, c1, ready)
+    members = index.members
+    bounds = index.bounds
+    if ready:
+        members = torch.sort(assign[:c1], stable=True).indices
+        sizes = torch.bincount(assign[:c1], minlength=k)
+        bounds = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
+    return CentroidIndex(centroids, counts, assign, c1, ready, members, bounds)
 
 
 def centroid_read(
@@ -277,14 +291,9 @@ def centroid_read(
     probe = (
         torch.cdist(q, index.centroids[:n_c]).topk(min(cparams.n_probe, n_c), largest=False).indices
     )
-    assign = index.assign[:size]
-    sizes = torch.bincount(assign, minlength=n_c)
-    order = torch.sort(assign, stable=True).indices  # slots grouped by centroid, ascending
-    starts = torch.cumsum(sizes, 0) - sizes
-    lens = sizes[probe]  # [Q, P]
+    starts = index.bounds[:-1]
+    lens = (index.bounds[1:] - starts)[probe]  # [Q, P]
     totals = lens.sum(1)
-    kn = state.keys[:size] / state.keys[:size].norm(dim=-1, keepdim=True).clamp_min(params.eps)
-    weight = state.strength[:size]
     qn = F.normalize(q, dim=-1, eps=params.eps)
     n_q = q.shape[0]
     scores = torch.full((n_q, k), -math.inf, dtype=q.dtype, device=q.device)
@@ -293,9 +302,11 @@ def centroid_read(
     step = max(1, MAX_GATHER // (width * dk))
     for lo in range(0, n_q, step):
         hi = min(lo + step, n_q)
-        cand = _candidates(probe[lo:hi], lens[lo:hi], totals[lo:hi], starts, order, size)
+        cand = _candidates(probe[lo:hi], lens[lo:hi], totals[lo:hi], starts, index.members, size)
         safe = cand.clamp_min(0)
-        s = torch.einsum("qd,qcd->qc", qn[lo:hi], kn[safe]) * weight[safe]
+        # Only the candidates' keys are read and normalised (as published).
+        kn = F.normalize(state.keys[safe], dim=-1, eps=params.eps)
+        s = torch.einsum("qd,qcd->qc", qn[lo:hi], kn) * state.strength[safe]
         s = s.masked_fill(cand < 0, -math.inf)
         kk = min(k, s.shape[1])
         top = torch.topk(s, kk, dim=1)
