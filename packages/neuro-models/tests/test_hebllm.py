@@ -21,7 +21,10 @@ from neuro_models.hebllm import (
     readout_nll,
     sensory_spikes,
 )
+from neuro_models.hebllm.teacher import EventTeacherSTDP, teacher_raster, teacher_stdp
 from neuro_models.train import TrainConfig, train
+from neuro_plasticity import chain, clip
+from neuro_plasticity.topology import CSR
 
 V = 6
 
@@ -290,3 +293,138 @@ def test_published_arm_never_changes_its_weights_although_both_sides_spike() -> 
 def _rebuilt(params: PublishedRuleParams, hook: object) -> dict[str, object]:
     rule = published_hebbian_rule(params)
     return {"init_fn": rule.init_fn, "update_fn": rule.update_fn, "parts": rule.parts}
+
+
+# ---------------------------------------------------------------- teacher-clamped output learning
+
+
+def test_teacher_raster_matches_a_hand_built_raster() -> None:
+    x = torch.tensor([2, 0, 1])
+    got = teacher_raster(x, vocab_size=3, per_token=2, slot_steps=4)
+    want = torch.zeros(12, 6, dtype=torch.bool)
+    want[3, 0:2] = True  # token 0 (the second token) at the last step of slot 0
+    want[7, 2:4] = True  # token 1 at the last step of slot 1
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="tokens"):
+        teacher_raster(torch.tensor([3]), vocab_size=3, per_token=1, slot_steps=4)
+
+
+def _teacher_reference(pre: np.ndarray, post: np.ndarray, w0: np.ndarray, m: np.ndarray,
+                       a_plus: float, a_minus: float, tau: float) -> np.ndarray:  # fmt: skip
+    """Δw_ij = m [A₊ (1 − w_ij) x_j T_i − A₋ w_ij s_j], then clip to [0, 1]; dense [post, pre]."""
+    w, x = w0.copy(), np.zeros(pre.shape[1])
+    for t in range(pre.shape[0]):
+        x = x * math.exp(-1.0 / tau)
+        dw = np.zeros_like(w)
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                dw[i, j] = (
+                    a_plus * (1 - w[i, j]) * x[j] * post[t, i] - a_minus * w[i, j] * pre[t, j]
+                )
+        w = np.clip(w + m[t] * dw, 0.0, 1.0)
+        x = x + pre[t]
+    return w
+
+
+def test_teacher_stdp_dense_and_event_driven_equal_a_synapse_by_synapse_reference() -> None:
+    rng = np.random.default_rng(11)
+    n_t, n_pre, n_post = 60, 5, 4
+    pre = (rng.random((n_t, n_pre)) < 0.3).astype(np.float64)
+    post = (rng.random((n_t, n_post)) < 0.2).astype(np.float64)
+    w0 = rng.uniform(0.0, 1.0, (n_post, n_pre))
+    m = rng.uniform(0.5, 3.0, n_t)
+    kw = dict(a_plus=0.3, a_minus=0.05, tau_ms=4.0)
+    want = _teacher_reference(pre, post, w0, m, kw["a_plus"], kw["a_minus"], kw["tau_ms"])
+    assert not np.allclose(want, w0)
+    # dense rule, every pair connected
+    rule = chain(teacher_stdp(**kw), clip(w_min=0.0, w_max=1.0))  # type: ignore[arg-type]
+    w = torch.tensor(w0)
+    state = rule.init(w)
+    for t in range(n_t):
+        dw, state = rule(torch.tensor(pre[t : t + 1]), torch.tensor(post[t : t + 1]), state, w,
+                         float(m[t]))  # fmt: skip
+        w = (w + dw).clamp(0.0, 1.0)
+    np.testing.assert_allclose(w.numpy(), want, atol=1e-12)
+    # event-driven hook on a CSR with every pair (rows = post), called only at spiking steps
+    crow = torch.arange(0, n_post * n_pre + 1, n_pre)
+    col = torch.arange(n_pre).repeat(n_post)
+    hook = EventTeacherSTDP(teacher_stdp(**kw).params, CSR(crow, col, n_pre))  # type: ignore[arg-type]
+    wf = torch.tensor(w0.reshape(-1))
+    st = hook.init(wf)
+    for t in range(n_t):
+        p, q = np.flatnonzero(pre[t]), np.flatnonzero(post[t])
+        if p.size == 0 and q.size == 0:
+            continue
+        idx, val, st = hook.on_spikes(t, torch.from_numpy(p), torch.from_numpy(q), st, wf,
+                                      float(m[t]))  # fmt: skip
+        wf[idx] = val
+    np.testing.assert_allclose(wf.numpy().reshape(n_post, n_pre), want, atol=1e-12)
+
+
+def test_readout_prior_equals_hand_computation_and_uniform_prior_is_the_plain_readout() -> None:
+    c = [0.0, 2.0, 1.0]
+    pi = [0.5, 0.3, 0.2]
+    tau, alpha = 1.3, 0.4
+    z = sum(p * math.exp(x / tau) for x, p in zip(c, pi))
+    want_soft = [math.log(p * math.exp(x / tau) / z) for x, p in zip(c, pi)]
+    want_dir = [math.log((x + 3 * alpha * p) / (sum(c) + 3 * alpha)) for x, p in zip(c, pi)]
+    counts, prior = torch.tensor([c]), torch.tensor(pi, dtype=torch.float64)
+    assert readout_log_probs(counts, tau, "softmax", prior)[0].tolist() == pytest.approx(want_soft)
+    assert readout_log_probs(counts, alpha, "laplace", prior)[0].tolist() == pytest.approx(want_dir)
+    flat = torch.full((3,), 1 / 3, dtype=torch.float64)
+    for kind, s in (("softmax", tau), ("laplace", alpha)):
+        assert torch.allclose(readout_log_probs(counts, s, kind, flat),  # type: ignore[arg-type]
+                              readout_log_probs(counts, s, kind))  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(ValueError, match="prior"):
+        readout_log_probs(counts, tau, "softmax", torch.tensor([0.5, 0.5, 0.0]))
+
+
+def _teacher(**kw: object) -> HebLLMConfig:
+    return small(output_learning="teacher", readout_window="slot", readout_prior=True,
+                 readout="laplace", window_ms=8.0, gap_ms=2.0, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize(("inhibition", "margin"), [(0.0, 0.25), (1.0, 0.6)])
+def test_teacher_learning_predicts_a_deterministic_cycle_below_the_unigram(
+    inhibition: float, margin: float
+) -> None:
+    """'abcabc…': after local learning on the cycle, the held-out NLL of the next token is far
+    below the unigram's (computed here: log 3 for three equiprobable tokens); lateral inhibition
+    among the output groups (winner-take-all) sharpens the prediction further."""
+    cycle = torch.tensor([0, 1, 2]).repeat(200)
+    train, held_out = cycle[:384].reshape(6, 64), cycle[1:65].reshape(1, 64)
+    model = HebLLM(_teacher(output_inhibition=inhibition))
+    for row in train:
+        model.learn(row[None])
+    counts = torch.bincount(train.reshape(-1), minlength=V).double()
+    unigram = counts[:3] / counts.sum()
+    nll_unigram = float(-unigram[held_out[0, 1:]].log().mean())
+    assert nll_unigram == pytest.approx(math.log(3), abs=1e-2)
+    log_p = model(held_out)[0, :-1].double()
+    nll = float(-log_p.gather(1, held_out[0, 1:, None]).mean())
+    assert nll < nll_unigram - margin
+    # the published rule, clamped the same way, learns nothing: about the unigram (prior) only
+    pub = HebLLM(_teacher(rule="published", output_inhibition=inhibition))
+    before = [w.clone() for w in pub.weights]
+    for row in train:
+        pub.learn(row[None])
+    assert all(torch.equal(a, b) for a, b in zip(before, pub.weights))
+    lp = pub(held_out)[0, :-1].double()
+    assert float(-lp.gather(1, held_out[0, 1:, None]).mean()) > nll_unigram - 0.1
+
+
+def test_teacher_mode_silences_the_teacher_at_evaluation_and_counts_targets() -> None:
+    model = HebLLM(_teacher())
+    free = HebLLM(dataclasses.replace(model.config, output_learning="free"))
+    x = torch.tensor([[0, 1, 2, 3]])
+    diff = free.counts(x) - model.counts(x)  # same synapses and weights; free has the teacher
+    assert bool((diff[0, torch.arange(4), x[0]] >= 1).all())  # on the current token's group
+    silent = HebLLM(dataclasses.replace(free.config, teacher_weight=0.0))
+    assert torch.equal(silent.counts(x), model.counts(x))
+    model.learn(x)
+    assert model.target_counts.tolist() == [0, 1, 1, 1, 0, 0]
+    prior = model.prior
+    assert prior is not None
+    assert prior.tolist() == pytest.approx([1 / 9, 2 / 9, 2 / 9, 2 / 9, 1 / 9, 1 / 9])
+    with pytest.raises(ValueError, match="output_learning"):
+        small(output_learning="clamped")

@@ -18,20 +18,41 @@ Layout (HebLLM, reference-systems.md §2.1 and §2.5; populations from
   readout window of slot t (``"gap"``: its silent gap; ``"slot"``: the whole slot), all before
   token t + 1's first spike can arrive, so ``p(x_{t+1} | x_{≤t})`` depends on ``x_{≤t}`` only;
   then ``p = softmax(c/τ)`` or Laplace ``(c + α)/(Σc + Vα)`` (:mod:`.readout`), with the scalar
-  fitted on held-out (count, next token) pairs.
+  fitted on held-out (count, next token) pairs; with ``readout_prior=True`` both are taken
+  towards the prior π of the output groups' teacher-spike frequencies (Dirichlet smoothing
+  ``(c_v + Vαπ_v)/(Σc + Vα)``; a silent output then predicts the unigram, not 1/V).
+* optional **output inhibition** (``output_inhibition > 0``): a small inhibitory pool driven by
+  every output spike inhibits all output neurons (winner-take-all among the groups).
+
+Teacher-clamped output learning (``output_learning="teacher"``, :mod:`.teacher`): the plastic
+synapses onto the output learn from the *teacher*, not from the output's own spikes. After each
+sequence the run's raster is replayed with the output replaced by the teacher raster (group
+``x_{t+1}`` spikes at the last step of slot t) through
+
+    Δw_ij = η · m_t · [A₊ (1 − w_ij) x_j T_i − A₋ w_ij s_j]      (teacher_stdp)
+
+whose fixed point makes ``w_ij`` grow with how often j's spikes precede the teacher of i
+relative to how often j spikes (≈ P(next = i | j) for a sensory j). The output neurons run free
+(their spikes are the predictions counted by the readout) and the one-to-one teacher projection
+is silent in every run. This is what makes the network learn at cpu scale: with
+``output_learning="free"`` STDP potentiates every output that fires after the current token
+(positive feedback), every output group fires on every token and the counts carry no
+information about the next token (HebLLM guide, "Why the free network does not learn").
 
 Learning (``rule="stdp"``, ours): event-driven pair STDP on the excitatory projections
-(sensory → associative, associative → associative, sensory → output, associative → output),
+(sensory → associative, associative → associative, and, with ``output_learning="free"``,
+sensory → output and associative → output),
 
     Δw_ij = η · m_t · [A₊ x_j s_i − A₋ y_i s_j],   w ∈ [0, 1],
 
 with m_t the activity neuromodulator of :class:`neuro_plasticity.ActivityModulator`
 (``m = clip(1.5 + 8·novelty + 3·surprise + 2·reward, 0.1, 5)``, recomputed every step; a
-constant with ``neuromodulation=False``), homeostatic synaptic scaling of the synapses onto the
-output neurons after each sequence (``ΔW_ij = η_h (r_target − r_i) W_ij``,
+constant with ``neuromodulation=False``), with ``output_learning="free"`` homeostatic synaptic
+scaling of the synapses onto the output neurons after each sequence (``ΔW_ij = η_h (r_target − r_i) W_ij``,
 :func:`neuro_plasticity.synaptic_scaling`, r_i the neuron's spikes per step over the sequence),
 and optionally a sleep phase every ``sleep_every`` sequences (:func:`neuro_spiking.sleep`:
-replay of the last sequence at 0.3·m, pruning of ``w < 0.01``). ``rule="published"`` uses
+replay of the last sequence, with the teacher raster in teacher mode, at 0.3·m through every
+plastic projection's rule, pruning of ``w < 0.01``). ``rule="published"`` uses
 :func:`~neuro_models.hebllm.published.published_hebbian_rule` instead (whose weights never
 change, as published). Nothing is learned by backpropagation: the weights are buffers, the
 model has no ``nn.Parameter``, and every simulation runs under ``torch.no_grad``.
@@ -56,6 +77,7 @@ from torch import nn
 from neuro_core.validation import check_in_range, check_positive, check_tensor
 from neuro_models.hebllm.published import PublishedRuleParams, published_hebbian_rule
 from neuro_models.hebllm.readout import Readout, fit_readout, readout_log_probs
+from neuro_models.hebllm.teacher import EventTeacherSTDP, teacher_raster, teacher_stdp
 from neuro_plasticity import (
     ActivityModulator,
     ActivityModulatorParams,
@@ -113,7 +135,26 @@ class HebLLMConfig:
             sequence (rate in spikes per step; ``homeostasis_lr = 0`` disables it; never with
             ``rule="published"``, whose network had no synaptic scaling).
         sleep_every: a sleep phase after every this many learned sequences (0: never).
+        output_learning: ``"free"`` (the output neurons integrate their plastic input while
+            learning; pair STDP onto them) or ``"teacher"`` (clamped to the teacher while
+            learning, :mod:`neuro_models.hebllm.teacher`: output group ``x_{t+1}`` spikes at the
+            last step of slot t, the plastic synapses onto the output learn by
+            :func:`~neuro_models.hebllm.teacher.teacher_stdp` on the replayed raster, and at
+            evaluation the one-to-one teacher projection is silent, so the output counts are
+            predictions only). Homeostatic scaling applies to ``"free"`` only.
+        teacher_lr, teacher_a_plus, teacher_a_minus, teacher_tau_ms: η, A₊, A₋, τ of
+            :func:`~neuro_models.hebllm.teacher.teacher_stdp`.
         readout, readout_window: see the module docstring.
+        output_inhibition, n_output_inhibitory: lateral inhibition among the output groups
+            (winner-take-all; 0: none). With I > 0 a pool of ``n_output_inhibitory``
+            inhibitory neurons receives every output spike (fixed weight 1, shortest delay) and
+            inhibits every output neuron with the fixed weight ``I / n_output_inhibitory`` each
+            (×1.2, the inhibitory gain), so the groups driven hardest fire first and silence
+            the weaker ones about two steps later.
+        readout_prior: False: uniform prior in the readout; True: the prior π = the frequency of
+            each output group's teacher spikes during learning (add-one smoothed; a per-group
+            spike count, i.e. the unigram of the training targets), see
+            :mod:`neuro_models.hebllm.readout`.
         calibration_tokens: the readout scalar is refitted after each learned sequence on the
             prequential (count, next token) pairs of the last this many training tokens.
         init_scale: the readout scalar before any fit.
@@ -148,20 +189,31 @@ class HebLLMConfig:
     homeostasis_lr: float = 0.5
     target_rate: float = 0.02
     sleep_every: int = 0
+    output_learning: Literal["free", "teacher"] = "free"
+    teacher_lr: float = 1.0
+    teacher_a_plus: float = 0.05
+    teacher_a_minus: float = 0.005
+    teacher_tau_ms: float = 5.0
     readout: Readout = "softmax"
     readout_window: Literal["gap", "slot"] = "gap"
+    readout_prior: bool = False
+    output_inhibition: float = 0.0
+    n_output_inhibitory: int = 4
     calibration_tokens: int = 2048
     init_scale: float = 1.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_associative", "n_inhibitory", "output_per_token"):
+        for name in ("vocab_size", "n_associative", "n_inhibitory", "output_per_token",
+                     "n_output_inhibitory"):  # fmt: skip
             v = getattr(self, name)
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be an integer ≥ 1, got {v!r}")
-        for name in ("dt_ms", "window_ms", "sensory_period_ms", "tau_stdp_ms", "init_scale"):
+        for name in ("dt_ms", "window_ms", "sensory_period_ms", "tau_stdp_ms", "init_scale",
+                     "teacher_tau_ms"):  # fmt: skip
             check_positive(name, getattr(self, name))
-        for name in ("gap_ms", "stdp_lr", "a_plus", "a_minus", "homeostasis_lr", "target_rate"):
+        for name in ("output_inhibition", "gap_ms", "stdp_lr", "a_plus", "a_minus", "homeostasis_lr", "target_rate",
+                     "teacher_lr", "teacher_a_plus", "teacher_a_minus"):  # fmt: skip
             check_positive(name, getattr(self, name), allow_zero=True)
         check_positive("constant_modulator", self.constant_modulator, allow_zero=True)
         for name in (f.name for f in dataclasses.fields(self) if f.name.startswith("p_")):
@@ -177,6 +229,10 @@ class HebLLMConfig:
             raise ValueError("readout_window='gap' needs gap_ms > 0")
         if self.rule not in ("stdp", "published"):
             raise ValueError(f"rule must be 'stdp' or 'published', got {self.rule!r}")
+        if self.output_learning not in ("free", "teacher"):
+            raise ValueError(
+                f"output_learning must be 'free' or 'teacher', got {self.output_learning!r}"
+            )
         if self.readout not in ("softmax", "laplace"):
             raise ValueError(f"readout must be 'softmax' or 'laplace', got {self.readout!r}")
         if self.readout_window not in ("gap", "slot"):
@@ -239,12 +295,21 @@ class HebLLM(nn.Module):
             raise ValueError(f"config must be a HebLLMConfig, got {type(config).__name__}")
         self.config = c = config
         seed = c.seed if c.seed is not None else int(torch.randint(2**31 - 1, ()))
+        #: the connectivity seed used (``config.seed`` or the one drawn): a HebLLM built with
+        #: ``dataclasses.replace(config, seed=model.connectivity_seed)`` has the same synapses
+        #: and initial weights
+        self.connectivity_seed = seed
         V, k = c.vocab_size, c.output_per_token
         sens = SpikeSource(name="sensory", size=V)
         assoc = hebllm_population("associative", size=c.n_associative, dt_ms=c.dt_ms)
         inh = hebllm_population("inhibitory", size=c.n_inhibitory, dt_ms=c.dt_ms)
         out = hebllm_population("output", size=V * k, dt_ms=c.dt_ms)
         self.populations: list[Population | SpikeSource] = [sens, assoc, inh, out]
+        if c.output_inhibition > 0:
+            self.populations.append(
+                hebllm_population("inhibitory", size=c.n_output_inhibitory,
+                                  name="output_inhibitory", dt_ms=c.dt_ms)
+            )  # fmt: skip
         lw = LogNormalWeights()
         spec = [
             ("sensory", "associative", c.p_sensory_associative, True),
@@ -268,6 +333,20 @@ class HebLLM(nn.Module):
             if plastic:
                 self.plastic.append(len(projections))
             projections.append(pr)
+        if c.output_inhibition > 0:
+            # winner-take-all: every output spike fires the whole output_inhibitory pool one
+            # step later (weight 1 > its threshold − rest), which inhibits every output neuron
+            n_i, n_o, d = c.n_output_inhibitory, V * k, c.delay_ms[0]
+            for a, b, n_a, n_b, w in (
+                ("output", "output_inhibitory", n_o, n_i, 1.0),
+                ("output_inhibitory", "output", n_i, n_o, c.output_inhibition / n_i),
+            ):
+                projections.append(
+                    Projection.from_edges(
+                        a, b, n_post=n_b, pre_index=torch.arange(n_a).repeat(n_b),
+                        post_index=torch.arange(n_b).repeat_interleave(n_a), weight=w, delay_ms=d,
+                    )
+                )  # fmt: skip
         # the teacher: sensory v → every neuron of output group v, fixed, shortest delay
         teacher_post = torch.arange(V * k)
         projections.append(
@@ -287,14 +366,26 @@ class HebLLM(nn.Module):
             self.register_buffer(f"alive_{i}", torch.ones(pr.nnz, dtype=torch.bool))
         self.scale: torch.Tensor
         self.register_buffer("scale", torch.tensor(float(c.init_scale), dtype=torch.float64))
+        # teacher spikes per output group during learning (the readout prior's counts)
+        self.target_counts: torch.Tensor
+        self.register_buffer("target_counts", torch.zeros(V, dtype=torch.float64))
+        self._teacher = len(projections) - 1
         self._static = Network(self.populations, projections, dt_ms=c.dt_ms)
-        self._plastic_net = Network(
-            self.populations,
-            projections,
-            dt_ms=c.dt_ms,
-            plasticity={i: self._hook(i) for i in self.plastic},
-            neuromodulator=self._modulator(),
-        )
+
+        def net(hooks: list[int]) -> Network:
+            return Network(
+                self.populations,
+                projections,
+                dt_ms=c.dt_ms,
+                plasticity={i: self._hook(i) for i in hooks},
+                neuromodulator=self._modulator(),
+            )
+
+        self._plastic_net = net(self.plastic)
+        onto_output = [i for i in self.plastic if projections[i].post == "output"]
+        if c.output_learning == "teacher":
+            self._wake_net = net([i for i in self.plastic if i not in onto_output])
+            self._output_net = net(onto_output)
         self._calibration: collections.deque[tuple[torch.Tensor, torch.Tensor]] = (
             collections.deque()
         )
@@ -311,6 +402,12 @@ class HebLLM(nn.Module):
             boost = 2.0 if (pr.pre, pr.post) == ("sensory", "output") else 1.0
             params = PublishedRuleParams(boost=boost, dt_ms=c.dt_ms)
             return on_topology(published_hebbian_rule(params), topo)
+        if c.output_learning == "teacher" and pr.post == "output":
+            teach = teacher_stdp(
+                lr=c.teacher_lr, a_plus=c.teacher_a_plus, a_minus=c.teacher_a_minus,
+                tau_ms=c.teacher_tau_ms, dt_ms=c.dt_ms,
+            )  # fmt: skip
+            return EventTeacherSTDP(teach.params, topo)
         rule = chain(
             pair_stdp(
                 lr=c.stdp_lr, a_plus=c.a_plus, a_minus=c.a_minus, tau_plus_ms=c.tau_stdp_ms,
@@ -348,9 +445,21 @@ class HebLLM(nn.Module):
         return sum(int(a.sum()) for a in self.alive)
 
     def _state(self, net: Network) -> NetworkState:
-        return net.init_state()._replace(
-            weights=tuple(w.clone() for w in self.weights), alive=self.alive
-        )
+        """Rest, nothing in flight, the learned weights; with ``output_learning="teacher"`` the
+        one-to-one teacher projection is silent (the output counts are predictions only)."""
+        weights = [w.clone() for w in self.weights]
+        if self.config.output_learning == "teacher":
+            weights[self._teacher].zero_()
+        return net.init_state()._replace(weights=tuple(weights), alive=self.alive)
+
+    @property
+    def prior(self) -> torch.Tensor | None:
+        """The readout prior π (``readout_prior=True``): add-one-smoothed frequencies of the
+        output groups' teacher spikes during learning; None (uniform) otherwise."""
+        if not self.config.readout_prior:
+            return None
+        n = self.target_counts + 1.0
+        return n / n.sum()
 
     def _counts(self, out_spikes: torch.Tensor, n_tokens: int) -> torch.Tensor:
         """``[T, V]`` spikes of each output group in each slot's readout window."""
@@ -389,9 +498,23 @@ class HebLLM(nn.Module):
             out[b] = self._counts(res.spikes["output"], T)
         return out
 
+    @torch.no_grad()
+    def record(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ``[T·S, size]`` bool spikes of every population while the frozen network reads
+        the int64 sequence ``tokens [T]`` (as :meth:`counts` runs it), e.g. for a raster plot."""
+        check_tensor("tokens", tokens, ndim=1, dtype=torch.int64)
+        seq = self._check_tokens(tokens[None])[0]
+        _, res = self._static.run(
+            seq.numel() * self.config.slot_steps,
+            self._state(self._static),
+            source_spikes={"sensory": self._raster(seq)},
+        )
+        return dict(res.spikes)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``log p(x_{t+1} | x_{≤t})`` as ``[B, T, V]`` float32 for int64 ``tokens [B, T]``."""
-        lp = readout_log_probs(self.counts(tokens), float(self.scale), self.config.readout)
+        c = self.config
+        lp = readout_log_probs(self.counts(tokens), float(self.scale), c.readout, self.prior)
         return lp.float()
 
     @torch.no_grad()
@@ -402,7 +525,7 @@ class HebLLM(nn.Module):
         if tokens.shape[1] < 2:
             raise ValueError("tokens must have at least 2 columns (a token and its successor)")
         cnt = self.counts(tokens)[:, :-1].reshape(-1, self.config.vocab_size)
-        s = fit_readout(cnt, tokens[:, 1:].reshape(-1), self.config.readout)
+        s = fit_readout(cnt, tokens[:, 1:].reshape(-1), self.config.readout, prior=self.prior)
         self.scale.fill_(s)
         return s
 
@@ -420,22 +543,43 @@ class HebLLM(nn.Module):
         nll_sum, n_pred, events = 0.0, 0, 0
         mod = None if c.neuromodulation else c.constant_modulator
         net = self._plastic_net
+        teacher = c.output_learning == "teacher"
         for b in range(B):
-            state, res = net.run(
+            wake = self._wake_net if teacher else net
+            state, res = wake.run(
                 T * c.slot_steps,
-                self._state(net),
+                self._state(wake),
                 source_spikes={"sensory": self._raster(tokens[b])},
                 modulator=mod,
             )
             events += res.n_events
             cnt = self._counts(res.spikes["output"], T)
             if T > 1:
-                lp = readout_log_probs(cnt[:-1], float(self.scale), c.readout)
+                lp = readout_log_probs(cnt[:-1], float(self.scale), c.readout, self.prior)
                 nll_sum -= float(lp.gather(1, tokens[b, 1:, None]).sum())
                 n_pred += T - 1
                 self._calibration.append((cnt[:-1], tokens[b, 1:].clone()))
+                self.target_counts += torch.bincount(tokens[b, 1:], minlength=c.vocab_size)
+            spikes = res.spikes
+            if teacher:
+                # the plastic synapses onto the output learn from the teacher's spikes, not the
+                # output's own: replay the run's raster with the output replaced by the teacher
+                k = c.output_per_token
+                spikes = {
+                    **spikes,
+                    "output": teacher_raster(tokens[b], c.vocab_size, k, c.slot_steps),
+                }
+                weights = list(state.weights)
+                weights[self._teacher] = self.weights[self._teacher].clone()
+                fresh = self._output_net.init_state().hook_states
+                state, _ = self._output_net.replay(
+                    raster(net, spikes),
+                    state._replace(weights=tuple(weights), hook_states=fresh),
+                    modulator=mod,
+                )
+                state = state._replace(hook_states=net.init_state().hook_states)
             weights = list(state.weights)
-            if c.homeostasis_lr > 0 and c.rule == "stdp":
+            if c.homeostasis_lr > 0 and c.rule == "stdp" and not teacher:
                 rate = res.spikes["output"].double().mean(0)
                 for i in self.plastic:
                     if self.projections[i].post == "output":
@@ -443,7 +587,7 @@ class HebLLM(nn.Module):
             state = state._replace(weights=tuple(weights))
             self.learned_sequences += 1
             if c.sleep_every and self.learned_sequences % c.sleep_every == 0:
-                state, _ = sleep(net, state, raster(net, res.spikes), modulator=mod)
+                state, _ = sleep(net, state, raster(net, spikes), modulator=mod)
             for i, (w, a) in enumerate(zip(state.weights, state.alive)):
                 getattr(self, f"weight_{i}").copy_(w)
                 getattr(self, f"alive_{i}").copy_(a)
@@ -478,7 +622,7 @@ class HebLLM(nn.Module):
             return
         cnt = torch.cat([x for x, _ in cal])[-limit:]
         tgt = torch.cat([t for _, t in cal])[-limit:]
-        self.scale.fill_(fit_readout(cnt, tgt, self.config.readout))
+        self.scale.fill_(fit_readout(cnt, tgt, self.config.readout, prior=self.prior))
 
 
 def hebllm_local_loss(

@@ -8,6 +8,13 @@ window after token t), both with one scalar fitted on held-out (count, next toke
 * **Laplace** (additive smoothing) with pseudo-count α > 0:
   ``p(v) = (c_v + α) / (Σ_u c_u + V·α)``.
 
+Both take an optional prior ``π [V]`` (a distribution; None = uniform 1/V, the two formulas
+above): softmax ``p(v) ∝ π_v · exp(c_v/τ)`` (a log-prior bias), and the Laplace readout becomes
+the Dirichlet-smoothed estimate ``p(v) = (c_v + V·α·π_v) / (Σ_u c_u + V·α)``, which falls back to
+π where the counts are silent. With π the unigram of the training targets (HebLLM's output
+groups counting their own teacher spikes), a readout whose counts carry no information scores
+the unigram floor instead of log V.
+
 The fit minimises the mean NLL ``−(1/N) Σ_n log p(y_n | c_n)`` over a log-spaced grid refined
 by golden-section search on log τ (or log α); both NLLs are unimodal enough in the log scalar
 for this to find the minimum to 1e-4 relative on the ranges used here (tests compare against a
@@ -28,26 +35,46 @@ Readout = Literal["softmax", "laplace"]
 __all__ = ["Readout", "fit_readout", "readout_log_probs", "readout_nll"]
 
 
+def _check_prior(prior: torch.Tensor | None, v: int) -> torch.Tensor | None:
+    if prior is None:
+        return None
+    check_tensor("prior", prior, shape=(v,), floating=True, finite=True)
+    p = prior.double()
+    if bool((p <= 0).any()) or abs(float(p.sum()) - 1.0) > 1e-6:
+        raise ValueError("prior must be a distribution with every entry > 0 (summing to 1)")
+    return p
+
+
 def readout_log_probs(
-    counts: torch.Tensor, scale: float, kind: Readout = "softmax"
+    counts: torch.Tensor,
+    scale: float,
+    kind: Readout = "softmax",
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``log p [..., V]`` of counts ``[..., V]`` (float64; module docstring): ``scale`` is τ for
-    ``"softmax"`` and α for ``"laplace"``."""
+    ``"softmax"`` and α for ``"laplace"``; ``prior [V]`` π (None: uniform)."""
     check_tensor("counts", counts, ndim=None, finite=True)
     check_positive("scale", scale)
     c = counts.double()
+    v = c.shape[-1]
+    pi = _check_prior(prior, v)
     if kind == "softmax":
-        return torch.log_softmax(c / scale, dim=-1)
+        z = c / scale
+        return torch.log_softmax(z if pi is None else z + pi.log(), dim=-1)
     if kind == "laplace":
         if bool((c < 0).any()):
             raise ValueError("counts must be ≥ 0 for the Laplace readout")
-        v = c.shape[-1]
-        return (c + scale).log() - (c.sum(-1, keepdim=True) + v * scale).log()
+        num = c + scale if pi is None else c + (v * scale) * pi
+        return num.log() - (c.sum(-1, keepdim=True) + v * scale).log()
     raise ValueError(f"kind must be 'softmax' or 'laplace', got {kind!r}")
 
 
 def readout_nll(
-    counts: torch.Tensor, targets: torch.Tensor, scale: float, kind: Readout = "softmax"
+    counts: torch.Tensor,
+    targets: torch.Tensor,
+    scale: float,
+    kind: Readout = "softmax",
+    prior: torch.Tensor | None = None,
 ) -> float:
     """Mean ``−log p(targets | counts)`` in nats; ``counts [N, V]``, ``targets [N]`` int64."""
     check_tensor("counts", counts, ndim=2)
@@ -56,7 +83,7 @@ def readout_nll(
         raise ValueError("counts must hold at least one row")
     if int(targets.min()) < 0 or int(targets.max()) >= counts.shape[1]:
         raise ValueError(f"targets must lie in [0, {counts.shape[1]})")
-    lp = readout_log_probs(counts, scale, kind)
+    lp = readout_log_probs(counts, scale, kind, prior)
     return float(-lp.gather(1, targets[:, None]).mean())
 
 
@@ -65,16 +92,18 @@ def fit_readout(
     targets: torch.Tensor,
     kind: Readout = "softmax",
     *,
+    prior: torch.Tensor | None = None,
     low: float = 1e-2,
     high: float = 1e3,
 ) -> float:
-    """The τ (softmax) or α (Laplace) in ``[low, high]`` minimising :func:`readout_nll`."""
+    """The τ (softmax) or α (Laplace) in ``[low, high]`` minimising :func:`readout_nll` (with
+    ``prior``)."""
     check_positive("low", low)
     if not high > low:
         raise ValueError(f"high must be > low, got {low} and {high}")
 
     def f(log_s: float) -> float:
-        return readout_nll(counts, targets, math.exp(log_s), kind)
+        return readout_nll(counts, targets, math.exp(log_s), kind, prior)
 
     a, b = math.log(low), math.log(high)
     grid = [a + (b - a) * i / 40 for i in range(41)]
