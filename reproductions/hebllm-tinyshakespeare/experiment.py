@@ -26,10 +26,12 @@ VOCAB = 66  # Tiny Shakespeare's 65 distinct characters and the end-of-text id
 
 #: How the spiking arms learn the output (guide: "Teacher-clamped output learning"): the output
 #: is clamped to the next token's teacher while learning (three-factor STDP onto it, local),
-#: free at evaluation; 8 sensory spikes per character then 2 silent ms; the readout counts
-#: the whole slot, Dirichlet-smoothed towards the output groups' teacher-spike frequencies.
+#: free at evaluation; 8 sensory spikes per character then 2 silent ms; the readout counts the
+#: slot from its third step on, Dirichlet-smoothed towards the output groups' teacher-spike
+#: frequencies.
 TEACHER: dict[str, Any] = dict(output_learning="teacher", readout="laplace", readout_prior=True,
-                               readout_window="slot", window_ms=8.0, gap_ms=2.0)  # fmt: skip
+                               readout_window="slot", readout_delay_ms=2.0, window_ms=8.0,
+                               gap_ms=2.0)  # fmt: skip
 
 #: Spiking network per scale; the cpu shape is the published example (500 associative, 100
 #: inhibitory neurons; reference-systems.md §2.1), 4 output neurons per character.

@@ -428,3 +428,17 @@ def test_teacher_mode_silences_the_teacher_at_evaluation_and_counts_targets() ->
     assert prior.tolist() == pytest.approx([1 / 9, 2 / 9, 2 / 9, 2 / 9, 1 / 9, 1 / 9])
     with pytest.raises(ValueError, match="output_learning"):
         small(output_learning="clamped")
+
+
+def test_readout_delay_counts_the_output_spikes_from_that_step_of_each_slot_on() -> None:
+    cfg = _teacher(readout_delay_ms=2.0, output_weight_mu=-0.5)
+    model = HebLLM(cfg)
+    x = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+    out = model.record(x)["output"].reshape(8, cfg.slot_steps, V, cfg.output_per_token)
+    want = out[:, 2:].sum(dim=(1, 3)).double()
+    assert want.sum() > 0
+    assert torch.equal(model.counts(x[None])[0], want)
+    whole = HebLLM(dataclasses.replace(cfg, readout_delay_ms=0.0)).counts(x[None])[0]
+    assert torch.equal(whole, out.sum(dim=(1, 3)).double())
+    with pytest.raises(ValueError, match="readout_delay_ms"):
+        _teacher(readout_delay_ms=10.0)

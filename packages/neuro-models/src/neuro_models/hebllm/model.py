@@ -15,7 +15,8 @@ Layout (HebLLM, reference-systems.md §2.1 and §2.5; populations from
   arrives; the plastic sensory → output and associative → output synapses learn to drive the
   group *before* that, i.e. to predict it (pre before post: STDP potentiates).
 * **readout** for the next token after token t: ``c_v`` = spikes of output group v in the
-  readout window of slot t (``"gap"``: its silent gap; ``"slot"``: the whole slot), all before
+  readout window of slot t (``"gap"``: its silent gap; ``"slot"``: the whole slot, or its steps
+  from ``readout_delay_ms`` on), all before
   token t + 1's first spike can arrive, so ``p(x_{t+1} | x_{≤t})`` depends on ``x_{≤t}`` only;
   then ``p = softmax(c/τ)`` or Laplace ``(c + α)/(Σc + Vα)`` (:mod:`.readout`), with the scalar
   fitted on held-out (count, next token) pairs; with ``readout_prior=True`` both are taken
@@ -151,6 +152,9 @@ class HebLLMConfig:
             inhibits every output neuron with the fixed weight ``I / n_output_inhibitory`` each
             (×1.2, the inhibitory gain), so the groups driven hardest fire first and silence
             the weaker ones about two steps later.
+        readout_delay_ms: with ``readout_window="slot"``, the readout window of slot t starts
+            this long after the slot's start (0: the whole slot); the first steps mostly hold
+            output spikes driven by the previous token's late arrivals.
         readout_prior: False: uniform prior in the readout; True: the prior π = the frequency of
             each output group's teacher spikes during learning (add-one smoothed; a per-group
             spike count, i.e. the unigram of the training targets), see
@@ -196,6 +200,7 @@ class HebLLMConfig:
     teacher_tau_ms: float = 5.0
     readout: Readout = "softmax"
     readout_window: Literal["gap", "slot"] = "gap"
+    readout_delay_ms: float = 0.0
     readout_prior: bool = False
     output_inhibition: float = 0.0
     n_output_inhibitory: int = 4
@@ -218,7 +223,12 @@ class HebLLMConfig:
         check_positive("constant_modulator", self.constant_modulator, allow_zero=True)
         for name in (f.name for f in dataclasses.fields(self) if f.name.startswith("p_")):
             check_in_range(name, getattr(self, name), 0.0, 1.0)
-        for name in ("window_ms", "gap_ms", "sensory_period_ms"):
+        check_positive("readout_delay_ms", self.readout_delay_ms, allow_zero=True)
+        if self.readout_delay_ms >= self.window_ms + self.gap_ms:
+            raise ValueError(
+                f"readout_delay_ms must be < window_ms + gap_ms, got {self.readout_delay_ms}"
+            )
+        for name in ("window_ms", "gap_ms", "sensory_period_ms", "readout_delay_ms"):
             n = getattr(self, name) / self.dt_ms
             if abs(n - round(n)) > 1e-9:
                 raise ValueError(f"{name} must be a multiple of dt_ms={self.dt_ms}")
@@ -465,7 +475,7 @@ class HebLLM(nn.Module):
         """``[T, V]`` spikes of each output group in each slot's readout window."""
         c = self.config
         s = out_spikes.reshape(n_tokens, c.slot_steps, c.vocab_size, c.output_per_token)
-        first = c.window_steps if c.readout_window == "gap" else 0
+        first = c.window_steps if c.readout_window == "gap" else round(c.readout_delay_ms / c.dt_ms)
         return s[:, first:].sum(dim=(1, 3)).double()
 
     def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
