@@ -178,6 +178,9 @@ def report(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> tup
     """Throughput and synapse table; the published-rule and floor verdicts from the results."""
     floors = summary["floors"]
     lines = ["## Spiking arms: throughput, synapses, weight change", "",
+             "Throughput is measured during training (learning on: wake run, teacher replay, "
+             "sleep), on one thread of a shared machine; a token-step is one simulated 1 ms step "
+             "of one character's slot.", "",
              "| arm | seed | held-out NLL | token-steps/s | synaptic events/s | synapses start → end "
              "| max abs Δw | readout τ/α |", "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]  # fmt: skip
     spiking = [r for r in runs if r.get("analysis")]
