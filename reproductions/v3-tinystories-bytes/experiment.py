@@ -46,6 +46,7 @@ from neuro_models.v3 import (
     published_small,
     published_step,
     published_train,
+    published_validate,
 )
 from neuro_objectives import repeated_ngram_fraction
 
@@ -294,6 +295,9 @@ def _zero_learning(arm: Arm, model: V3Model, ctx: Any, seed: int, scale: str) ->
     torch.manual_seed(seed)
     small = V3Model(published_small())
     start = {k: p.detach().clone() for k, p in small.named_parameters()}
+    state = copy.deepcopy(small.state_dict())
+    val_at_init, _ = published_validate(small, val)
+    small.load_state_dict(state)  # the validation pass may move the published spiking state
     calls = {"n": 0}
     original = torch.Tensor.backward
 
@@ -313,6 +317,7 @@ def _zero_learning(arm: Arm, model: V3Model, ctx: Any, seed: int, scale: str) ->
         "config": "published_small()", "params": sum(p.numel() for p in small.parameters()),
         "train_batches": len(train), "val_batches": len(val), "batch": batch, "seq_len": seq,
         "val_loss": epoch.val_loss, "val_minus_ln256": epoch.val_loss - LN256,
+        "val_loss_at_init": val_at_init, "val_change": epoch.val_loss - val_at_init,
         "train_loss": epoch.train_loss, "train_ce": epoch.train_ce,
         "efficiency": epoch.efficiency, "backward_calls": calls["n"], "seconds": seconds,
         "changed": sorted(k for k, v in d_small.items() if v != 0.0),
@@ -412,19 +417,22 @@ def report(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> tup
         L += ["## Zero learning: the published trainer", "",
               f"Literal epoch: `published_train` for one epoch of {ep['train_batches']} batches "
               f"of {ep['batch']} × {ep['seq_len']} bytes of the TinyStories train head (the "
-              f"published loader's shape, 1,000 sequences), validated on {ep['val_batches']} "
+              f"published loader's shape; {ep['train_batches'] * ep['batch']:,} sequences), "
+              f"validated on {ep['val_batches']} "
               f"batches of the validation head, on the exact `published_small()` model "
               f"({ep['params']:,} parameters; end-of-text → `\\n`). In-loop: the arm "
               "`v3-published`'s whole framework run (its final weights against its init rebuilt "
               "from the seed).", "",
-              "| seed | backward calls | literal epoch: val CE − ln 256 | literal: max abs Δθ "
+              "| seed | backward calls | literal epoch: val CE − ln 256 | literal: val CE after − "
+              "at init | literal: max abs Δθ "
               "(gradient-trainable, except STM slots) | literal: STM slots changed | in-loop: "
               "max abs Δθ (gradient-trainable, except slots) | in-loop: max abs Δ slots | in-loop: "
               "parameters changed | in-loop held-out NLL − ln 257 |",
-              "| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |"]  # fmt: skip
+              "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |"]  # fmt: skip
         for r, z in zip(pub, zl):
             e = z["published_epoch"]
             L.append(f"| {r['seed']} | {e['backward_calls']} | {e['val_minus_ln256']:+.4f} | "
+                     f"{e['val_change']:+.4f} | "
                      f"{e['max_dtheta_except_side_effects']:.3g} | "
                      f"{'yes' if 'short_term_memory.memory_slots' in e['changed'] else 'no'} | "
                      f"{z['max_dtheta_trainable_except_slots']:.3g} | {z['max_dtheta_slots']:.3g} | "
@@ -454,9 +462,14 @@ def report(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> tup
         verdicts.append({
             "claim": "val loss 5.5545 after training (the model learned)",
             "outcome": "refuted" if _all(uniform) and _all(ok) else "inconclusive",
-            "reason": "the literal published epoch ends at ln 256 within 0.02 (uniform bytes) with "
-                      "no weight changed: 5.5545 = ln 256 + 0.009 is the untrained loss",
-            "measured": f"max |val CE − ln 256| over seeds = {worst:.4f}",
+            "reason": ("the literal published epoch ends at ln 256 within 0.02 (uniform bytes) with "
+                       "no weight changed: 5.5545 = ln 256 + 0.009 is the untrained loss")
+            if _all(uniform) else
+            ("no weight the CE trains changed, but the rule 'validation CE within 0.02 of "
+             "ln 256' fails in some seed: the untrained model's CE on real bytes sits off ln 256 "
+             "by its init (compare the CE change over the epoch)"),
+            "measured": f"max |val CE − ln 256| over seeds = {worst:.4f}; max |val CE change over "
+                        f"the epoch| = {max(abs(z['published_epoch']['val_change']) for z in zl):.4f}",
         })  # fmt: skip
 
     # -- the published comparison, as published
@@ -671,10 +684,10 @@ def experiment(scale: str) -> Experiment:
         Comparison(claim="better loss than a transformer (5.55 vs 5.77), at matched size, trained",
                    arm="v3-bp", reference="Llama", claimed=CLAIMED, smallest_of_interest=SMALLEST,
                    what="the v3 architecture against attention, both trained by backprop"),
-        Comparison(claim="local rules learn as well as backprop", arm="v3-local",
+        Comparison(claim="local rules train v3 better than backprop (diagnostic)", arm="v3-local",
                    reference="v3-bp", claimed=0.1, smallest_of_interest=SMALLEST,
                    what="LocalTrainer against backprop on the same causal v3", headline=False),
-        Comparison(claim="the published trainer learns as well as backprop", arm="v3-published",
+        Comparison(claim="the published trainer beats backprop (diagnostic)", arm="v3-published",
                    reference="v3-bp", claimed=0.1, smallest_of_interest=SMALLEST,
                    what="published hybrid step (no update) against backprop", headline=False),
     ]  # fmt: skip
