@@ -315,6 +315,8 @@ def run(
 
 def _run(s: Scale, scale: str, out: Path, data_dir: str | None, substitute: bool) -> dict[str, Any]:
     t_start = time.perf_counter()
+    # Before any output lands in this folder (which would mark the checkout dirty).
+    revision = git_revision(HERE)
     bundle = load_bundle(BUNDLE)
     model = bundle.model
     windows, corpus, is_sub, data_what = load_windows(
@@ -377,7 +379,7 @@ def _run(s: Scale, scale: str, out: Path, data_dir: str | None, substitute: bool
             "index": {"lists": N_LISTS, "probes": N_PROBE, "rebuild_every": 512},
         },
         "environment": {
-            "git": git_revision(HERE),
+            "git": revision,
             "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "torch": torch.__version__,
