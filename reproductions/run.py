@@ -52,21 +52,8 @@ def _entry(folder: Path) -> Path | None:
     return None
 
 
-def run_study(
-    name: str, scale: str, out: Path, *, data_dir: str | None, substitute: bool,
-    report_path: Path | None,
-) -> dict[str, Any]:  # fmt: skip
-    """Run ``reproductions/<name>/study.py``: a module with
-
-        run(scale, out, *, data_dir, substitute, report_path) -> dict
-
-    that raises ``ValueError`` for a scale it does not have, falls back to its substitute corpus
-    itself (labelled), writes its raw results and ``results.json`` into ``out`` and its report to
-    ``report_path`` (``None``: ``out / "REPORT.md"``), and returns the ``results.json`` content:
-    ``title``, ``scale``, ``data`` (``corpus``, ``substitute``), ``environment`` (``date_utc``)
-    and its verdicts as ``other_verdicts`` (``claim``, ``outcome``, ``reason``, ``measured``) —
-    the format the Verdicts page reads.
-    """
+def load_study(name: str) -> Any:
+    """Import ``reproductions/<name>/study.py``."""
     import importlib.util
 
     path = HERE / name / "study.py"
@@ -75,11 +62,33 @@ def run_study(
         raise FileNotFoundError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_study(
+    module: Any, scale: str, out: Path, *, data_dir: str | None, substitute: bool,
+    report_path: Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run a study: ``reproductions/<name>/study.py``, a module with
+
+        run(scale, out, *, data_dir, substitute, report_path) -> dict
+
+    (and optionally ``CORPUS`` / ``SUBSTITUTE``, the names of its corpus and of its substitute,
+    so that a published run on the substitute is written apart) that raises ``ValueError`` for a
+    scale it does not have, falls back to its substitute corpus itself (labelled), writes its raw
+    results and ``results.json`` into ``out`` and its report to ``report_path`` (``None``:
+    ``out / "REPORT.md"``), and returns the ``results.json`` content: ``title``, ``scale``,
+    ``data`` (``corpus``, ``substitute``), ``environment`` (``date_utc``) and its verdicts as
+    ``other_verdicts`` (``claim``, ``outcome``, ``reason``, ``measured``) — the format the
+    Verdicts page reads.
+    """
     summary = module.run(
         scale, out, data_dir=data_dir, substitute=substitute, report_path=report_path
     )
     if not isinstance(summary, dict) or "other_verdicts" not in summary:
-        raise ValueError(f"{path}: run() must return its results.json content with other_verdicts")
+        raise ValueError(
+            f"{module.__file__}: run() must return its results.json content with other_verdicts"
+        )
     return summary
 
 
@@ -262,15 +271,27 @@ def main(argv: list[str] | None = None) -> int:
             print(compare_committed(s, committed), flush=True)
     study_summaries: dict[str, dict[str, Any]] = {}
     for n in studies:
-        if args.publish:
-            out = HERE / n / "results" / args.scale
-            report = HERE / n / "REPORT.md" if args.scale == "cpu" else None
+        try:
+            module = load_study(n)
+        except Exception as exc:
+            logging.exception("%s failed to import", n)
+            print(f"FAILED {n}: {type(exc).__name__}: {exc}", flush=True)
+            failed.append(n)
+            continue
+        declared = getattr(module, "CORPUS", None)
+        own = not args.substitute and (
+            declared is None or corpus_available(declared, args.data_dir)
+        )
+        tag = args.scale if own else f"{args.scale}-substitute-{getattr(module, 'SUBSTITUTE', 'x')}"
+        if args.publish:  # a substitute run never overwrites the committed results or REPORT
+            out = HERE / n / "results" / tag
+            report = HERE / n / "REPORT.md" if args.scale == "cpu" and own else None
         else:
-            out, report = out_root / n / args.scale, None
+            out, report = out_root / n / tag, None
         print(f"=== {n} [{args.scale}, study] -> {os.path.relpath(out)}", flush=True)
         try:
             study_summaries[n] = run_study(
-                n, args.scale, out, data_dir=args.data_dir, substitute=args.substitute,
+                module, args.scale, out, data_dir=args.data_dir, substitute=args.substitute,
                 report_path=report,
             )  # fmt: skip
         except ValueError as exc:
