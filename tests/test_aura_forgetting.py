@@ -120,3 +120,24 @@ def _only_anchor(loss_fn: object) -> tuple[dict[str, torch.Tensor], dict[str, to
 def test_unknown_scale_is_refused(study: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="scale must be one of"):
         study.run("huge", tmp_path, data_dir=None, substitute=False, report_path=None)
+
+
+def test_sweep_grows_past_an_edge_and_stops_inside(study: ModuleType) -> None:
+    calls: list[float] = []
+
+    def dev(lr: float) -> float:
+        calls.append(lr)
+        return (math.log(lr) - math.log(8e-3)) ** 2  # best at 8e-3, above the grid
+
+    assert study.sweep((1e-3, 2e-3, 4e-3), dev) == pytest.approx(8e-3)
+    assert calls[-2:] == pytest.approx([8e-3, 1.6e-2])  # one more past the new edge, then inside
+    calls.clear()
+    assert study.sweep((1e-3, 2e-3, 4e-3), lambda lr: abs(lr - 2e-3)) == 2e-3
+    assert study.sweep((1e-3, 2e-3), lambda lr: lr, max_extra=1) == pytest.approx(5e-4)
+
+
+def test_record_keys_ignore_report_code(study: ModuleType) -> None:
+    h = study._training_code_hash()
+    assert len(h) == 12
+    assert h == study._training_code_hash()
+    assert set(study._TRAINING_CODE) >= {"phase1", "phase2", "phase2_hooks", "score", "SCALES"}
