@@ -61,6 +61,7 @@ def load_study(name: str) -> Any:
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through it
     spec.loader.exec_module(module)
     return module
 
@@ -73,8 +74,9 @@ def run_study(
 
         run(scale, out, *, data_dir, substitute, report_path) -> dict
 
-    (and optionally ``CORPUS`` / ``SUBSTITUTE``, the names of its corpus and of its substitute,
-    so that a published run on the substitute is written apart) that raises ``ValueError`` for a
+    (and optionally ``CORPUS`` — the name of its corpus, or a tuple of names — and
+    ``SUBSTITUTE``, the name of its substitute, so that a published run on the substitute is
+    written apart) that raises ``ValueError`` for a
     scale it does not have, falls back to its substitute corpus itself (labelled), writes its raw
     results and ``results.json`` into ``out`` and its report to ``report_path`` (``None``:
     ``out / "REPORT.md"``), and returns the ``results.json`` content: ``title``, ``scale``,
@@ -279,9 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(n)
             continue
         declared = getattr(module, "CORPUS", None)
-        own = not args.substitute and (
-            declared is None or corpus_available(declared, args.data_dir)
-        )
+        names = (declared,) if isinstance(declared, str) else tuple(declared or ())
+        own = not args.substitute and all(corpus_available(c, args.data_dir) for c in names)
         tag = args.scale if own else f"{args.scale}-substitute-{getattr(module, 'SUBSTITUTE', 'x')}"
         if args.publish:  # a substitute run never overwrites the committed results or REPORT
             out = HERE / n / "results" / tag

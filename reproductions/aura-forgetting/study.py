@@ -52,6 +52,10 @@ from neuro_models.llama import Llama
 from neuro_models.train import StepInfo, TrainConfig, cross_entropy_loss, train
 from neuro_plasticity.continual import EWC, ReplayBuffer, SleepConfig, diagonal_fisher, sleep
 
+#: The corpora A and B, and the substitute (run.py writes a substitute run apart).
+CORPUS = ("tinystories", "tinyshakespeare")
+SUBSTITUTE = "ptb"
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 NAME = HERE.name
