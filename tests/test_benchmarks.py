@@ -40,9 +40,14 @@ def _combos(suites):
     out = []
     for mod_name, mod in suites.items():
         for cls_name, cls in vars(mod).items():
-            if not isinstance(cls, type) or cls.__module__ != mod.__name__:
+            if (
+                not isinstance(cls, type)
+                or cls.__module__ != mod.__name__
+                or cls_name.startswith("_")  # asv skips private names (shared base classes)
+            ):
                 continue
-            methods = [m for m in vars(cls) if m.split("_")[0] in ("time", "peakmem", "track")]
+            # dir, not vars: asv also runs benchmarks a class inherits
+            methods = [m for m in dir(cls) if m.split("_")[0] in ("time", "peakmem", "track")]
             params = getattr(cls, "params", None)
             if params is None:
                 grid = [()]

@@ -48,7 +48,21 @@ def _leaf(x):
     return x.detach().requires_grad_(True)
 
 
-class LogitTerms:
+class _Term:
+    """One loss term per parameter set: ``setup`` builds ``self.fn`` (forward to a scalar) and
+    runs it once; the timed and memory-measured call is forward + backward."""
+
+    param_names = ["term", "shape", "dtype"]
+    timeout = 300
+
+    def time_forward_backward(self, term, shape, dtype):
+        self.fn().backward()
+
+    def peakmem_forward_backward(self, term, shape, dtype):
+        self.fn().backward()
+
+
+class LogitTerms(_Term):
     params = (
         [
             "cross_entropy",
@@ -60,8 +74,6 @@ class LogitTerms:
         [(8, 256, 4096), (4, 512, 16384)],
         ["fp32", "bf16"],
     )
-    param_names = ["term", "shape", "dtype"]
-    timeout = 300
 
     def setup(self, term, shape, dtype):
         if torch is None:
@@ -89,14 +101,8 @@ class LogitTerms:
             self.fn = calibration
         self.fn().backward()  # warm up (and fail here, not in the timed call)
 
-    def time_forward_backward(self, term, shape, dtype):
-        self.fn().backward()
 
-    def peakmem_forward_backward(self, term, shape, dtype):
-        self.fn().backward()
-
-
-class HiddenTerms:
+class HiddenTerms(_Term):
     params = (
         [
             "info_nce",
@@ -110,8 +116,6 @@ class HiddenTerms:
         [(8, 256, 256), (8, 1024, 512)],
         ["fp32", "bf16"],
     )
-    param_names = ["term", "shape", "dtype"]
-    timeout = 300
 
     def setup(self, term, shape, dtype):
         if torch is None:
@@ -147,10 +151,4 @@ class HiddenTerms:
             cols = 4
             scores = r(b, cols, t, t)
             self.fn = lambda: specialization_loss(scores.float().softmax(-1))
-        self.fn().backward()
-
-    def time_forward_backward(self, term, shape, dtype):
-        self.fn().backward()
-
-    def peakmem_forward_backward(self, term, shape, dtype):
         self.fn().backward()
