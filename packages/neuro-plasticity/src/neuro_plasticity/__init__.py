@@ -37,6 +37,7 @@ from neuro_plasticity.ops.event_stdp import EventPairSTDP, EventSTDPState, event
 from neuro_plasticity.ops.fast_weights import FastWeightState, fast_weights, fast_weights_step
 from neuro_plasticity.rule import (
     ClipParams,
+    EventPlasticityHook,
     PlasticityHook,
     Rule,
     Transform,
@@ -72,6 +73,7 @@ __all__ = [
     "ConsolidationState",
     "Dense",
     "EventPairSTDP",
+    "EventPlasticityHook",
     "EventSTDPState",
     "FastWeightState",
     "HebbianAttention",

@@ -13,13 +13,14 @@ shape of ``weight``. Activity-driven terms are averaged over the batch, so a bat
 rows gives the same ``delta_w`` as one row. Traces and other per-neuron state live in ``state``
 (a NamedTuple, ``[B, n]`` per trace), never on the rule.
 
-**Plasticity-hook protocol** (for ``neuro_spiking``'s simulator, which must not import this
-package): any callable ``hook(pre, post, state, weight, modulator=None) -> (delta_w, state)``
+**Plasticity-hook protocol** (shared with ``neuro_spiking``'s simulator, which must not import
+this package): any callable ``hook(pre, post, state, weight, modulator=None) -> (delta_w, state)``
 with an ``init(weight, batch=1) -> state`` attribute. :class:`Rule` implements it (``rule(...)``
-is ``rule.update(...)``); :class:`PlasticityHook` states it as a ``typing.Protocol`` so a
-simulator can type against it structurally. ``modulator`` is a global third factor (a Python
-float or 0-d tensor: dopamine-like reward, novelty or surprise, as in Frémaux & Gerstner 2016);
-rules without a third factor do not read it, rules with one raise if it is missing.
+is ``rule.update(...)``); :class:`~neuro_core.protocols.PlasticityHook` states it once, in
+``neuro_core.protocols``, as a ``typing.Protocol`` (re-exported here). ``modulator`` is a global
+third factor (a Python float or 0-d tensor: dopamine-like reward, novelty or surprise, as in
+Frémaux & Gerstner 2016); rules without a third factor do not read it, rules with one raise if
+it is missing.
 
 Combinators (:func:`chain`, :func:`weight_decay`, :func:`clip`, :func:`prune`, :func:`scale`,
 :func:`modulate`, :func:`eligibility`) are :class:`Transform` objects that rewrite the weight
@@ -33,14 +34,14 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple
 
 import torch
 
+from neuro_core.protocols import EventPlasticityHook, Modulator, PlasticityHook
 from neuro_core.validation import check_in_range, check_positive, check_tensor
 from neuro_plasticity.topology import Dense, Topology
 
-Modulator = float | torch.Tensor | None
 InitFn = Callable[[Topology, torch.Tensor, int], Any]
 UpdateFn = Callable[
     [Topology, torch.Tensor, torch.Tensor, Any, torch.Tensor, Modulator], tuple[torch.Tensor, Any]
@@ -49,22 +50,6 @@ TInitFn = Callable[[Topology, torch.Tensor], Any]
 TUpdateFn = Callable[
     [Topology, torch.Tensor, Any, torch.Tensor, Modulator], tuple[torch.Tensor, Any]
 ]
-
-
-@runtime_checkable
-class PlasticityHook(Protocol):
-    """Structural type of a plasticity hook (see the module docstring)."""
-
-    def init(self, weight: torch.Tensor, batch: int = 1) -> Any: ...
-
-    def __call__(
-        self,
-        pre: torch.Tensor,
-        post: torch.Tensor,
-        state: Any,
-        weight: torch.Tensor,
-        modulator: Modulator = None,
-    ) -> tuple[torch.Tensor, Any]: ...
 
 
 class EmptyState(NamedTuple):
@@ -383,6 +368,7 @@ __all__ = [
     "ClipParams",
     "EligibilityState",
     "EmptyState",
+    "EventPlasticityHook",
     "ModulateParams",
     "PlasticityHook",
     "PruneState",

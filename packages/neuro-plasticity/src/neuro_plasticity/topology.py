@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neuro_core.sparse import csr_from_edges
 from neuro_core.validation import check_tensor
 
 #: A CSR Hebbian product with batch 1 is computed event-driven (only the synapses of active
@@ -121,9 +122,8 @@ class CSR(Topology):
         """CSR topology of the nonzero entries of a ``[n_post, n_pre]`` mask."""
         check_tensor("mask", mask, ndim=2)
         rows, cols = mask.nonzero(as_tuple=True)
-        counts = torch.bincount(rows, minlength=mask.shape[0])
-        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        return cls(crow.long(), cols.long(), int(mask.shape[1]))
+        crow, col, _ = csr_from_edges(rows, cols, int(mask.shape[0]))
+        return cls(crow, col, int(mask.shape[1]))
 
     @property
     def nnz(self) -> int:
@@ -163,9 +163,8 @@ class CSR(Topology):
         active = b.nonzero().flatten()
         if active.numel():
             if not hasattr(self, "_csc"):
-                order = torch.argsort(self.col_indices, stable=True)
-                counts = torch.bincount(self.col_indices, minlength=self.n_pre)
-                ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+                # pre-major (CSC) index: the same builder with rows and columns swapped
+                ptr, _, order = csr_from_edges(self.col_indices, self.row_indices, self.n_pre)  # type: ignore[attr-defined]
                 object.__setattr__(self, "_csc", (order, ptr))
             order, ptr = self._csc  # type: ignore[attr-defined]
             idx = order[self._gather_ranges(ptr, active)]
