@@ -41,6 +41,7 @@ from neuro_spiking.lif import (
     lif_scan,
     lif_step,
     lif_trace,
+    lif_update,
 )
 from neuro_spiking.monitor import ActivityMonitor, PopulationStats
 from neuro_spiking.network import (
@@ -148,6 +149,7 @@ __all__ = [
     "lif_scan",
     "lif_step",
     "lif_trace",
+    "lif_update",
     "poisson_encode",
     "random_projection",
     "raster",

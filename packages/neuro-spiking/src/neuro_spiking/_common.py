@@ -1,4 +1,4 @@
-"""Helpers shared by the neuron modules: decay factors and input checks."""
+"""Helpers shared by the neuron modules: decay factors, the refractory counter, input checks."""
 
 from __future__ import annotations
 
@@ -35,6 +35,26 @@ def decay(tau_ms: float, dt_ms: float, integrator: Integrator) -> float:
 def decay_tensor(tau_ms: torch.Tensor, dt_ms: float, integrator: Integrator) -> torch.Tensor:
     """:func:`decay` for a tensor of (learnable) time constants."""
     return 1.0 - dt_ms / tau_ms if integrator == "euler" else torch.exp(-dt_ms / tau_ms)
+
+
+def refractory_countdown(counter: torch.Tensor, s: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """Steps each neuron stays refractory after a step with spikes ``s``: ``n_steps`` where it
+    fired, else ``max(counter − 1, 0)`` (the mask :func:`~neuro_spiking.ops.lif_scan.reference.
+    lif_update` takes is ``counter ≤ 0``)."""
+    return torch.where(
+        s.detach() > 0, torch.full_like(counter, n_steps), (counter - 1).clamp_min(0)
+    )
+
+
+def reduce_like(g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum a ``[B, ...]`` gradient down to the (broadcast) shape of ``target`` (a per-neuron or
+    scalar parameter such as β), in ``target.dtype``."""
+    while g.ndim > target.ndim:
+        g = g.sum(0)
+    for dim, size in enumerate(target.shape):
+        if size == 1 and g.shape[dim] != 1:
+            g = g.sum(dim, keepdim=True)
+    return g.to(target.dtype)
 
 
 def steps(name: str, duration_ms: float, dt_ms: float) -> int:

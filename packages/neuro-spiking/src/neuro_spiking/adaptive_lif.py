@@ -1,9 +1,10 @@
 """Adaptive-threshold LIF: HebLLM's "associative" neuron (reference-systems.md §2.1).
 
-Per step (Bellec et al. 2018 "LSNN" form with an additive threshold adaptation):
+Per step (Bellec et al. 2018 "LSNN" form with an additive threshold adaptation; the membrane
+lines are :func:`neuro_spiking.ops.lif_scan.reference.lif_update` with ``adaptation=a``):
 
     h_t = v_rest + β·(v_{t−1} − v_rest) + x_t
-    s_t = H(h_t − (θ₀ + a_{t−1}))·[not refractory]
+    s_t = H(h_t − θ₀ − a_{t−1})·[not refractory]
     v_t = v_reset if s_t (hard)   or   h_t − (θ₀ + a_{t−1} − v_reset)·s_t (subtract)
     a_t = ρ·a_{t−1} + Δθ·s_t,     ρ = 1 − dt/τ_adapt (Euler) or exp(−dt/τ_adapt)
 
@@ -28,10 +29,12 @@ from neuro_spiking._common import (
     check_threshold,
     check_time_constant,
     decay,
+    refractory_countdown,
     steps,
 )
 from neuro_spiking.ops.alif_scan import fused_alif_scan
-from neuro_spiking.surrogates import ATan, MultiBit, Surrogate, spike
+from neuro_spiking.ops.lif_scan.reference import lif_update
+from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,31 +97,23 @@ def adaptive_lif_step(
     """One step; ``x [B, ...]``. Returns ``(spikes, new state)``."""
     p = params
     check_state_tensor("state.v", state.v, x)
-    beta = decay(p.tau_mem_ms, p.dt_ms, p.integrator)
     rho = decay(p.tau_adapt_ms, p.dt_ms, p.integrator)
-    h = p.v_rest + beta * (state.v - p.v_rest) + x
-    threshold = p.v_threshold + state.a
     n_ref = steps("refractory_ms", p.refractory_ms, p.dt_ms)
-    active = state.refractory <= 0
-    if n_ref > 0:
-        h = torch.where(active, h, torch.full_like(h, p.v_reset))
-    s = spike(h - threshold, p.surrogate)
-    if n_ref > 0:
-        s = s * active.to(h.dtype)
-    s_r = s.detach() if p.detach_reset else s
-    if p.reset == "subtract":
-        v = h - (threshold - p.v_reset) * s_r
-    else:
-        v = h * (1 - s_r) + p.v_reset * s_r
+    s, v = lif_update(
+        state.v,
+        x,
+        beta=decay(p.tau_mem_ms, p.dt_ms, p.integrator),
+        threshold=p.v_threshold,
+        v_reset=p.v_reset,
+        v_rest=p.v_rest,
+        reset=p.reset,
+        adaptation=state.a,
+        active=state.refractory <= 0 if n_ref > 0 else None,
+        surrogate=p.surrogate,
+        detach_reset=p.detach_reset,
+    )
     a = rho * state.a + p.adapt_increment * s
-    if n_ref > 0:
-        refractory = torch.where(
-            s.detach() > 0,
-            torch.full_like(state.refractory, n_ref),
-            (state.refractory - 1).clamp_min(0),
-        )
-    else:
-        refractory = state.refractory
+    refractory = refractory_countdown(state.refractory, s, n_ref) if n_ref > 0 else state.refractory
     return s, AdaptiveLIFState(v, a, refractory)
 
 

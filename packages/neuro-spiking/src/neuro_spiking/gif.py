@@ -31,7 +31,8 @@ from neuro_spiking._common import (
     decay,
 )
 from neuro_spiking.ops.gif_scan import fused_gif_scan
-from neuro_spiking.surrogates import MultiBit, spike
+from neuro_spiking.ops.gif_scan.reference import gif_update
+from neuro_spiking.surrogates import MultiBit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,11 +84,9 @@ def gif_step(x: torch.Tensor, state: GIFState, params: GIFParams) -> tuple[torch
     p = params
     check_state_tensor("state.v", state.v, x)
     beta = decay(p.tau_mem_ms, p.dt_ms, p.integrator)
-    bound = p.clamp_factor * p.levels * state.theta
-    v = torch.minimum(torch.maximum(beta * state.v + x, -bound), bound)
-    s = spike(v / state.theta, p.surrogate)
-    v = v - s * state.theta
-    theta = state.theta + p.adapt_rate * s - p.adapt_rate * (state.theta - p.v_threshold)
+    s, v, theta = gif_update(
+        state.v, state.theta, x, beta, p.v_threshold, p.adapt_rate, p.clamp_factor, p.surrogate
+    )
     return s, GIFState(v, theta)
 
 

@@ -1,6 +1,6 @@
 """Leaky (LIF) and non-leaky (IF) integrate-and-fire neurons: pure step/scan functions + modules.
 
-Equations (per step; the readable form is :mod:`neuro_spiking.ops.lif_scan.reference`):
+Equations (per step; :func:`neuro_spiking.ops.lif_scan.reference.lif_update` computes them):
 
     h_t = v_rest + β·(v_{t−1} − v_rest) + x_t,   β = 1 − dt/τ (Euler) or exp(−dt/τ)
     s_t = H(h_t − θ)·[not refractory]
@@ -35,10 +35,12 @@ from neuro_spiking._common import (
     check_time_constant,
     decay,
     decay_tensor,
+    refractory_countdown,
     steps,
 )
 from neuro_spiking.ops.lif_scan import fused_lif_scan
-from neuro_spiking.surrogates import ATan, MultiBit, Surrogate, spike
+from neuro_spiking.ops.lif_scan.reference import lif_update
+from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,28 +183,20 @@ def lif_step(
     """
     p = _lif(params)
     check_state_tensor("state.v", state.v, x)
-    beta = _beta(p, tau_mem_ms)
-    h = p.v_rest + beta * (state.v - p.v_rest) + x
     n_ref = p.refractory_steps
-    if n_ref > 0:
-        active = state.refractory <= 0
-        h = torch.where(active, h, torch.full_like(h, p.v_reset))
-        s = spike(h - p.v_threshold, p.surrogate) * active.to(h.dtype)
-    else:
-        s = spike(h - p.v_threshold, p.surrogate)
-    s_r = s.detach() if p.detach_reset else s
-    if p.reset == "subtract":
-        v = h - (p.v_threshold - p.v_reset) * s_r
-    else:
-        v = h * (1 - s_r) + p.v_reset * s_r
-    if n_ref > 0:
-        refractory = torch.where(
-            s.detach() > 0,
-            torch.full_like(state.refractory, n_ref),
-            (state.refractory - 1).clamp_min(0),
-        )
-    else:
-        refractory = state.refractory
+    s, v = lif_update(
+        state.v,
+        x,
+        beta=_beta(p, tau_mem_ms),
+        threshold=p.v_threshold,
+        v_reset=p.v_reset,
+        v_rest=p.v_rest,
+        reset=p.reset,
+        active=state.refractory <= 0 if n_ref > 0 else None,
+        surrogate=p.surrogate,
+        detach_reset=p.detach_reset,
+    )
+    refractory = refractory_countdown(state.refractory, s, n_ref) if n_ref > 0 else state.refractory
     return s, LIFState(v, refractory)
 
 
@@ -342,4 +336,5 @@ __all__ = [
     "lif_scan",
     "lif_step",
     "lif_trace",
+    "lif_update",
 ]

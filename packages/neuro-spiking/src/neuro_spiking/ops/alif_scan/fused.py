@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from neuro_spiking.ops.lif_scan.fused import _charge, _chunked_forward, _reduce_like, _reset
+from neuro_spiking._common import reduce_like
+from neuro_spiking.ops.lif_scan.fused import _charge, _chunked_forward, _reset
 from neuro_spiking.surrogates import Surrogate
 
 #: Steps between state checkpoints.
@@ -166,7 +167,7 @@ class ALIFScanFunction(torch.autograd.Function):
                 if dbeta is not None:
                     dbeta.addcmul_(dh, v_prev[k] - v_rest)
                 dv, da = dh * beta_c, da_new
-        dbeta_out = _reduce_like(dbeta, beta).to(beta.dtype) if dbeta is not None else None
+        dbeta_out = reduce_like(dbeta, beta) if dbeta is not None else None
         return (dx, dv, da, dbeta_out) + (None,) * 9
 
 

@@ -1,6 +1,7 @@
 """Multi-step adaptive-threshold LIF, the readable spec (Bellec et al. 2018, "LSNN").
 
-For t = 1..T (the refractory-free form of :mod:`neuro_spiking.adaptive_lif`):
+For t = 1..T (the refractory-free form of :mod:`neuro_spiking.adaptive_lif`; all but the last
+line are :func:`~neuro_spiking.ops.lif_scan.reference.lif_update` with ``adaptation=a``):
 
     h_t = v_rest + β·(v_{t−1} − v_rest) + x_t
     s_t = H(h_t − θ₀ − a_{t−1})                     (surrogate derivative backward)
@@ -17,7 +18,8 @@ from typing import Literal
 
 import torch
 
-from neuro_spiking.surrogates import Surrogate, spike
+from neuro_spiking.ops.lif_scan.reference import lif_update
+from neuro_spiking.surrogates import Surrogate
 
 
 def alif_scan_reference(
@@ -42,14 +44,19 @@ def alif_scan_reference(
     v, a = v0, a0
     spikes = []
     for t in range(x.shape[0]):
-        h = v_rest + beta * (v - v_rest) + x[t]
-        s = spike(h - threshold - a, surrogate)
-        s_r = s.detach() if detach_reset else s
-        if reset == "subtract":
-            v = h - (threshold + a - v_reset) * s_r
-        else:
-            v = h * (1 - s_r) + v_reset * s_r
-        a = rho * a + adapt_increment * s
+        s, v_new = lif_update(
+            v,
+            x[t],
+            beta=beta,
+            threshold=threshold,
+            v_reset=v_reset,
+            v_rest=v_rest,
+            reset=reset,
+            adaptation=a,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+        )
+        v, a = v_new, rho * a + adapt_increment * s
         spikes.append(s)
     out = torch.stack(spikes) if spikes else torch.zeros_like(x)
     return out.to(x.dtype), v.to(x.dtype), a.to(x.dtype)

@@ -21,7 +21,18 @@ import torch
 import triton
 import triton.language as tl
 
-from neuro_spiking.ops.lif_scan.triton import _SURROGATE_CODE, _block, _surrogate
+from neuro_spiking._common import reduce_like
+from neuro_spiking.ops.lif_scan.triton import (
+    _SURROGATE_CODE,
+    _block,
+    _block_offsets,
+    _charge,
+    _charge_adjoint,
+    _fire_reset,
+    _load,
+    _reset_adjoint,
+    _surrogate,
+)
 from neuro_spiking.surrogates import Surrogate
 
 
@@ -47,24 +58,16 @@ def _alif_fwd(
     SUBTRACT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
-    v = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
-    a = tl.load(A0 + offs, mask=mask, other=0.0).to(tl.float32)
+    offs, mask = _block_offsets(BN, BLOCK)
+    beta = _load(BETA, offs % NF, mask)
+    v = _load(V0, offs, mask)
+    a = _load(A0, offs, mask)
     for t in range(T):
-        x = tl.load(X + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        h = v_rest + beta * (v - v_rest) + x
-        fired = h >= thr + a
-        s = tl.where(fired, 1.0, 0.0)
+        h = _charge(v, _load(X + t * BN, offs, mask), beta, v_rest)
         tl.store(H + t * BN + offs, h.to(H.dtype.element_ty), mask=mask)
         tl.store(AP + t * BN + offs, a.to(AP.dtype.element_ty), mask=mask)
+        s, v = _fire_reset(h, thr + a, v_reset, SUBTRACT)
         tl.store(S + t * BN + offs, s.to(S.dtype.element_ty), mask=mask)
-        if SUBTRACT:
-            v = h - (thr + a - v_reset) * s
-        else:
-            v = tl.where(fired, v_reset, h)
         a = rho * a + dtheta * s
     tl.store(VT + offs, v.to(VT.dtype.element_ty), mask=mask)
     tl.store(AT + offs, a.to(AT.dtype.element_ty), mask=mask)
@@ -97,46 +100,32 @@ def _alif_bwd(
     KIND: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
-    v0 = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
-    dv = tl.load(GV + offs, mask=mask, other=0.0).to(tl.float32)
-    da = tl.load(GA + offs, mask=mask, other=0.0).to(tl.float32)
+    offs, mask = _block_offsets(BN, BLOCK)
+    beta = _load(BETA, offs % NF, mask)
+    v0 = _load(V0, offs, mask)
+    dv = _load(GV, offs, mask)
+    da = _load(GA, offs, mask)
     dbeta = tl.zeros([BLOCK], dtype=tl.float32)
     for i in range(T):
         t = T - 1 - i
-        h = tl.load(H + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        a = tl.load(AP + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        gs = tl.load(GS + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        h = _load(H + t * BN, offs, mask)
+        a = _load(AP + t * BN, offs, mask)
         u = h - thr - a
         s = tl.where(u >= 0, 1.0, 0.0)
-        sg = _surrogate(u, alpha, KIND)
-        ds = gs + dtheta * da
-        if not DETACH:
-            if SUBTRACT:
-                ds += -(thr + a - v_reset) * dv
-            else:
-                ds += (v_reset - h) * dv
-        du = ds * sg
+        ds = _load(GS + t * BN, offs, mask) + dtheta * da
+        ds = _reset_adjoint(ds, h, thr + a - v_reset, v_reset, dv, SUBTRACT, DETACH)
+        du = ds * _surrogate(u, alpha, KIND)
+        dh = _charge_adjoint(dv, du, u >= 0, SUBTRACT)
         if SUBTRACT:
-            dh = du + dv
             da = rho * da - du - s * dv
         else:
-            dh = du + dv * (1.0 - s)
             da = rho * da - du
         tl.store(DX + t * BN + offs, dh.to(DX.dtype.element_ty), mask=mask)
-        has_prev = t > 0
+        # v_{t−1} is the reset of h_{t−1} at threshold θ₀ + a_{t−2} (v0 at t = 0)
         tp = tl.maximum(t - 1, 0)
-        hp = tl.load(H + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        ap = tl.load(AP + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        fired_p = hp >= thr + ap
-        if SUBTRACT:
-            vp = hp - (thr + ap - v_reset) * tl.where(fired_p, 1.0, 0.0)
-        else:
-            vp = tl.where(fired_p, v_reset, hp)
-        vp = tl.where(has_prev, vp, v0)
+        thr_p = thr + _load(AP + tp * BN, offs, mask)
+        _, vp = _fire_reset(_load(H + tp * BN, offs, mask), thr_p, v_reset, SUBTRACT)
+        vp = tl.where(t > 0, vp, v0)
         dbeta += dh * (vp - v_rest)
         dv = dh * beta
     tl.store(DV0 + offs, dv.to(DV0.dtype.element_ty), mask=mask)
@@ -237,15 +226,7 @@ class ALIFScanTriton(torch.autograd.Function):
                 KIND=_SURROGATE_CODE[surrogate.kind],
                 BLOCK=block,
             )
-        dbeta_out = None
-        if ctx.needs_input_grad[3]:
-            g = dbeta
-            while g.ndim > beta.ndim:
-                g = g.sum(0)
-            for dim, size in enumerate(beta.shape):
-                if size == 1 and g.shape[dim] != 1:
-                    g = g.sum(dim, keepdim=True)
-            dbeta_out = g.to(beta.dtype)
+        dbeta_out = reduce_like(dbeta, beta) if ctx.needs_input_grad[3] else None
         return (dx, dv0, da0, dbeta_out, None, None, None, None, None, None, None, None)
 
 

@@ -1,4 +1,4 @@
-"""Multi-step multi-bit GIF (Aura), the readable spec; the step is :func:`neuro_spiking.gif.gif_step`.
+"""Multi-step multi-bit GIF (Aura), the readable spec; one step is :func:`gif_update`.
 
 For t = 1..T, with L levels, clamp factor c, adaptation rate α and resting threshold θ₀:
 
@@ -17,6 +17,24 @@ from __future__ import annotations
 import torch
 
 from neuro_spiking.surrogates import MultiBit, spike
+
+
+def gif_update(
+    v: torch.Tensor,
+    theta: torch.Tensor,
+    x: torch.Tensor,
+    beta: float,
+    theta_rest: float,
+    adapt_rate: float,
+    clamp_factor: float,
+    surrogate: MultiBit,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the recursion above (``L = surrogate.levels``); returns ``(s, v_t, θ_t)``."""
+    bound = clamp_factor * surrogate.levels * theta
+    v = torch.minimum(torch.maximum(beta * v + x, -bound), bound)
+    s = spike(v / theta, surrogate)
+    v = v - s * theta
+    return s, v, theta + adapt_rate * s - adapt_rate * (theta - theta_rest)
 
 
 def gif_scan_reference(
@@ -38,11 +56,9 @@ def gif_scan_reference(
     v, theta = v0, theta0
     out = []
     for t in range(x.shape[0]):
-        bound = clamp_factor * levels * theta
-        v = torch.minimum(torch.maximum(beta * v + x[t], -bound), bound)
-        s = spike(v / theta, surrogate)
-        v = v - s * theta
-        theta = theta + adapt_rate * s - adapt_rate * (theta - theta_rest)
+        s, v, theta = gif_update(
+            v, theta, x[t], beta, theta_rest, adapt_rate, clamp_factor, surrogate
+        )
         out.append(s)
     spikes = torch.stack(out) if out else torch.zeros_like(x)
     return spikes.to(x.dtype), v.to(x.dtype), theta.to(x.dtype)

@@ -19,7 +19,16 @@ import torch
 import triton
 import triton.language as tl
 
-from neuro_spiking.ops.lif_scan.triton import _block
+from neuro_spiking.ops.lif_scan.triton import _block, _block_offsets, _load
+
+
+@triton.jit
+def _clamp_fire(p, th, cl, levels):
+    """``v' = clamp(p, ±c·L·θ)``, ``u = v'/θ`` and ``s = clamp(floor(u), 0, L)``."""
+    bound = cl * th
+    vc = tl.minimum(tl.maximum(p, -bound), bound)
+    u = vc / th
+    return bound, vc, u, tl.minimum(tl.maximum(tl.floor(u), 0.0), levels)
 
 
 @triton.jit
@@ -41,17 +50,12 @@ def _gif_fwd(
     cl,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    v = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    offs, mask = _block_offsets(BN, BLOCK)
+    v = _load(V0, offs, mask)
     th = tl.load(TH0 + offs, mask=mask, other=1.0).to(tl.float32)
     for t in range(T):
-        x = tl.load(X + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        p = beta * v + x
-        bound = cl * th
-        vc = tl.minimum(tl.maximum(p, -bound), bound)
-        s = tl.minimum(tl.maximum(tl.floor(vc / th), 0.0), levels)
+        p = beta * v + _load(X + t * BN, offs, mask)
+        _, vc, _, s = _clamp_fire(p, th, cl, levels)
         tl.store(P + t * BN + offs, p.to(P.dtype.element_ty), mask=mask)
         tl.store(THP + t * BN + offs, th.to(THP.dtype.element_ty), mask=mask)
         tl.store(S + t * BN + offs, s.to(S.dtype.element_ty), mask=mask)
@@ -79,23 +83,17 @@ def _gif_bwd(
     cl,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    dv = tl.load(GV + offs, mask=mask, other=0.0).to(tl.float32)
-    dth = tl.load(GTH + offs, mask=mask, other=0.0).to(tl.float32)
+    offs, mask = _block_offsets(BN, BLOCK)
+    dv = _load(GV, offs, mask)
+    dth = _load(GTH, offs, mask)
     for i in range(T):
         t = T - 1 - i
-        p = tl.load(P + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        p = _load(P + t * BN, offs, mask)
         th = tl.load(THP + t * BN + offs, mask=mask, other=1.0).to(tl.float32)
-        gs = tl.load(GS + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        bound = cl * th
-        vc = tl.minimum(tl.maximum(p, -bound), bound)
-        u = vc / th
-        s = tl.minimum(tl.maximum(tl.floor(u), 0.0), levels)
+        bound, vc, u, s = _clamp_fire(p, th, cl, levels)
         tri = tl.maximum(1.0 - 2.0 * tl.abs(u - tl.floor(u + 0.5)), 0.0)
         sg = tl.where((u >= 0.0) & (u <= levels + 1.0), tri, 0.0)
-        ds = gs + alpha * dth - th * dv
+        ds = _load(GS + t * BN, offs, mask) + alpha * dth - th * dv
         du = ds * sg
         dvc = dv + du / th
         dth_new = (1.0 - alpha) * dth - s * dv - du * vc / (th * th)

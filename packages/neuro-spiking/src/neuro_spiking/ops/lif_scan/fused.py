@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from neuro_spiking._common import reduce_like
 from neuro_spiking.surrogates import Surrogate
 
 
@@ -42,13 +43,27 @@ def _forward_chunk(
     Written for ``torch.compile`` (the loop unrolls into one fused kernel)."""
     spikes, trace = [], []
     for t in range(x.shape[0]):
-        h = beta * v + x[t] + leak_bias
-        s = (h >= threshold).to(h.dtype)
-        v = h - (threshold - v_reset) * s if subtract else torch.where(s > 0, v_reset, h)
+        _, s, v = _step(v, x[t], beta, leak_bias, threshold, v_reset, subtract)
         spikes.append(s)
         if store_membrane:
             trace.append(v)
     return torch.stack(spikes), (torch.stack(trace) if store_membrane else None), v
+
+
+def _step(
+    v: torch.Tensor,
+    x_t: torch.Tensor,
+    beta: torch.Tensor,
+    leak_bias: torch.Tensor,
+    threshold: float,
+    v_reset: float,
+    subtract: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the compiled chunk functions: ``(h, s, v_t)`` with ``h = β·v + x_t + (1 − β)·
+    v_rest`` (out-of-place ops, which ``torch.compile`` fuses)."""
+    h = beta * v + x_t + leak_bias
+    s = (h >= threshold).to(h.dtype)
+    return h, s, h - (threshold - v_reset) * s if subtract else torch.where(s > 0, v_reset, h)
 
 
 def _charge(
@@ -100,18 +115,32 @@ def _forward_inplace(
     spikes: torch.Tensor,
     trace: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Eager forward of one chunk writing spikes (and the trace) in place; returns ``v_K``.
-
-    Four float ops per step (charge ×2, threshold into the float spike output, reset)."""
+    """Eager forward of one chunk writing spikes (and the trace) in place; returns ``v_K``."""
     rho = threshold - v_reset
     bias = _bias_or_none(leak_bias)
     for t in range(x.shape[0]):
-        h = _charge(v, beta, x[t], bias)
-        st = torch.ge(h, threshold, out=spikes[t])
-        v = _reset(h, st, rho, v_reset, subtract)
+        v = _step_inplace(v, x[t], beta, bias, threshold, rho, v_reset, subtract, spikes[t])
         if trace is not None:
             trace[t].copy_(v)
     return v
+
+
+def _step_inplace(
+    v: torch.Tensor,
+    x_t: torch.Tensor,
+    beta: torch.Tensor,
+    bias: torch.Tensor | None,
+    threshold: float,
+    rho: float,
+    v_reset: float,
+    subtract: bool,
+    s_out: torch.Tensor,
+    h_out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One eager step: the spike goes into ``s_out`` (and ``h`` into ``h_out``); returns ``v_t``.
+    Four float ops (charge ×2, threshold into the float spike buffer, reset)."""
+    h = _charge(v, beta, x_t, bias, out=h_out)
+    return _reset(h, torch.ge(h, threshold, out=s_out), rho, v_reset, subtract)
 
 
 def _backward_chunk(
@@ -142,10 +171,8 @@ def _backward_chunk(
     for t in range(x.shape[0]):
         if want_beta:
             v_prev.append(v)
-        h = beta * v + x[t] + leak_bias
+        h, _, v = _step(v, x[t], beta, leak_bias, threshold, v_reset, subtract)
         hs.append(h)
-        s = (h >= threshold).to(h.dtype)
-        v = h - (threshold - v_reset) * s if subtract else torch.where(s > 0, v_reset, h)
     dxs = []
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
     for k in range(x.shape[0] - 1, -1, -1):
@@ -212,9 +239,7 @@ def _backward_inplace(
     for t in range(K):
         if want_beta:
             v_prev.append(v)
-        h = _charge(v, beta, x[t], bias, out=hs[t])
-        st = torch.ge(h, threshold, out=ss[t])
-        v = _reset(h, st, rho, v_reset, subtract)
+        v = _step_inplace(v, x[t], beta, bias, threshold, rho, v_reset, subtract, ss[t], hs[t])
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
     for k in range(K - 1, -1, -1):
         sg = surrogate.derivative_(torch.sub(hs[k], threshold, out=scratch))
@@ -264,16 +289,6 @@ def _chunked_forward(
         for t in range(start, min(start + chunk, x.shape[0])):
             state = step(*state, x[t], spikes[t])
     return checkpoints, state
-
-
-def _reduce_like(g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Sum a ``[B, ...]`` gradient down to the (broadcast) shape of ``target``."""
-    while g.ndim > target.ndim:
-        g = g.sum(0)
-    for dim, size in enumerate(target.shape):
-        if size == 1 and g.shape[dim] != 1:
-            g = g.sum(dim, keepdim=True)
-    return g
 
 
 class LIFScanFunction(torch.autograd.Function):
@@ -397,5 +412,5 @@ class LIFScanFunction(torch.autograd.Function):
                 dx[start:end] = dx_chunk
             if dbeta is not None:
                 dbeta += db
-        dbeta_out = _reduce_like(dbeta, beta).to(beta.dtype) if dbeta is not None else None
+        dbeta_out = reduce_like(dbeta, beta) if dbeta is not None else None
         return (dx, dv, dbeta_out, None, None, None, None, None, None, None, None, None)

@@ -14,17 +14,115 @@ receives a gradient (learnable time constants, Fang et al. 2021).
 
 This form is exactly snnTorch's ``Leaky(beta=β, reset_delay=False)`` and SpikingJelly's
 ``LIFNode(tau=1/(1−β), decay_input=False, v_reset=None|0)`` (see ``tests/compat``).
+
+One step of it is :func:`lif_update`, the single LIF membrane update of the library: this scan,
+the adaptive-LIF spec (:mod:`neuro_spiking.ops.alif_scan.reference`) and the step functions
+:func:`neuro_spiking.lif.lif_step` and :func:`neuro_spiking.adaptive_lif.adaptive_lif_step` all
+call it; the fused CPU and Triton backends are tested against it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
+import numpy as np
 import torch
 
 from neuro_spiking.surrogates import Surrogate, spike
 
 Reset = Literal["subtract", "hard"]
+#: A torch tensor or a numpy array (:func:`lif_update` runs the same float ops on either).
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
+
+
+def lif_update(
+    v: Array,
+    x: Array,
+    *,
+    beta: float | Array,
+    threshold: float | Array,
+    v_reset: float | Array,
+    v_rest: float = 0.0,
+    reset: Reset = "subtract",
+    adaptation: Array | None = None,
+    active: Array | None = None,
+    surrogate: Surrogate | None = None,
+    detach_reset: bool = False,
+) -> tuple[Array, Array]:
+    """One leaky integrate-and-fire step: the LIF update every non-kernel path calls.
+
+    With θ the threshold, ``a`` the threshold adaptation (0 unless given) and ``r`` the
+    refractory mask (``active`` False), elementwise:
+
+        h  = v_rest + β·(v − v_rest) + x          (``β·v + x`` when v_rest = 0)
+        h  = v_reset                              where r (held during the refractory period)
+        s  = H(h − θ − a)·[not r]                  (H(0) = 1; surrogate derivative backward)
+        v' = h − (θ + a − v_reset)·s              reset="subtract"
+        v' = h·(1 − s) + v_reset·s                reset="hard"
+
+    Each line is evaluated in this order with one rounding per operation (no fused
+    multiply-add), so every caller gets the same bits for the same inputs. ``v_rest = 0`` skips
+    the two additions of zero (the result differs at most in the sign of a zero).
+
+    Args:
+        v: membrane before the step, any shape.
+        x: input (voltage increment) of the step, broadcastable with ``v``.
+        beta: decay in (0, 1], a float or an array broadcastable with ``v`` (receives a gradient
+            when it is a tensor that requires one).
+        threshold: θ, float or array; v_reset: the hard-reset potential and θ − v_reset the
+            amount a subtractive reset removes.
+        v_rest: leak target, a float.
+        reset: ``"subtract"`` or ``"hard"``.
+        adaptation: ``a``, added to θ (adaptive LIF, Bellec et al. 2018); None for 0.
+        active: bool mask, False where the neuron is refractory; None for all active.
+        surrogate: torch only: the spike's pseudo-derivative
+            (:func:`neuro_spiking.surrogates.spike`). None: the plain Heaviside without a
+            gradient, the hard reset then a select (equal values).
+        detach_reset: stop the gradient through ``s`` inside the reset (torch only).
+
+    Returns:
+        ``(s, v')``: spikes in {0, 1} in the dtype of ``h``, and the membrane after the step.
+        On numpy arrays (``surrogate=None``) the same float operations run in numpy.
+    """
+    if v_rest == 0.0:
+        h = beta * v + x
+    else:
+        h = v_rest + beta * (v - v_rest) + x
+    if active is not None:
+        h = _where(active, h, v_reset)
+    u = h - threshold
+    if adaptation is not None:
+        u = u - adaptation
+    if surrogate is None:
+        fired = u >= 0
+        if active is not None:
+            fired = fired & active
+        s = _as_float(fired, h)
+    else:
+        s = spike(u, surrogate)
+        if active is not None:
+            s = s * active
+    s_r = s.detach() if detach_reset and isinstance(s, torch.Tensor) else s
+    if reset == "subtract":
+        level = threshold if adaptation is None else threshold + adaptation
+        v_new = h - (level - v_reset) * s_r
+    elif surrogate is None:
+        v_new = _where(fired, v_reset, h)
+    else:
+        v_new = h * (1 - s_r) + v_reset * s_r
+    return s, v_new
+
+
+def _where(cond: Array, a: float | Array, b: float | Array) -> Array:
+    if isinstance(cond, torch.Tensor):
+        return torch.where(cond, a, b)  # type: ignore[arg-type]
+    return np.where(cond, a, b)  # type: ignore[no-any-return]
+
+
+def _as_float(mask: Array, like: Array) -> Array:
+    if isinstance(mask, torch.Tensor):
+        return mask.to(like.dtype)  # type: ignore[union-attr]
+    return mask.astype(like.dtype)
 
 
 def lif_scan_reference(
@@ -57,13 +155,17 @@ def lif_scan_reference(
     v = v0
     spikes, trace = [], []
     for t in range(x.shape[0]):
-        h = v_rest + beta * (v - v_rest) + x[t]
-        s = spike(h - threshold, surrogate)
-        s_r = s.detach() if detach_reset else s
-        if reset == "subtract":
-            v = h - (threshold - v_reset) * s_r
-        else:
-            v = h * (1 - s_r) + v_reset * s_r
+        s, v = lif_update(
+            v,
+            x[t],
+            beta=beta,
+            threshold=threshold,
+            v_reset=v_reset,
+            v_rest=v_rest,
+            reset=reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+        )
         spikes.append(s)
         if store_membrane:
             trace.append(v)

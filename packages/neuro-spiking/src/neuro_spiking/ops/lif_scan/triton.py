@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from neuro_core.dispatch import interpreting
+from neuro_spiking._common import reduce_like
 from neuro_spiking.surrogates import Surrogate
 
 _SURROGATE_CODE = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangle": 3, "rectangular": 4}
@@ -44,6 +45,59 @@ def _surrogate(u, alpha, KIND: tl.constexpr):
 
 
 @triton.jit
+def _block_offsets(BN, BLOCK: tl.constexpr):
+    """This program's neurons of the flattened ``B·N`` and their in-bounds mask."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return offs, offs < BN
+
+
+@triton.jit
+def _load(ptr, offs, mask):
+    return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _charge(v, x, beta, v_rest):
+    """``h = v_rest + β·(v − v_rest) + x`` (the charge of the reference's ``lif_update``)."""
+    return v_rest + beta * (v - v_rest) + x
+
+
+@triton.jit
+def _fire_reset(h, thr, v_reset, SUBTRACT: tl.constexpr):
+    """``s = H(h − thr)`` and the post-reset membrane; ``thr`` is θ, or θ₀ + a for the adaptive
+    neuron (whose subtractive reset removes θ₀ + a − v_reset)."""
+    fired = h >= thr
+    s = tl.where(fired, 1.0, 0.0)
+    if SUBTRACT:
+        v = h - (thr - v_reset) * s
+    else:
+        v = tl.where(fired, v_reset, h)
+    return s, v
+
+
+@triton.jit
+def _reset_adjoint(ds, h, level, v_reset, dv, SUBTRACT: tl.constexpr, DETACH: tl.constexpr):
+    """``ds + (∂v_t/∂s_t)·dv``: ∂v/∂s = −level (subtract, level = thr − v_reset) or
+    ``v_reset − h`` (hard); nothing with ``detach_reset``."""
+    if not DETACH:
+        if SUBTRACT:
+            ds = ds - level * dv
+        else:
+            ds = ds + (v_reset - h) * dv
+    return ds
+
+
+@triton.jit
+def _charge_adjoint(dv, du, fired, SUBTRACT: tl.constexpr):
+    """``dh = dv·∂v_t/∂h_t + du``: the membrane survives a hard reset only without a spike."""
+    if SUBTRACT:
+        dh = dv + du
+    else:
+        dh = tl.where(fired, 0.0, dv) + du
+    return dh
+
+
+@triton.jit
 def _lif_fwd(
     X,
     V0,
@@ -62,19 +116,12 @@ def _lif_fwd(
     STORE_M: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
-    v = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
+    offs, mask = _block_offsets(BN, BLOCK)
+    beta = _load(BETA, offs % NF, mask)
+    v = _load(V0, offs, mask)
     for t in range(T):
-        x = tl.load(X + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        h = v_rest + beta * (v - v_rest) + x
-        s = tl.where(h >= thr, 1.0, 0.0)
-        if SUBTRACT:
-            v = h - (thr - v_reset) * s
-        else:
-            v = tl.where(h >= thr, v_reset, h)
+        h = _charge(v, _load(X + t * BN, offs, mask), beta, v_rest)
+        s, v = _fire_reset(h, thr, v_reset, SUBTRACT)
         tl.store(S + t * BN + offs, s.to(S.dtype.element_ty), mask=mask)
         tl.store(H + t * BN + offs, h.to(H.dtype.element_ty), mask=mask)
         if STORE_M:
@@ -106,46 +153,29 @@ def _lif_bwd(
     KIND: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    beta = tl.load(BETA + offs % NF, mask=mask, other=0.0).to(tl.float32)
-    v0 = tl.load(V0 + offs, mask=mask, other=0.0).to(tl.float32)
-    dv = tl.load(GV + offs, mask=mask, other=0.0).to(tl.float32)
+    offs, mask = _block_offsets(BN, BLOCK)
+    beta = _load(BETA, offs % NF, mask)
+    v0 = _load(V0, offs, mask)
+    dv = _load(GV, offs, mask)
     if HAS_GM:
-        dv += tl.load(GM + (T - 1) * BN + offs, mask=mask, other=0.0).to(tl.float32)
+        dv += _load(GM + (T - 1) * BN, offs, mask)
     dbeta = tl.zeros([BLOCK], dtype=tl.float32)
     for i in range(T):
         t = T - 1 - i
-        h = tl.load(H + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        gs = tl.load(GS + t * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        sg = _surrogate(h - thr, alpha, KIND)
-        if SUBTRACT:
-            if DETACH:
-                ds = gs
-            else:
-                ds = gs - (thr - v_reset) * dv
-            dh = dv + ds * sg
-        else:
-            if DETACH:
-                ds = gs
-            else:
-                ds = gs + (v_reset - h) * dv
-            dh = tl.where(h >= thr, 0.0, dv) + ds * sg
+        h = _load(H + t * BN, offs, mask)
+        ds = _reset_adjoint(
+            _load(GS + t * BN, offs, mask), h, thr - v_reset, v_reset, dv, SUBTRACT, DETACH
+        )
+        dh = _charge_adjoint(dv, ds * _surrogate(h - thr, alpha, KIND), h >= thr, SUBTRACT)
         tl.store(DX + t * BN + offs, dh.to(DX.dtype.element_ty), mask=mask)
-        has_prev = t > 0
+        # v_{t−1} is the reset of h_{t−1} (v0 at t = 0)
         tp = tl.maximum(t - 1, 0)
-        hp = tl.load(H + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
-        if SUBTRACT:
-            vp = hp - (thr - v_reset) * tl.where(hp >= thr, 1.0, 0.0)
-        else:
-            vp = tl.where(hp >= thr, v_reset, hp)
-        vp = tl.where(has_prev, vp, v0)
+        _, vp = _fire_reset(_load(H + tp * BN, offs, mask), thr, v_reset, SUBTRACT)
+        vp = tl.where(t > 0, vp, v0)
         dbeta += dh * (vp - v_rest)
         dv = dh * beta
         if HAS_GM:
-            gm = tl.load(GM + tp * BN + offs, mask=mask, other=0.0).to(tl.float32)
-            dv += tl.where(has_prev, gm, 0.0)
+            dv += tl.where(t > 0, _load(GM + tp * BN, offs, mask), 0.0)
     tl.store(DV0 + offs, dv.to(DV0.dtype.element_ty), mask=mask)
     tl.store(DBETA + offs, dbeta, mask=mask)
 
@@ -249,15 +279,7 @@ class LIFScanTriton(torch.autograd.Function):
                 KIND=_SURROGATE_CODE[surrogate.kind],
                 BLOCK=block,
             )
-        dbeta_out = None
-        if ctx.needs_input_grad[2]:
-            g = dbeta
-            while g.ndim > beta.ndim:
-                g = g.sum(0)
-            for dim, size in enumerate(beta.shape):
-                if size == 1 and g.shape[dim] != 1:
-                    g = g.sum(dim, keepdim=True)
-            dbeta_out = g.to(beta.dtype)
+        dbeta_out = reduce_like(dbeta, beta) if ctx.needs_input_grad[2] else None
         return (dx, dv0, dbeta_out, None, None, None, None, None, None, None)
 
 
