@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -315,37 +315,20 @@ class NeuroAttention(nn.Module):
             gain = self._mul(gain, gates.to(q.dtype))
         pair = self.pair(q, k) if self.pair is not None else None
         want_entropy = c.return_entropy or self.entropy_vote is not None
-        heads, entropy = (
-            modulated_attention(
-                q,
-                k,
-                v,
-                window=c.window,
-                query_scale=beta,
-                key_bias=key_bias,
-                pair_gate=pair,
-                head_gain=gain,
-                return_entropy=True,
-                backend=c.backend,
-                key_padding_mask=key_padding_mask,
-            )
-            if want_entropy
-            else (
-                modulated_attention(
-                    q,
-                    k,
-                    v,
-                    window=c.window,
-                    query_scale=beta,
-                    key_bias=key_bias,
-                    pair_gate=pair,
-                    head_gain=gain,
-                    backend=c.backend,
-                    key_padding_mask=key_padding_mask,
-                ),
-                None,
-            )
+        kwargs: dict[str, Any] = dict(
+            window=c.window,
+            query_scale=beta,
+            key_bias=key_bias,
+            pair_gate=pair,
+            head_gain=gain,
+            backend=c.backend,
+            key_padding_mask=key_padding_mask,
         )
+        entropy: torch.Tensor | None = None
+        if want_entropy:
+            heads, entropy = modulated_attention(q, k, v, return_entropy=True, **kwargs)
+        else:
+            heads = modulated_attention(q, k, v, **kwargs)
         if self.inhibition is not None:
             heads = self.inhibition(heads.reshape(b, t, hkv, (h // hkv) * d)).reshape(b, t, h, d)
         if self.population is not None:

@@ -6,17 +6,45 @@ Notation: x = ``pre`` ``[B, n_pre]``, y = ``post`` ``[B, n_post]``, W ``[n_post,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import torch
 
 from neuro_core.validation import check_positive
-from neuro_plasticity.rule import EmptyState, Modulator, Rule, chain, check_decay, modulate
+from neuro_plasticity.rule import (
+    EmptyState,
+    InitFn,
+    Modulator,
+    Rule,
+    chain,
+    check_decay,
+    modulate,
+)
 from neuro_plasticity.topology import Topology
 
 
 def _empty(topo: Topology, weight: torch.Tensor, batch: int) -> EmptyState:
     return EmptyState()
+
+
+DeltaFn = Callable[[Topology, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _stateless(name: str, delta: DeltaFn, init_fn: InitFn = _empty) -> Rule:
+    """A rule without state or third factor: ``ΔW = delta(topology, pre, post, W)``."""
+
+    def update_fn(
+        topo: Topology,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        state: Any,
+        w: torch.Tensor,
+        m: Modulator,
+    ) -> tuple[torch.Tensor, Any]:
+        return delta(topo, pre, post, w), state
+
+    return Rule(name, init_fn, update_fn)
 
 
 def hebbian(lr: float, decay: float = 1.0) -> Rule:
@@ -31,17 +59,12 @@ def hebbian(lr: float, decay: float = 1.0) -> Rule:
     lr = check_positive("lr", lr, allow_zero=True)
     decay = check_decay("decay", decay)
 
-    def update_fn(
-        topo: Topology,
-        pre: torch.Tensor,
-        post: torch.Tensor,
-        state: Any,
-        w: torch.Tensor,
-        m: Modulator,
-    ) -> tuple[torch.Tensor, Any]:
-        return lr * topo.outer(post, pre) - (1.0 - decay) * w, state
+    def delta(
+        topo: Topology, pre: torch.Tensor, post: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
+        return lr * topo.outer(post, pre) - (1.0 - decay) * w
 
-    return Rule(f"hebbian({lr}, decay={decay})", _empty, update_fn)
+    return _stateless(f"hebbian({lr}, decay={decay})", delta)
 
 
 OjaVariant = Literal["single", "subspace", "sanger"]
@@ -66,23 +89,18 @@ def oja(lr: float, variant: OjaVariant = "single") -> Rule:
             raise ValueError(f"oja variant={variant!r} needs a dense topology")
         return EmptyState()
 
-    def update_fn(
-        topo: Topology,
-        pre: torch.Tensor,
-        post: torch.Tensor,
-        state: Any,
-        w: torch.Tensor,
-        m: Modulator,
-    ) -> tuple[torch.Tensor, Any]:
+    def delta(
+        topo: Topology, pre: torch.Tensor, post: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
         hebb = topo.outer(post, pre)
         if variant == "single":
-            return lr * (hebb - topo.at_post(post.pow(2).mean(0)) * w), state
+            return lr * (hebb - topo.at_post(post.pow(2).mean(0)) * w)
         yy = post.transpose(0, 1) @ post / post.shape[0]
         if variant == "sanger":
             yy = torch.tril(yy)
-        return lr * (hebb - yy @ w), state
+        return lr * (hebb - yy @ w)
 
-    return Rule(f"oja({lr}, {variant})", init_fn, update_fn)
+    return _stateless(f"oja({lr}, {variant})", delta, init_fn)
 
 
 class BCMState(NamedTuple):
@@ -142,17 +160,12 @@ def foldiak(lr: float, target_rate: float) -> Rule:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"target_rate must be in [0, 1], got {target_rate}")
 
-    def update_fn(
-        topo: Topology,
-        pre: torch.Tensor,
-        post: torch.Tensor,
-        state: Any,
-        w: torch.Tensor,
-        m: Modulator,
-    ) -> tuple[torch.Tensor, Any]:
-        return -lr * (topo.outer(post, pre) - p * p), state
+    def delta(
+        topo: Topology, pre: torch.Tensor, post: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
+        return -lr * (topo.outer(post, pre) - p * p)
 
-    return Rule(f"foldiak({lr}, p={p})", _empty, update_fn)
+    return _stateless(f"foldiak({lr}, p={p})", delta)
 
 
 def reward_modulated_hebbian(lr: float, decay: float = 1.0) -> Rule:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -217,18 +217,7 @@ def triplet_stdp(
 
 
 def three_factor_stdp(
-    *,
-    tau_e_ms: float = 1000.0,
-    lr: float = 1.0,
-    dt_ms: float = 1.0,
-    a_plus: float = 0.01,
-    a_minus: float = 0.0105,
-    tau_plus_ms: float = 20.0,
-    tau_minus_ms: float = 20.0,
-    bound: Bound = "additive",
-    pairing: Pairing = "all_to_all",
-    w_min: float = 0.0,
-    w_max: float = 1.0,
+    *, tau_e_ms: float = 1000.0, lr: float = 1.0, dt_ms: float = 1.0, **stdp: Any
 ) -> Rule:
     """Neuromodulated STDP (Frémaux & Gerstner 2016; Izhikevich 2007).
 
@@ -238,19 +227,18 @@ def three_factor_stdp(
     charges the eligibility trace e, and the weight moves when the neuromodulator M (reward,
     novelty or surprise; required ``modulator``) is nonzero. τ_e = 1 s is the order of magnitude
     used by Izhikevich 2007 to bridge the delay to a reward.
+
+    Args:
+        tau_e_ms: eligibility time constant τ_e.
+        lr: η, applied to the eligibility (the pair term runs at ``lr=1``).
+        dt_ms: the step, shared by the pair term and the eligibility trace.
+        **stdp: the other keyword arguments of :func:`pair_stdp` (``a_plus``, ``a_minus``,
+            ``tau_plus_ms``, ``tau_minus_ms``, ``bound``, ``pairing``, ``w_min``, ``w_max``),
+            with its defaults.
     """
-    inner = pair_stdp(
-        a_plus=a_plus,
-        a_minus=a_minus,
-        tau_plus_ms=tau_plus_ms,
-        tau_minus_ms=tau_minus_ms,
-        dt_ms=dt_ms,
-        bound=bound,
-        pairing=pairing,
-        w_min=w_min,
-        w_max=w_max,
-    )
-    return chain(inner, eligibility(tau_e_ms, dt_ms, lr))
+    if "lr" in stdp or "dt_ms" in stdp:
+        raise ValueError("stdp: lr and dt_ms are arguments of three_factor_stdp itself")
+    return chain(pair_stdp(dt_ms=dt_ms, **stdp), eligibility(tau_e_ms, dt_ms, lr))
 
 
 __all__ = [

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from neuro_attention.ops.modulated_attention.blockwise import modulated_attention_blockwise
 from neuro_attention.ops.modulated_attention.reference import (
+    apply_fused,
     attention_probabilities_reference,
     modulated_attention_reference,
     visible_pairs,
@@ -236,9 +237,11 @@ def modulated_attention(
         out, ent = modulated_attention_reference(q, k, v, **kwargs)
         return (out, ent) if return_entropy else out
     if chosen == "triton":
-        from neuro_attention.ops.modulated_attention.triton import modulated_attention_triton
+        from neuro_attention.ops.modulated_attention.triton import TritonModulatedAttention
 
-        out, ent_opt = modulated_attention_triton(q, k, v, return_entropy=return_entropy, **kwargs)
+        out, ent_opt = apply_fused(
+            TritonModulatedAttention, q, k, v, return_entropy=return_entropy, **kwargs
+        )
     else:
         out, ent_opt = modulated_attention_blockwise(
             q, k, v, return_entropy=return_entropy, **kwargs

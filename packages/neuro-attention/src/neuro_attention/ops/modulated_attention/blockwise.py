@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from neuro_attention.ops.modulated_attention.reference import reference_vjp
+from neuro_attention.ops.modulated_attention.reference import apply_fused, reference_vjp
 
 #: Logit written at masked positions: finite, so that 0·(masked logit) is 0 in the entropy terms
 #: (also after multiplication by an upstream entropy gradient), and far enough below any real
@@ -384,27 +384,20 @@ def modulated_attention_blockwise(
     Returns:
         ``(out [B, T, H, D], entropy [B, T, H] or None)``.
     """
-    ga = gb = None
-    gate_w = None
-    if pair_gate is not None:
-        ga, gb, gate_w = pair_gate
     b, t, h, _ = q.shape
     rows = row_blocks(t, block if block is not None else auto_block(b, h, k.shape[1]))
-    out, ent = BlockwiseAttention.apply(
+    return apply_fused(
+        BlockwiseAttention,
         q,
         k,
         v,
-        query_scale,
-        key_bias,
-        ga,
-        gb,
-        key_padding_mask,
-        causal,
-        window,
-        gate_w,
-        return_entropy,
         rows,
+        causal=causal,
+        window=window,
+        query_scale=query_scale,
+        key_bias=key_bias,
+        pair_gate=pair_gate,
+        head_gain=head_gain,
+        key_padding_mask=key_padding_mask,
+        return_entropy=return_entropy,
     )
-    if head_gain is not None:
-        out = out * head_gain[..., None]
-    return out, (ent if return_entropy else None)

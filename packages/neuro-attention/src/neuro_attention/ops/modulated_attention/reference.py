@@ -28,6 +28,7 @@ output (§4.1).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,54 @@ def modulated_attention_reference(
     log_p = torch.where(p > 0, p, 1.0).log()
     entropy = -(p * log_p).sum(-1).transpose(1, 2)
     return out.to(q.dtype), entropy.to(q.dtype)
+
+
+def apply_fused(
+    function: Any,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *extra: object,
+    causal: bool = True,
+    window: int | None = None,
+    query_scale: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+    head_gain: torch.Tensor | None = None,
+    key_padding_mask: torch.Tensor | None = None,
+    return_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run a fast path's ``torch.autograd.Function`` (blockwise, Triton) with the reference's
+    arguments (inputs assumed validated).
+
+    The Function takes ``(q, k, v, β, c, a, b, key_padding_mask, causal, window, W, entropy,
+    *extra)`` and returns ``(out without g, entropy)``; the head gain g multiplies the output
+    here, outside the Function (one elementwise op, autograd handles it).
+
+    Returns:
+        ``(out [B, T_q, H, D], entropy [B, T_q, H] or None)``.
+    """
+    ga = gb = gate_w = None
+    if pair_gate is not None:
+        ga, gb, gate_w = pair_gate
+    out, ent = function.apply(
+        q,
+        k,
+        v,
+        query_scale,
+        key_bias,
+        ga,
+        gb,
+        key_padding_mask,
+        causal,
+        window,
+        gate_w,
+        return_entropy,
+        *extra,
+    )
+    if head_gain is not None:
+        out = out * head_gain[..., None]
+    return out, (ent if return_entropy else None)
 
 
 def reference_vjp(

@@ -46,6 +46,128 @@ def _program_ids(INT64: tl.constexpr):
 
 
 @triton.jit
+def _key_range(
+    start_m,
+    TK,
+    OFF,
+    WINDOW,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+):
+    """Key range [lo, hi) visible to the query rows at absolute positions start_m + OFF + …"""
+    a = start_m + OFF
+    lo = 0
+    hi = TK
+    if CAUSAL:
+        hi = tl.minimum(TK, a + BLOCK_M)
+    if HAS_WINDOW:
+        lo = tl.maximum(0, a - WINDOW + 1)
+        lo = (lo // BLOCK_N) * BLOCK_N
+        if not CAUSAL:
+            hi = tl.minimum(TK, a + BLOCK_M + WINDOW - 1)
+    return lo, hi
+
+
+@triton.jit
+def _query_range(
+    start_n,
+    T,
+    OFF,
+    WINDOW,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+):
+    """Query rows [lo, hi) that can see the keys start_n … start_n + BLOCK_N − 1."""
+    lo = 0
+    hi = T
+    if CAUSAL:
+        # query row m sees key j when m + OFF ≥ j
+        lo = (tl.maximum(0, start_n - OFF) // BLOCK_M) * BLOCK_M
+    if HAS_WINDOW:
+        hi = tl.maximum(0, tl.minimum(T, start_n + BLOCK_N + WINDOW - 1 - OFF))
+        if not CAUSAL:
+            lo = (tl.maximum(0, start_n - WINDOW + 1 - OFF) // BLOCK_M) * BLOCK_M
+    return lo, hi
+
+
+@triton.jit
+def _query_block(
+    q_ptr,
+    QS,
+    GA,
+    row,
+    offs_m,
+    offs_d,
+    m_ok,
+    d_ok,
+    sqt,
+    sm_scale,
+    HAS_QS: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
+    """The query tile ``[BLOCK_M, BLOCK_D]`` at rows ``offs_m`` of one (batch, head), its logit
+    scale ``sm_scale·β`` and the pair gate's ``a`` (0 without a gate); ``row`` indexes
+    ``[B, T, H]``."""
+    q = tl.load(
+        q_ptr + offs_m[:, None] * sqt + offs_d[None, :],
+        mask=m_ok[:, None] & d_ok[None, :],
+        other=0.0,
+    )
+    qs = tl.full([BLOCK_M], sm_scale, tl.float32)
+    if HAS_QS:
+        qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
+    ga = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_GATE:
+        ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
+    return q, qs, ga
+
+
+@triton.jit
+def _key_block(
+    k_ptr,
+    v_ptr,
+    kb_ptr,
+    pad_ptr,
+    offs_n,
+    offs_d,
+    n_ok,
+    d_ok,
+    skt,
+    svt,
+    HKV,
+    HAS_KB: tl.constexpr,
+    HAS_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Key and value tiles at keys ``offs_n`` of one (batch, kv head), the key bias (0 without
+    one) and ``kp``, True for real (unpadded) keys."""
+    nd_ok = n_ok[:, None] & d_ok[None, :]
+    k = tl.load(k_ptr + offs_n[:, None] * skt + offs_d[None, :], mask=nd_ok, other=0.0)
+    v = tl.load(v_ptr + offs_n[:, None] * svt + offs_d[None, :], mask=nd_ok, other=0.0)
+    kb = tl.zeros([BLOCK_N], tl.float32)
+    if HAS_KB:
+        kb = tl.load(kb_ptr + offs_n * HKV, mask=n_ok, other=0.0).to(tl.float32)
+    kp = n_ok
+    if HAS_PAD:
+        kp = tl.load(pad_ptr + offs_n, mask=n_ok, other=0) != 0
+    return k, v, kb, kp
+
+
+@triton.jit
+def _gate_b(gb_ptr, offs_n, n_ok, H, HAS_GATE: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The pair gate's ``b`` at keys ``offs_n`` of one (batch, head), 0 without a gate."""
+    gb = tl.zeros([BLOCK_N], tl.float32)
+    if HAS_GATE:
+        gb = tl.load(gb_ptr + offs_n * H, mask=n_ok, other=0.0).to(tl.float32)
+    return gb
+
+
+@triton.jit
 def _logits(
     q,
     k,
@@ -95,52 +217,27 @@ def _logits(
 
 
 @triton.jit
-def _key_range(
-    start_m,
-    TK,
-    OFF,
-    WINDOW,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr,
-    HAS_WINDOW: tl.constexpr,
-):
-    """Key range [lo, hi) visible to the query rows at absolute positions start_m + OFF + …"""
-    a = start_m + OFF
-    lo = 0
-    hi = TK
-    if CAUSAL:
-        hi = tl.minimum(TK, a + BLOCK_M)
-    if HAS_WINDOW:
-        lo = tl.maximum(0, a - WINDOW + 1)
-        lo = (lo // BLOCK_N) * BLOCK_N
-        if not CAUSAL:
-            hi = tl.minimum(TK, a + BLOCK_M + WINDOW - 1)
-    return lo, hi
+def _row_stats(LSE, CORR, DENT, row, m_ok, HAS_ENT: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Saved log-sum-exp, ``C = dO·o + dH·H`` and the entropy gradient dH (0 without one)."""
+    lse = tl.load(LSE + row, mask=m_ok, other=0.0)
+    corr = tl.load(CORR + row, mask=m_ok, other=0.0)
+    dent = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_ENT:
+        dent = tl.load(DENT + row, mask=m_ok, other=0.0)
+    return lse, corr, dent
 
 
 @triton.jit
-def _query_range(
-    start_n,
-    T,
-    OFF,
-    WINDOW,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr,
-    HAS_WINDOW: tl.constexpr,
-):
-    """Query rows [lo, hi) that can see the keys start_n … start_n + BLOCK_N − 1."""
-    lo = 0
-    hi = T
-    if CAUSAL:
-        # query row m sees key j when m + OFF ≥ j
-        lo = (tl.maximum(0, start_n - OFF) // BLOCK_M) * BLOCK_M
-    if HAS_WINDOW:
-        hi = tl.maximum(0, tl.minimum(T, start_n + BLOCK_N + WINDOW - 1 - OFF))
-        if not CAUSAL:
-            lo = (tl.maximum(0, start_n - WINDOW + 1 - OFF) // BLOCK_M) * BLOCK_M
-    return lo, hi
+def _score_grad(s, valid, lse, corr, dent, do, v, HAS_ENT: tl.constexpr, PRECISION: tl.constexpr):
+    """``p = exp(s − lse)`` on visible pairs and the logit gradient
+    ``dS = p · (dO·vᵀ − C − dH · log p)`` of the module docstring."""
+    logp = tl.where(valid, s - lse[:, None], 0.0)
+    p = tl.where(valid, tl.exp(logp), 0.0)
+    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION).to(tl.float32)
+    ds = p * (dp - corr[:, None])
+    if HAS_ENT:
+        ds -= dent[:, None] * p * logp
+    return p, ds
 
 
 @triton.jit
@@ -196,18 +293,13 @@ def _fwd_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     m_ok = offs_m < T
     d_ok = offs_d < D
-    q = tl.load(
-        Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :],
-        mask=m_ok[:, None] & d_ok[None, :],
-        other=0.0,
-    )
     row = (b * T + offs_m) * H + h
-    qs = tl.full([BLOCK_M], sm_scale, tl.float32)
-    if HAS_QS:
-        qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
-    ga = tl.zeros([BLOCK_M], tl.float32)
-    if HAS_GATE:
-        ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
+    q, qs, ga = _query_block(
+        Q + b * sqb + h * sqh, QS, GA, row, offs_m, offs_d, m_ok, d_ok, sqt, sm_scale,
+        HAS_QS, HAS_GATE, BLOCK_M,
+    )  # fmt: skip
+    k_ptr, v_ptr = K + b * skb + hk * skh, V + b * svb + hk * svh
+    kb_ptr, gb_ptr, pad_ptr = KB + b * TK * HKV + hk, GB + b * TK * H + h, PAD + b * TK
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     ps_i = tl.zeros([BLOCK_M], tl.float32)
@@ -216,47 +308,15 @@ def _fwd_kernel(
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_ok = offs_n < TK
-        k = tl.load(
-            K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :],
-            mask=n_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )
-        v = tl.load(
-            V + b * svb + offs_n[:, None] * svt + hk * svh + offs_d[None, :],
-            mask=n_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )
-        kb = tl.zeros([BLOCK_N], tl.float32)
-        if HAS_KB:
-            kb = tl.load(KB + (b * TK + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
-        gb = tl.zeros([BLOCK_N], tl.float32)
-        if HAS_GATE:
-            gb = tl.load(GB + (b * TK + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
-        kp = n_ok
-        if HAS_PAD:
-            kp = tl.load(PAD + b * TK + offs_n, mask=n_ok, other=0) != 0
+        k, v, kb, kp = _key_block(
+            k_ptr, v_ptr, kb_ptr, pad_ptr, offs_n, offs_d, n_ok, d_ok, skt, svt, HKV,
+            HAS_KB, HAS_PAD, BLOCK_N,
+        )  # fmt: skip
+        gb = _gate_b(gb_ptr, offs_n, n_ok, H, HAS_GATE, BLOCK_N)
         s, valid, _ = _logits(
-            q,
-            k,
-            qs,
-            kb,
-            ga,
-            gb,
-            offs_m,
-            offs_n,
-            m_ok,
-            n_ok,
-            kp,
-            OFF,
-            WINDOW,
-            GATE_W,
-            CAUSAL,
-            HAS_WINDOW,
-            HAS_KB,
-            HAS_GATE,
-            HAS_PAD,
-            PRECISION,
-        )
+            q, k, qs, kb, ga, gb, offs_m, offs_n, m_ok, n_ok, kp, OFF, WINDOW, GATE_W,
+            CAUSAL, HAS_WINDOW, HAS_KB, HAS_GATE, HAS_PAD, PRECISION,
+        )  # fmt: skip
         s = tl.where(valid, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -340,77 +400,38 @@ def _bwd_dkdv_kernel(
     n_ok = offs_n < TK
     d_ok = offs_d < D
     nd_ok = n_ok[:, None] & d_ok[None, :]
-    kp = n_ok
-    if HAS_PAD:
-        kp = tl.load(PAD + b * TK + offs_n, mask=n_ok, other=0) != 0
-    k = tl.load(
-        K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=nd_ok, other=0.0
-    )
-    v = tl.load(
-        V + b * svb + offs_n[:, None] * svt + hk * svh + offs_d[None, :], mask=nd_ok, other=0.0
-    )
-    kb = tl.zeros([BLOCK_N], tl.float32)
-    if HAS_KB:
-        kb = tl.load(KB + (b * TK + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
+    k, v, kb, kp = _key_block(
+        K + b * skb + hk * skh, V + b * svb + hk * svh, KB + b * TK * HKV + hk, PAD + b * TK,
+        offs_n, offs_d, n_ok, d_ok, skt, svt, HKV, HAS_KB, HAS_PAD, BLOCK_N,
+    )  # fmt: skip
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dkb = tl.zeros([BLOCK_N], tl.float32)
     lo, hi = _query_range(start_n, T, OFF, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     for g in range(0, group):
         h = hk * group + g
-        gb = tl.zeros([BLOCK_N], tl.float32)
-        if HAS_GATE:
-            gb = tl.load(GB + (b * TK + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
+        gb = _gate_b(GB + b * TK * H + h, offs_n, n_ok, H, HAS_GATE, BLOCK_N)
         dgb = tl.zeros([BLOCK_N], tl.float32)
         for start_m in range(lo, hi, BLOCK_M):
             offs_m = start_m + tl.arange(0, BLOCK_M)
             m_ok = offs_m < T
-            md_ok = m_ok[:, None] & d_ok[None, :]
-            q = tl.load(
-                Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :],
-                mask=md_ok,
+            row = (b * T + offs_m) * H + h
+            q, qs, ga = _query_block(
+                Q + b * sqb + h * sqh, QS, GA, row, offs_m, offs_d, m_ok, d_ok, sqt, sm_scale,
+                HAS_QS, HAS_GATE, BLOCK_M,
+            )  # fmt: skip
+            do = tl.load(
+                DO + row[:, None] * D + offs_d[None, :],
+                mask=m_ok[:, None] & d_ok[None, :],
                 other=0.0,
             )
-            row = (b * T + offs_m) * H + h
-            do = tl.load(DO + row[:, None] * D + offs_d[None, :], mask=md_ok, other=0.0)
-            qs = tl.full([BLOCK_M], sm_scale, tl.float32)
-            if HAS_QS:
-                qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
-            ga = tl.zeros([BLOCK_M], tl.float32)
-            if HAS_GATE:
-                ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
-            lse = tl.load(LSE + row, mask=m_ok, other=0.0)
-            corr = tl.load(CORR + row, mask=m_ok, other=0.0)
+            lse, corr, dent = _row_stats(LSE, CORR, DENT, row, m_ok, HAS_ENT, BLOCK_M)
             s, valid, sig_neg = _logits(
-                q,
-                k,
-                qs,
-                kb,
-                ga,
-                gb,
-                offs_m,
-                offs_n,
-                m_ok,
-                n_ok,
-                kp,
-                OFF,
-                WINDOW,
-                GATE_W,
-                CAUSAL,
-                HAS_WINDOW,
-                HAS_KB,
-                HAS_GATE,
-                HAS_PAD,
-                PRECISION,
-            )
-            logp = tl.where(valid, s - lse[:, None], 0.0)
-            p = tl.where(valid, tl.exp(logp), 0.0)
+                q, k, qs, kb, ga, gb, offs_m, offs_n, m_ok, n_ok, kp, OFF, WINDOW, GATE_W,
+                CAUSAL, HAS_WINDOW, HAS_KB, HAS_GATE, HAS_PAD, PRECISION,
+            )  # fmt: skip
+            p, ds = _score_grad(s, valid, lse, corr, dent, do, v, HAS_ENT, PRECISION)
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
-            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION).to(tl.float32)
-            ds = p * (dp - corr[:, None])
-            if HAS_ENT:
-                dent = tl.load(DENT + row, mask=m_ok, other=0.0)
-                ds -= dent[:, None] * p * logp
             dk += tl.dot(tl.trans((ds * qs[:, None]).to(q.dtype)), q, input_precision=PRECISION)
             if HAS_KB:
                 dkb += tl.sum(ds, 0)
@@ -483,72 +504,31 @@ def _bwd_dq_kernel(
     m_ok = offs_m < T
     d_ok = offs_d < D
     md_ok = m_ok[:, None] & d_ok[None, :]
-    q = tl.load(
-        Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], mask=md_ok, other=0.0
-    )
     row = (b * T + offs_m) * H + h
+    q, qs, ga = _query_block(
+        Q + b * sqb + h * sqh, QS, GA, row, offs_m, offs_d, m_ok, d_ok, sqt, sm_scale,
+        HAS_QS, HAS_GATE, BLOCK_M,
+    )  # fmt: skip
     do = tl.load(DO + row[:, None] * D + offs_d[None, :], mask=md_ok, other=0.0)
-    qs = tl.full([BLOCK_M], sm_scale, tl.float32)
-    if HAS_QS:
-        qs = qs * tl.load(QS + row, mask=m_ok, other=1.0).to(tl.float32)
-    ga = tl.zeros([BLOCK_M], tl.float32)
-    if HAS_GATE:
-        ga = tl.load(GA + row, mask=m_ok, other=0.0).to(tl.float32)
-    lse = tl.load(LSE + row, mask=m_ok, other=0.0)
-    corr = tl.load(CORR + row, mask=m_ok, other=0.0)
-    dent = tl.zeros([BLOCK_M], tl.float32)
-    if HAS_ENT:
-        dent = tl.load(DENT + row, mask=m_ok, other=0.0)
+    lse, corr, dent = _row_stats(LSE, CORR, DENT, row, m_ok, HAS_ENT, BLOCK_M)
+    k_ptr, v_ptr = K + b * skb + hk * skh, V + b * svb + hk * svh
+    kb_ptr, gb_ptr, pad_ptr = KB + b * TK * HKV + hk, GB + b * TK * H + h, PAD + b * TK
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     dga = tl.zeros([BLOCK_M], tl.float32)
     lo, hi = _key_range(start_m, TK, OFF, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_ok = offs_n < TK
-        nd_ok = n_ok[:, None] & d_ok[None, :]
-        k = tl.load(
-            K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=nd_ok, other=0.0
-        )
-        v = tl.load(
-            V + b * svb + offs_n[:, None] * svt + hk * svh + offs_d[None, :], mask=nd_ok, other=0.0
-        )
-        kb = tl.zeros([BLOCK_N], tl.float32)
-        if HAS_KB:
-            kb = tl.load(KB + (b * TK + offs_n) * HKV + hk, mask=n_ok, other=0.0).to(tl.float32)
-        gb = tl.zeros([BLOCK_N], tl.float32)
-        if HAS_GATE:
-            gb = tl.load(GB + (b * TK + offs_n) * H + h, mask=n_ok, other=0.0).to(tl.float32)
-        kp = n_ok
-        if HAS_PAD:
-            kp = tl.load(PAD + b * TK + offs_n, mask=n_ok, other=0) != 0
+        k, v, kb, kp = _key_block(
+            k_ptr, v_ptr, kb_ptr, pad_ptr, offs_n, offs_d, n_ok, d_ok, skt, svt, HKV,
+            HAS_KB, HAS_PAD, BLOCK_N,
+        )  # fmt: skip
+        gb = _gate_b(gb_ptr, offs_n, n_ok, H, HAS_GATE, BLOCK_N)
         s, valid, sig_neg = _logits(
-            q,
-            k,
-            qs,
-            kb,
-            ga,
-            gb,
-            offs_m,
-            offs_n,
-            m_ok,
-            n_ok,
-            kp,
-            OFF,
-            WINDOW,
-            GATE_W,
-            CAUSAL,
-            HAS_WINDOW,
-            HAS_KB,
-            HAS_GATE,
-            HAS_PAD,
-            PRECISION,
-        )
-        logp = tl.where(valid, s - lse[:, None], 0.0)
-        p = tl.where(valid, tl.exp(logp), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION).to(tl.float32)
-        ds = p * (dp - corr[:, None])
-        if HAS_ENT:
-            ds -= dent[:, None] * p * logp
+            q, k, qs, kb, ga, gb, offs_m, offs_n, m_ok, n_ok, kp, OFF, WINDOW, GATE_W,
+            CAUSAL, HAS_WINDOW, HAS_KB, HAS_GATE, HAS_PAD, PRECISION,
+        )  # fmt: skip
+        _, ds = _score_grad(s, valid, lse, corr, dent, do, v, HAS_ENT, PRECISION)
         acc += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
         if HAS_GATE:
             dga += tl.sum(ds * sig_neg, 1)
@@ -782,46 +762,3 @@ class TritonModulatedAttention(torch.autograd.Function):
             None,
             None,
         )
-
-
-def modulated_attention_triton(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = True,
-    window: int | None = None,
-    query_scale: torch.Tensor | None = None,
-    key_bias: torch.Tensor | None = None,
-    pair_gate: tuple[torch.Tensor, torch.Tensor, int] | None = None,
-    head_gain: torch.Tensor | None = None,
-    key_padding_mask: torch.Tensor | None = None,
-    return_entropy: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Triton path; same contract as the reference (inputs are assumed validated), including
-    decoding (``T_q < T_k``) and ``key_padding_mask``.
-
-    Returns:
-        ``(out [B, T_q, H, D], entropy [B, T_q, H] or None)``.
-    """
-    ga = gb = None
-    gate_w = None
-    if pair_gate is not None:
-        ga, gb, gate_w = pair_gate
-    out, ent = TritonModulatedAttention.apply(
-        q,
-        k,
-        v,
-        query_scale,
-        key_bias,
-        ga,
-        gb,
-        key_padding_mask,
-        causal,
-        window,
-        gate_w,
-        return_entropy,
-    )
-    if head_gain is not None:
-        out = out * head_gain[..., None]
-    return out, (ent if return_entropy else None)

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from neuro_plasticity.ops.fast_weights.reference import FastWeightRule
+from neuro_plasticity.ops.fast_weights.reference import FastWeightRule, initial_state_compute
 
 
 def _to_chunks(x: torch.Tensor, n: int, c: int) -> torch.Tensor:
@@ -50,9 +50,9 @@ def fast_weights_chunked(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunked fast weights; same arguments and results as
     :func:`~neuro_plasticity.ops.fast_weights.reference.fast_weights_reference`."""
-    compute = torch.promote_types(q.dtype, torch.float32)
-    b, t, h, dk = q.shape
+    b, t, h, _ = q.shape
     dv = v.shape[-1]
+    compute, s0 = initial_state_compute(q, v, initial_state)
     c = max(1, min(chunk_size, t))
     n = max(1, math.ceil(t / c))
     qf, kf, vf = (_to_chunks(x.to(compute), n, c) for x in (q, k, v))
@@ -63,11 +63,6 @@ def fast_weights_chunked(
     )
     beta = _to_chunks(beta, n, c) * lr  # [B, H, n, c]; zero on padding
     real = _to_chunks(torch.ones(b, t, h, dtype=compute, device=q.device), n, c)
-    s0 = (
-        q.new_zeros(b, h, dk, dv, dtype=compute)
-        if initial_state is None
-        else initial_state.to(compute)
-    )
     causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
     if rule == "hebbian":
         out, state = _hebbian(qf, kf, vf * beta[..., None], real * math.log(decay), s0, causal)

@@ -69,6 +69,18 @@ def fast_weights_step_reference(
     return out, state
 
 
+def initial_state_compute(
+    q: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor | None
+) -> tuple[torch.dtype, torch.Tensor]:
+    """The compute dtype (``q``'s, at least fp32) and the state ``[B, H, Dk, Dv]`` entering the
+    sequence in it (zeros without ``initial_state``); ``q [B, T, H, Dk]``, ``v [B, T, H, Dv]``."""
+    compute = torch.promote_types(q.dtype, torch.float32)
+    b, _, h, dk = q.shape
+    if initial_state is None:
+        return compute, q.new_zeros(b, h, dk, v.shape[-1], dtype=compute)
+    return compute, initial_state.to(compute)
+
+
 def fast_weights_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -84,14 +96,9 @@ def fast_weights_reference(
 
     Computed in (at least) fp32; ``o`` is cast back to ``v.dtype``, the state stays fp32.
     """
-    compute = torch.promote_types(q.dtype, torch.float32)
-    b, t, h, dk = q.shape
+    b, t, h, _ = q.shape
     dv = v.shape[-1]
-    state = (
-        q.new_zeros(b, h, dk, dv, dtype=compute)
-        if initial_state is None
-        else initial_state.to(compute)
-    )
+    compute, state = initial_state_compute(q, v, initial_state)
     qf, kf, vf = q.to(compute), k.to(compute), v.to(compute)
     sf = None if strength is None else strength.to(compute)
     outs = []

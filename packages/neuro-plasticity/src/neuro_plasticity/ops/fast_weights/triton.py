@@ -34,6 +34,42 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _load_tile(X, base, t, stride_t, offs, mask):
+    """Rows ``t`` of one (batch, head), channels ``offs``, as fp32 (0 where masked)."""
+    return tl.load(X + base + t[:, None] * stride_t + offs[None, :], mask=mask, other=0.0).to(
+        tl.float32
+    )
+
+
+@triton.jit
+def _retention(offs_c, log_decay, lr):
+    """In-chunk log retention ``g_i = (i+1)·log λ`` and ``η·D``, ``D_ij = e^{g_i − g_j}[i ≥ j]``."""
+    g = (offs_c.to(tl.float32) + 1.0) * log_decay
+    causal = offs_c[:, None] >= offs_c[None, :]
+    dmat = tl.where(causal, tl.exp(g[:, None] - g[None, :]), 0.0) * lr
+    return g, dmat
+
+
+@triton.jit
+def _chunk_end(g, n, mt, log_decay, lr):
+    """Log retention ``g_n`` over the chunk's ``n`` valid rows and the write weights
+    ``η·e^{g_n − g_i}`` (0 on rows past T)."""
+    glast = n.to(tl.float32) * log_decay
+    w = tl.where(mt, tl.exp(glast - g), 0.0) * lr
+    return glast, w
+
+
+@triton.jit
+def _initial(S0, s_ptr, s_mask, HAS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """A ``[BK, BV]`` fp32 state tile loaded from ``S0``, or zeros."""
+    if HAS:
+        S = tl.load(S0 + s_ptr, mask=s_mask, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([BK, BV], dtype=tl.float32)
+    return S
+
+
+@triton.jit
 def _fw_fwd(
     Q,
     K,
@@ -69,37 +105,17 @@ def _fw_fwd(
     mk = offs_k < DK
     mv = offs_v < DV
     s_ptr = (b * H + h) * DK * DV + offs_k[:, None] * DV + offs_v[None, :]
-    if HAS_S0:
-        S = tl.load(S0 + s_ptr, mask=mk[:, None] & mv[None, :], other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
-    g = (offs_c.to(tl.float32) + 1.0) * log_decay
-    causal = offs_c[:, None] >= offs_c[None, :]
-    dmat = tl.where(causal, tl.exp(g[:, None] - g[None, :]), 0.0) * lr
+    S = _initial(S0, s_ptr, mk[:, None] & mv[None, :], HAS_S0, BK, BV)
+    g, dmat = _retention(offs_c, log_decay, lr)
     qk_base = b * s_qb + h * s_qh
     v_base = b * s_vb + h * s_vh
     for start in range(0, T, C):
         t = start + offs_c
         mt = t < T
-        n = tl.minimum(T - start, C)
-        q = tl.load(
-            Q + qk_base + t[:, None] * s_qt + offs_k[None, :],
-            mask=mt[:, None] & mk[None, :],
-            other=0.0,
-        )
-        k = tl.load(
-            K + qk_base + t[:, None] * s_qt + offs_k[None, :],
-            mask=mt[:, None] & mk[None, :],
-            other=0.0,
-        )
-        v = tl.load(
-            V + v_base + t[:, None] * s_vt + offs_v[None, :],
-            mask=mt[:, None] & mv[None, :],
-            other=0.0,
-        )
-        q = q.to(tl.float32)
-        k = k.to(tl.float32)
-        v = v.to(tl.float32)
+        qk_mask = mt[:, None] & mk[None, :]
+        q = _load_tile(Q, qk_base, t, s_qt, offs_k, qk_mask)
+        k = _load_tile(K, qk_base, t, s_qt, offs_k, qk_mask)
+        v = _load_tile(V, v_base, t, s_vt, offs_v, mt[:, None] & mv[None, :])
         attn = _dot(q, tl.trans(k), IEEE) * dmat
         o = _dot(attn, v, IEEE) + _dot(q, S, IEEE) * tl.exp(g)[:, None]
         tl.store(
@@ -107,8 +123,7 @@ def _fw_fwd(
             o.to(OUT.dtype.element_ty),
             mask=mt[:, None] & mv[None, :],
         )
-        glast = n.to(tl.float32) * log_decay
-        w = tl.where(mt, tl.exp(glast - g), 0.0) * lr
+        glast, w = _chunk_end(g, tl.minimum(T - start, C), mt, log_decay, lr)
         S = S * tl.exp(glast) + _dot(tl.trans(k * w[:, None]), v, IEEE)
     tl.store(SF + s_ptr, S, mask=mk[:, None] & mv[None, :])
 
@@ -156,67 +171,41 @@ def _fw_bwd(
     mv = offs_v < DV_DIM
     s_ptr = (b * H + h) * DK_DIM * DV_DIM + offs_k[:, None] * DV_DIM + offs_v[None, :]
     s_mask = mk[:, None] & mv[None, :]
-    g = (offs_c.to(tl.float32) + 1.0) * log_decay
-    causal = offs_c[:, None] >= offs_c[None, :]
-    dmat = tl.where(causal, tl.exp(g[:, None] - g[None, :]), 0.0) * lr
+    g, dmat = _retention(offs_c, log_decay, lr)
     qk_base = b * s_qb + h * s_qh
     v_base = b * s_vb + h * s_vh
     part = pid_v * s_part
 
     # forward walk: dq
-    if HAS_S0:
-        S = tl.load(S0 + s_ptr, mask=s_mask, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
+    S = _initial(S0, s_ptr, s_mask, HAS_S0, BK, BV)
     for start in range(0, T, C):
         t = start + offs_c
         mt = t < T
-        n = tl.minimum(T - start, C)
         qk_mask = mt[:, None] & mk[None, :]
         v_mask = mt[:, None] & mv[None, :]
-        k = tl.load(K + qk_base + t[:, None] * s_qt + offs_k[None, :], mask=qk_mask, other=0.0).to(
-            tl.float32
-        )
-        v = tl.load(V + v_base + t[:, None] * s_vt + offs_v[None, :], mask=v_mask, other=0.0).to(
-            tl.float32
-        )
-        do = tl.load(DO + v_base + t[:, None] * s_vt + offs_v[None, :], mask=v_mask, other=0.0).to(
-            tl.float32
-        )
+        k = _load_tile(K, qk_base, t, s_qt, offs_k, qk_mask)
+        v = _load_tile(V, v_base, t, s_vt, offs_v, v_mask)
+        do = _load_tile(DO, v_base, t, s_vt, offs_v, v_mask)
         dav = _dot(do, tl.trans(v), IEEE) * dmat
         dq = _dot(do, tl.trans(S), IEEE) * tl.exp(g)[:, None] + _dot(dav, k, IEEE)
         tl.store(DQ + part + qk_base + t[:, None] * s_qt + offs_k[None, :], dq, mask=qk_mask)
-        glast = n.to(tl.float32) * log_decay
-        w = tl.where(mt, tl.exp(glast - g), 0.0) * lr
+        glast, w = _chunk_end(g, tl.minimum(T - start, C), mt, log_decay, lr)
         S = S * tl.exp(glast) + _dot(tl.trans(k * w[:, None]), v, IEEE)
 
     # reverse walk: dk, dv, dS0
-    if HAS_DSF:
-        dH = tl.load(DSF + s_ptr, mask=s_mask, other=0.0).to(tl.float32)
-    else:
-        dH = tl.zeros([BK, BV], dtype=tl.float32)
+    dH = _initial(DSF, s_ptr, s_mask, HAS_DSF, BK, BV)
     n_chunks = tl.cdiv(T, C)
     for i in range(0, n_chunks):
         start = (n_chunks - 1 - i) * C
         t = start + offs_c
         mt = t < T
-        n = tl.minimum(T - start, C)
         qk_mask = mt[:, None] & mk[None, :]
         v_mask = mt[:, None] & mv[None, :]
-        q = tl.load(Q + qk_base + t[:, None] * s_qt + offs_k[None, :], mask=qk_mask, other=0.0).to(
-            tl.float32
-        )
-        k = tl.load(K + qk_base + t[:, None] * s_qt + offs_k[None, :], mask=qk_mask, other=0.0).to(
-            tl.float32
-        )
-        v = tl.load(V + v_base + t[:, None] * s_vt + offs_v[None, :], mask=v_mask, other=0.0).to(
-            tl.float32
-        )
-        do = tl.load(DO + v_base + t[:, None] * s_vt + offs_v[None, :], mask=v_mask, other=0.0).to(
-            tl.float32
-        )
-        glast = n.to(tl.float32) * log_decay
-        w = tl.where(mt, tl.exp(glast - g), 0.0) * lr
+        q = _load_tile(Q, qk_base, t, s_qt, offs_k, qk_mask)
+        k = _load_tile(K, qk_base, t, s_qt, offs_k, qk_mask)
+        v = _load_tile(V, v_base, t, s_vt, offs_v, v_mask)
+        do = _load_tile(DO, v_base, t, s_vt, offs_v, v_mask)
+        glast, w = _chunk_end(g, tl.minimum(T - start, C), mt, log_decay, lr)
         dav = _dot(do, tl.trans(v), IEEE) * dmat
         aqk = _dot(q, tl.trans(k), IEEE) * dmat
         dk = _dot(v, tl.trans(dH), IEEE) * w[:, None] + _dot(tl.trans(dav), q, IEEE)
