@@ -85,3 +85,45 @@ def test_event_driven_rule_equals_dense_rule_in_the_simulator(k: int, bound: str
     # float32 weights; the dense rule rounds its traces every step, the event rule once
     torch.testing.assert_close(s_event.weights[0], s_dense.weights[0], rtol=0, atol=1e-5)
     assert (s_dense.weights[0] - dense_net.projections[0].weight).abs().max() > 0.3
+
+
+class _StepOnly:
+    """The event hook without its block form: the simulator then calls it step by step."""
+
+    def __init__(self, hook: EventPlasticityHook) -> None:
+        self.hook = hook
+
+    def init(self, weight: torch.Tensor, batch: int = 1) -> object:
+        return self.hook.init(weight, batch)
+
+    def on_spikes(self, *args: object) -> object:
+        return self.hook.on_spikes(*args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("k", [1, 5, 15])
+@pytest.mark.parametrize("bound", ["additive", "soft"])
+@pytest.mark.parametrize("native_kernel", [True, False])
+def test_block_form_equals_step_by_step_calls_bitwise(
+    k: int, bound: str, native_kernel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuro_plasticity.ops.event_stdp import native
+
+    if not native_kernel:
+        monkeypatch.setattr(native, "load", lambda: None)
+    elif native.load() is None:
+        pytest.skip(native.status())
+    block_net, ab = _network(k, _rule(bound), event=True)
+    step_net = Network(
+        block_net.populations,
+        block_net.projections,
+        dt_ms=DT,
+        plasticity={0: _StepOnly(block_net.plasticity[0])},  # type: ignore[dict-item]
+    )
+    inject = _inject(block_net, 900) * 1.6
+    s_blk, r_blk = block_net.run(900, inject=inject)
+    s_step, r_step = step_net.run(900, inject=inject)
+    for name in ("a", "b"):
+        assert torch.equal(r_blk.spikes[name], r_step.spikes[name])
+    assert torch.equal(s_blk.weights[0], s_step.weights[0])
+    assert (s_blk.weights[0] - ab.weight).abs().max() > 0.3
+    assert int(r_blk.spikes["b"].sum()) > 30

@@ -628,6 +628,13 @@ class Network:
             raise ValueError("neuromodulator must follow the NeuromodulatorHook protocol")
         self.neuromodulator = neuromodulator
 
+    @property
+    def _block_hooks(self) -> bool:
+        """Every plasticity hook has a block form (``on_block``) and the weights are float32."""
+        return self.dtype == torch.float32 and all(
+            hasattr(h, "on_block") for h in self.plasticity.values()
+        )
+
     def slice(self, name: str) -> slice:
         """Global neuron indices of population ``name``."""
         if name not in self.offsets:
@@ -699,6 +706,16 @@ class Network:
         self.pre_count = counts
         # for plastic runs: the weight of pre-major synapse s is w_flat[pre_order[s]] · pm_sign[s]
         self.pm_sign = self.syn_sign[order]
+        # for block hooks: the pre-major position of every synapse (inverse of pre_order), and
+        # per projection the (position, sign) halves of the mirror they keep up to date
+        pm_pos = np.empty(order.numel(), dtype=np.int64)
+        pm_pos[order.numpy()] = np.arange(order.numel())
+        self._pm_pos = pm_pos
+        sign_np = self.syn_sign.numpy()
+        self._mirror_parts = [
+            (pm_pos[a:b], sign_np[a:b])
+            for a, b in zip(self.proj_bounds[:-1], self.proj_bounds[1:], strict=True)
+        ]
 
     def init_state(self) -> NetworkState:
         """All neurons at rest, nothing in flight, initial weights and hook states, every
@@ -783,10 +800,14 @@ class Network:
         mod_state = state.modulation_state
         plastic = bool(self.plasticity)
         dead = _dead(state.alive)
+        signed: torch.Tensor | None = None
         if plastic:
             w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0, dtype=self.dtype)
             weights = list(w_flat.split([pr.nnz for pr in self.projections]))
             hook_states = [_clone_tree(h) for h in state.hook_states]
+            if self._block_hooks:
+                # every hook has a block form: a signed pre-major copy they keep up to date
+                signed = self._signed(weights)
         else:
             weights = list(state.weights)
             hook_states = list(state.hook_states)
@@ -838,8 +859,10 @@ class Network:
                     hook_states,
                     m_block,
                     dead,
+                    signed,
                 )
             else:
+                assert signed is not None
                 values = signed.index_select(0, syn)
             if syn.numel():
                 buf.view(-1).scatter_add_(0, flat, values)
@@ -937,6 +960,7 @@ class Network:
                     hook_states,
                     m_block,
                     dead,
+                    None,
                 )
             step += k
             done += k
@@ -1078,29 +1102,109 @@ class Network:
         hook_states: list[Any],
         modulation: np.ndarray,
         dead: list[torch.Tensor | None],
+        signed: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Apply the plasticity hooks step by step over one block, updating ``w_flat`` (whose
-        per-projection views are ``weights``) and ``hook_states`` in place; returns the signed
-        value of every event in ``syn``, read at the step of its spike before that step's
-        update. ``modulation [k]`` is the third factor of each step (NaN: None); pruned
-        synapses (``dead[i]``: the complement of projection i's ``alive`` mask, None when every
-        synapse is alive) are held at 0."""
+        """Apply the plasticity hooks over one block, updating ``w_flat`` (whose per-projection
+        views are ``weights``) and ``hook_states`` in place; returns the signed value of every
+        event in ``syn``, read at the step of its spike before that step's update.
+        ``modulation [k]`` is the third factor of each step (NaN: None); pruned synapses
+        (``dead[i]``: the complement of projection i's ``alive`` mask, None when every synapse
+        is alive) are held at 0.
+
+        When every hook has an ``on_block`` method (the block form of
+        :class:`EventPlasticityHook`, e.g. ``neuro_plasticity``'s event-driven STDP) and
+        ``signed`` (the signed pre-major weights) is given, the events read ``signed`` at the
+        block start, each hook takes the whole block in one call, updating its weights and
+        ``signed`` in place, and the events whose synapse an earlier step of the block changed
+        are patched from the hook's ``read_*``. Otherwise the hooks are called step by step
+        (those with ``on_block`` after the others, their events patched the same way). Both
+        give the weights of the rule applied at every step (tests compare them)."""
         t_np, pre_np, syn_np = t_idx.numpy(), pre.numpy(), syn.numpy()
         w_np = w_flat.numpy()
         # spikes of block step t: pre_np[sp[t]:sp[t+1]] (ascending); their events ev[t]:ev[t+1]
         sp = np.searchsorted(t_np, np.arange(k + 1))
-        ev = np.concatenate([[0], np.cumsum(count.numpy())])[sp]
+        spike_ev = np.concatenate([[0], np.cumsum(count.numpy())])
+        ev = spike_ev[sp]
         values = np.empty(syn_np.shape[0], dtype=w_np.dtype)
         glob, sign = self.pre_order.numpy(), self.pm_sign.numpy()
-        hooks = []
+        per_step: list[tuple[Any, ...]] = []
+        per_block: list[tuple[Any, ...]] = []
         for i, hook in self.plasticity.items():
             pr = self.projections[i]
             pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
             bounds = np.array([pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop])
-            hooks.append((i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead[i]))
+            entry = (i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead[i])
+            block = hasattr(hook, "on_block") and self.dtype == torch.float32
+            (per_block if block else per_step).append(entry)
+        if signed is not None and not per_step:
+            values = signed.index_select(0, syn).numpy()
+        elif per_step:
+            self._plastic_steps(
+                k,
+                step,
+                t_np,
+                pre_np,
+                syn_np,
+                sp,
+                ev,
+                values,
+                per_step,
+                weights,
+                hook_states,
+                modulation,
+                w_np,
+            )
+        else:
+            g = glob[syn_np]
+            np.multiply(w_np[g], sign[syn_np], out=values)
+        m = None if bool(np.isnan(modulation).all()) else modulation
+        for i, hook, _, _, bounds, _, pruned in per_block:
+            in_pre = (pre_np >= bounds[0]) & (pre_np < bounds[1])
+            in_post = (pre_np >= bounds[2]) & (pre_np < bounds[3])
+            if not in_pre.any() and not in_post.any():
+                continue
+            w = weights[i]
+            upd = hook.on_block(  # type: ignore[union-attr]
+                step,
+                k,
+                torch.from_numpy(t_np[in_pre]),
+                torch.from_numpy(pre_np[in_pre] - bounds[0]),
+                torch.from_numpy(t_np[in_post]),
+                torch.from_numpy(pre_np[in_post] - bounds[2]),
+                hook_states[i],
+                w,
+                m,
+                floor=True,
+                pruned=pruned,
+                mirror=None if signed is None else (signed.numpy(), *self._mirror_parts[i]),
+            )
+            hook_states[i] = upd.state
+            if upd.read_index.size:
+                self._patch_reads(upd, self.proj_bounds[i], t_np, pre_np, spike_ev, values)
+        return torch.from_numpy(values)
+
+    def _plastic_steps(
+        self,
+        k: int,
+        step: int,
+        t_np: np.ndarray,
+        pre_np: np.ndarray,
+        syn_np: np.ndarray,
+        sp: np.ndarray,
+        ev: np.ndarray,
+        values: np.ndarray,
+        hooks: list[tuple[Any, ...]],
+        weights: list[torch.Tensor],
+        hook_states: list[Any],
+        modulation: np.ndarray,
+        w_np: np.ndarray,
+    ) -> None:
+        """The step-by-step part of :meth:`_plastic_block`: the values of every event at its
+        step, and the hooks without a block form (dense ``__call__`` or ``on_spikes``)."""
+        glob, sign = self.pre_order.numpy(), self.pm_sign.numpy()
         if not all(h[5] for h in hooks):
             s = torch.zeros(k, self.size, dtype=self.dtype)
-            s[t_idx, pre] = 1.0
+            s[torch.from_numpy(t_np), torch.from_numpy(pre_np)] = 1.0
         for t in range(k):
             e0, e1 = ev[t], ev[t + 1]
             if e1 > e0:
@@ -1111,7 +1215,7 @@ class Network:
             for i, hook, pre_sl, post_sl, bounds, event, pruned in hooks:
                 w = weights[i]
                 if not event:
-                    dw, hook_states[i] = hook(  # type: ignore[operator]
+                    dw, hook_states[i] = hook(
                         s[t : t + 1, pre_sl], s[t : t + 1, post_sl], hook_states[i], w, m
                     )
                     torch.add(w, dw, out=w).clamp_min_(0.0)
@@ -1121,7 +1225,7 @@ class Network:
                 a, b, c, d = np.searchsorted(fired, bounds)
                 if a == b and c == d:
                     continue
-                index, value, hook_states[i] = hook.on_spikes(  # type: ignore[union-attr]
+                index, value, hook_states[i] = hook.on_spikes(
                     step + t,
                     torch.from_numpy(fired[a:b] - bounds[0]),
                     torch.from_numpy(fired[c:d] - bounds[2]),
@@ -1130,11 +1234,44 @@ class Network:
                     m,
                 )
                 idx_np = index.numpy()
-                new = np.maximum(value.numpy(), 0.0)
-                if pruned is not None:
-                    new = np.where(pruned.numpy()[idx_np], 0.0, new)
-                w.numpy()[idx_np] = new
-        return torch.from_numpy(values)
+                w.numpy()[idx_np] = _finalizer(None if pruned is None else pruned.numpy())(
+                    idx_np, value.numpy()
+                )
+
+    def _patch_reads(
+        self,
+        upd: Any,
+        offset: int,
+        t_np: np.ndarray,
+        pre_np: np.ndarray,
+        spike_ev: np.ndarray,
+        values: np.ndarray,
+    ) -> None:
+        """Set the events that read a synapse changed earlier in the block (``upd.read_*`` of a
+        block hook on the projection whose weights start at ``offset`` in ``w_flat``) to that
+        weight, signed. The event of synapse ``g`` for the spike of its pre neuron ``J`` at
+        block step ``t`` sits at ``spike_ev[spike] + pm_pos[g] − pre_start[J]`` (events are
+        spike by spike, each spike's synapses in pre-major order; the block's spikes are
+        sorted by ``(t, neuron)``)."""
+        g = upd.read_index + offset
+        pm = self._pm_pos[g]
+        pre_g = self.syn_pre.numpy()[g]
+        spike = np.searchsorted(t_np * self.size + pre_np, upd.read_t * self.size + pre_g)
+        e = spike_ev[spike] + (pm - self.pre_start.numpy()[pre_g])
+        values[e] = upd.read_value * self.pm_sign.numpy()[pm]
+
+
+def _finalizer(pruned: np.ndarray | None) -> Any:
+    """The simulator's post-processing of a hook's new weights: ``max(w, 0)``, and 0 on pruned
+    synapses."""
+
+    def fin(index: np.ndarray, value: np.ndarray) -> np.ndarray:
+        new = np.maximum(value, 0.0)
+        if pruned is not None:
+            new = np.where(pruned[index], 0.0, new)
+        return new
+
+    return fin
 
 
 def _dead(alive: tuple[torch.Tensor, ...]) -> list[torch.Tensor | None]:

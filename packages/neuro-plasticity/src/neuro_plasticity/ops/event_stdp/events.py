@@ -27,13 +27,15 @@ exponential once).
 
 from __future__ import annotations
 
+import ctypes
 import math
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
 from neuro_core.validation import check_tensor
+from neuro_plasticity.ops.event_stdp import native
 from neuro_plasticity.rule import ClipParams, ModulateParams, Modulator, ScaleParams, Transform
 from neuro_plasticity.stdp import PairSTDPParams
 from neuro_plasticity.topology import CSR
@@ -50,6 +52,22 @@ class EventSTDPState(NamedTuple):
     x_pre: torch.Tensor
     y_post: torch.Tensor
     origin: torch.Tensor
+
+
+class BlockUpdate(NamedTuple):
+    """Result of :meth:`EventPairSTDP.on_block` (which updates the weights in place): for the
+    synapses read by a presynaptic spike at block step ``read_t`` (the weight that spike
+    transmits) whose weight may differ from the block-start weight (the post neuron, or the pre
+    neuron, spiked at an earlier step of the block), that weight; and the updated ``state``."""
+
+    read_index: np.ndarray
+    read_t: np.ndarray
+    read_value: np.ndarray
+    state: EventSTDPState
+
+
+#: ``(out, pos, sign)`` of :meth:`EventPairSTDP.on_block`: ``out[pos[s]] = sign[s] · w[s]``.
+Mirror = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class _NativePlan(NamedTuple):
@@ -103,8 +121,8 @@ class EventPairSTDP:
         self.a_post = params.dt_ms / params.tau_minus_ms
         self.c_plus = params.lr * params.a_plus
         self.c_minus = params.lr * params.a_minus
-        self.crow = topology.crow_indices.numpy()
-        self.col = topology.col_indices.numpy()
+        self.crow = np.ascontiguousarray(topology.crow_indices.numpy(), dtype=np.int64)
+        self.col = np.ascontiguousarray(topology.col_indices.numpy(), dtype=np.int64)
         self.rows = topology.row_indices.numpy()  # type: ignore[attr-defined]
         order = np.argsort(self.col, kind="stable")
         counts = np.bincount(self.col, minlength=topology.n_pre)
@@ -117,6 +135,15 @@ class EventPairSTDP:
         self._mark_post = np.zeros(topology.n_post, dtype=bool)
         self._bounds = [t.params for t in transforms if isinstance(t.params, ClipParams)]
         self._native = _native_plan(transforms)
+        self._static_ptrs = [
+            _address(a) for a in (self.crow, self.col, self.csc_ptr, self.csc_order, self.csc_rows)
+        ]
+        self._mark_ptrs = [_address(self._mark_pre), _address(self._mark_post)]
+        self._checked_pos: np.ndarray | None = None  # the last mirror pos validated
+        self._checked_size = -1
+        # on_block (numpy engine): the neurons that spiked at an earlier step of the block
+        self._seen_pre = np.zeros(topology.n_pre, dtype=bool)
+        self._seen_post = np.zeros(topology.n_post, dtype=bool)
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> EventSTDPState:
         """Traces at zero. ``weight [nnz]`` must lie inside every clip bound of the chain (the
@@ -249,5 +276,265 @@ class EventPairSTDP:
         value = value.astype(w.dtype, copy=False)
         return torch.from_numpy(cat(index)), torch.from_numpy(value), state
 
+    def on_block(
+        self,
+        step: int,
+        k: int,
+        pre_t: torch.Tensor,
+        pre: torch.Tensor,
+        post_t: torch.Tensor,
+        post: torch.Tensor,
+        state: EventSTDPState,
+        weight: torch.Tensor,
+        modulator: np.ndarray | float | None = None,
+        *,
+        floor: bool = False,
+        pruned: torch.Tensor | None = None,
+        mirror: Mirror | None = None,
+        engine: Literal["auto", "native", "numpy"] = "auto",
+    ) -> BlockUpdate:
+        """Apply the spikes of the ``k`` steps ``step .. step + k − 1`` in one call, updating
+        ``weight`` in place: the weights of one :meth:`on_spikes` call per step with spikes,
+        each followed by ``max(w, 0)`` (``floor``) and zeroing ``pruned`` synapses, as a
+        simulator does between steps (``neuro_spiking.Network``).
 
-__all__ = ["REBASE_EXPONENT", "EventPairSTDP", "EventSTDPState"]
+        Args:
+            step: absolute step of the block's first step (steps only move forward).
+            k: number of steps in the block (≥ 1).
+            pre_t, pre: the presynaptic spikes as ``(block step, local neuron)`` int64 pairs in
+                time order (``pre_t`` in ``[0, k)``, neurons distinct within a step); ``post_t,
+                post`` likewise.
+            state: updated in place and returned.
+            weight: ``[nnz]`` float32 magnitudes, contiguous; updated in place.
+            modulator: the third factor of each step, a ``[k]`` float array or a scalar (None
+                without a ``modulate`` transform, which then raises).
+            floor: clamp every new weight at 0.
+            pruned: ``[nnz]`` bool, synapses held at 0 (None: none).
+            mirror: ``(out, pos, sign)``: also write ``out[pos[s]] = sign[s] · w[s]`` for every
+                changed synapse ``s`` (a simulator's signed copy of the weights in its own
+                synapse order; float32 ``out`` and ``sign``, int64 ``pos``; numpy arrays).
+            engine: ``"native"`` the compiled kernel (:mod:`.native`; raises when it is
+                unavailable), ``"numpy"`` one :meth:`on_spikes` call per step, ``"auto"`` the
+                kernel when it is available and the chain is ``scale``/``modulate`` then at most
+                one ``clip``.
+
+        Returns:
+            :class:`BlockUpdate`. Its ``read_*`` fields list, for each synapse read by a
+            presynaptic spike at block step ``t`` (the weight that spike transmits) whose weight
+            before step ``t`` differs from its block-start weight because an earlier step of the
+            block changed it, that weight.
+
+        The kernel does per step what :meth:`on_spikes` does (the columns of the pre spikes,
+        the rows of the post spikes, a synapse in both changed once from one weight, then the
+        traces), with the same float operations in the same order: the weights are bitwise
+        equal to the numpy engine's, except that the trace origin is rebased at a block start
+        rather than at a spike step (a rounding of the traces; at most once per
+        ``REBASE_EXPONENT·τ/dt`` steps).
+        """
+        if int(k) != k or k < 1:
+            raise ValueError(f"k must be an integer ≥ 1, got {k!r}")
+        if engine not in ("auto", "native", "numpy"):
+            raise ValueError(f"engine must be 'auto', 'native' or 'numpy', got {engine!r}")
+        k = int(k)
+        check_tensor("pre_t", pre_t, ndim=1, dtype=torch.int64)
+        check_tensor("pre", pre, shape=tuple(pre_t.shape), dtype=torch.int64)
+        check_tensor("post_t", post_t, ndim=1, dtype=torch.int64)
+        check_tensor("post", post, shape=tuple(post_t.shape), dtype=torch.int64)
+        check_tensor("weight", weight, shape=(self.topology.nnz,), dtype=torch.float32)
+        if not weight.is_contiguous():
+            raise ValueError("weight must be contiguous (it is updated in place)")
+        if pruned is not None:
+            check_tensor("pruned", pruned, shape=(self.topology.nnz,), dtype=torch.bool)
+        q_t, q, p_t, pp = pre_t.numpy(), pre.numpy(), post_t.numpy(), post.numpy()
+        for name, idx, n in (
+            ("pre", q, self.topology.n_pre),
+            ("post", pp, self.topology.n_post),
+            ("pre_t", q_t, k),
+            ("post_t", p_t, k),
+        ):
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+                raise ValueError(f"{name} must lie in [0, {n}), got {idx.min()}..{idx.max()}")
+        for name, tt in (("pre_t", q_t), ("post_t", p_t)):
+            if tt.size > 1 and bool((tt[1:] < tt[:-1]).any()):
+                raise ValueError(f"{name} must be in time order (non-decreasing)")
+        t0 = int(state.origin[0])
+        if int(step) < t0:
+            raise ValueError(f"step must be ≥ the state's origin {t0} (steps only move forward)")
+        w = weight.detach().numpy()
+        if not q.size and not pp.size:
+            none = np.zeros(0, dtype=np.int64)
+            return BlockUpdate(none, none, w[:0].copy(), state)
+        lib = native.load() if engine != "numpy" and self._native is not None else None
+        if engine == "native" and lib is None:
+            why = "the chain is not scale/modulate + clip" if self._native is None else ""
+            raise ValueError(f"engine='native' is unavailable: {why or native.status()}")
+        prn = None if pruned is None else pruned.numpy()
+        if mirror is not None:
+            out, pos, sgn = mirror
+            if out.dtype != np.float32 or sgn.dtype != np.float32 or pos.dtype != np.int64:
+                raise ValueError("mirror must be (float32 out, int64 pos, float32 sign) arrays")
+            if pos.shape != (self.topology.nnz,) or sgn.shape != (self.topology.nnz,):
+                raise ValueError(f"mirror pos and sign must have shape ({self.topology.nnz},)")
+            if pos is not self._checked_pos or out.size != self._checked_size:
+                if pos.size and (int(pos.min()) < 0 or int(pos.max()) >= out.size):
+                    raise ValueError(f"mirror pos must lie in [0, {out.size})")
+                self._checked_pos, self._checked_size = pos, out.size
+        q_ptr = np.searchsorted(q_t, np.arange(k + 1))
+        p_ptr = np.searchsorted(p_t, np.arange(k + 1))
+        if lib is None:
+            return self._block_numpy(
+                int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn, mirror
+            )
+        return self._block_native(
+            lib, int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn, mirror
+        )
+
+    def _block_native(
+        self,
+        lib: Any,
+        step: int,
+        k: int,
+        q_ptr: np.ndarray,
+        q: np.ndarray,
+        p_ptr: np.ndarray,
+        pp: np.ndarray,
+        state: EventSTDPState,
+        w: np.ndarray,
+        modulator: np.ndarray | float | None,
+        floor: bool,
+        pruned: np.ndarray | None,
+        mirror: Mirror | None,
+    ) -> BlockUpdate:
+        plan = self._native
+        assert plan is not None
+        big_x, big_y, origin = state.x_pre.numpy(), state.y_post.numpy(), state.origin.numpy()
+        t0 = int(origin[0])
+        if (step + k - 1 - t0) * max(self.a_pre, self.a_post) > REBASE_EXPONENT:
+            big_x *= math.exp(-(step - t0) * self.a_pre)
+            big_y *= math.exp(-(step - t0) * self.a_post)
+            origin[0] = t0 = step
+        r0 = step - t0
+        # math.exp, as on_spikes evaluates them
+        d_pre = np.array([math.exp(-(r0 + i) * self.a_pre) for i in range(k)])
+        d_post = np.array([math.exp(-(r0 + i) * self.a_post) for i in range(k)])
+        e_pre = np.array([math.exp((r0 + i) * self.a_pre) for i in range(k)])
+        e_post = np.array([math.exp((r0 + i) * self.a_post) for i in range(k)])
+        factor = np.empty(k)
+        factor[:] = self._step_factor(modulator, k)
+        p, b = self.params, plan.clip
+        params = native.StdpParams(
+            soft=p.bound == "soft",
+            nearest=p.pairing != "all_to_all",
+            has_md=b is not None and b.max_delta is not None,
+            has_lo=b is not None and b.w_min is not None,
+            has_hi=b is not None and b.w_max is not None,
+            floor=bool(floor),
+            c_plus=self.c_plus,
+            c_minus=self.c_minus,
+            w_min=p.w_min,
+            w_max=p.w_max,
+            md=0.0 if b is None or b.max_delta is None else b.max_delta,
+            lo=0.0 if b is None or b.w_min is None else b.w_min,
+            hi=0.0 if b is None or b.w_max is None else b.w_max,
+        )
+        n_col = int((self.csc_ptr[q + 1] - self.csc_ptr[q]).sum())
+        read_idx = np.empty(n_col, dtype=np.int64)
+        read_t = np.empty(n_col, dtype=np.int64)
+        read_val = np.empty(n_col, dtype=np.float32)
+        q = np.ascontiguousarray(q, dtype=np.int64)
+        pp = np.ascontiguousarray(pp, dtype=np.int64)
+        ptr = _address
+        n_read = lib.stdp_block(
+            k,
+            *[ptr(a) for a in (q_ptr, q, p_ptr, pp)],
+            *self._static_ptrs,
+            *[ptr(a) for a in (big_x, big_y, d_pre, d_post, e_pre, e_post, factor)],
+            ctypes.byref(params),
+            ptr(w),
+            None if pruned is None else ptr(pruned),
+            *self._mark_ptrs,
+            *[ptr(a) for a in (read_idx, read_t, read_val)],
+            *([None] * 3 if mirror is None else [ptr(a) for a in mirror]),
+        )
+        return BlockUpdate(read_idx[:n_read], read_t[:n_read], read_val[:n_read], state)
+
+    def _step_factor(self, modulator: np.ndarray | float | None, k: int) -> np.ndarray | float:
+        """The transforms' factor (``scale`` × modulator) of each block step, or one float."""
+        plan = self._native
+        assert plan is not None
+        if not plan.modulated:
+            return plan.factor
+        if modulator is None:
+            raise ValueError("modulate: modulator is required (a scalar neuromodulatory signal)")
+        m = np.broadcast_to(np.asarray(modulator, dtype=np.float64), (k,))
+        if not np.isfinite(m).all():
+            raise ValueError("modulator must be finite at every step of the block")
+        return plan.factor * m
+
+    def _block_numpy(
+        self,
+        step: int,
+        k: int,
+        q_ptr: np.ndarray,
+        q: np.ndarray,
+        p_ptr: np.ndarray,
+        pp: np.ndarray,
+        state: EventSTDPState,
+        w: np.ndarray,
+        modulator: np.ndarray | float | None,
+        floor: bool,
+        pruned: np.ndarray | None,
+        mirror: Mirror | None,
+    ) -> BlockUpdate:
+        """:meth:`on_block` as one :meth:`on_spikes` call per step with spikes."""
+        seen_pre, seen_post = self._seen_pre, self._seen_post
+        mods = None if modulator is None else np.broadcast_to(np.asarray(modulator, float), (k,))
+        reads = []
+        weight = torch.from_numpy(w)
+        for t in range(k):
+            qs, ps = q[q_ptr[t] : q_ptr[t + 1]], pp[p_ptr[t] : p_ptr[t + 1]]
+            if not qs.size and not ps.size:
+                continue
+            if qs.size:
+                r = _ranges(self.csc_ptr, qs)
+                hit = seen_post[self.csc_rows[r]] | np.repeat(
+                    seen_pre[qs], self.csc_ptr[qs + 1] - self.csc_ptr[qs]
+                )
+                ids = self.csc_order[r[hit]]
+                reads.append((ids, np.full(ids.size, t, dtype=np.int64), w[ids]))
+            index, value, state = self.on_spikes(
+                step + t,
+                torch.from_numpy(qs),
+                torch.from_numpy(ps),
+                state,
+                weight,
+                None if mods is None else float(mods[t]),
+            )
+            idx, val = index.numpy(), value.numpy()
+            if floor:
+                val = np.maximum(val, 0.0)
+            if pruned is not None:
+                val = np.where(pruned[idx], 0.0, val)
+            w[idx] = val
+            if mirror is not None:
+                mirror[0][mirror[1][idx]] = val * mirror[2][idx]
+            seen_pre[qs] = True
+            seen_post[ps] = True
+        seen_pre[q] = False
+        seen_post[pp] = False
+        if not reads:
+            none = np.zeros(0, dtype=np.int64)
+            return BlockUpdate(none, none, w[:0].copy(), state)
+        r_idx, r_t, r_val = (np.concatenate(c) for c in zip(*reads, strict=True))
+        return BlockUpdate(r_idx, r_t, r_val, state)
+
+
+def _address(a: np.ndarray) -> int:
+    """The data pointer of a C-contiguous array (for the kernel; ``a.ctypes.data`` costs
+    microseconds)."""
+    if not a.flags.c_contiguous:
+        raise ValueError("mirror and kernel arrays must be C-contiguous")
+    return int(a.__array_interface__["data"][0])
+
+
+__all__ = ["REBASE_EXPONENT", "BlockUpdate", "EventPairSTDP", "EventSTDPState", "Mirror"]

@@ -1,0 +1,143 @@
+/* One block of event-driven pair STDP on a CSR projection, step by step (neuro_plasticity).
+ *
+ * The compiled form of EventPairSTDP.on_spikes called once per step of a block, followed by
+ * the caller's finalize (max(w, 0), pruning mask). Every arithmetic operation is the one the
+ * numpy code does, in the same order and precision (float32 weights, float64 traces), so the
+ * two give bitwise-equal weights; tests compare them. Built and loaded by native.py.
+ *
+ * Per step t (spikes pre q[t], post p[t]):
+ *   1. columns of the pre spikes (LTD): for synapse s = (i <- j), j in q[t]:
+ *        read: if i or j spiked at an earlier step of this block (then s changed there),
+ *              record (s, t, w[s]): the weight the spike transmits, which differs from the
+ *              block-start weight the caller gathered;
+ *        unless i in p[t] (handled in 2): dw = -(eta A- f-(w) y_i(t-)), apply.
+ *   2. rows of the post spikes (LTP): for s = (i <- j), i in p[t]:
+ *        dw = eta A+ f+(w) x_j(t-); if j in q[t]: dw -= eta A- f-(w) y_i(t-); apply.
+ *   3. traces: x_j += e_pre[t] (all-to-all) or x_j = e_pre[t] (nearest) for j in q[t];
+ *      y_i likewise.
+ * apply: dw *= factor[t]; clip dw to +-max_delta; v = w + dw (double); clip to [lo, hi];
+ *        w = (float) v; w = max(w, 0) if floor; w = 0 if pruned[s];
+ *        mirror[mirror_pos[s]] = mirror_sign[s] * w when a mirror is given (a simulator's
+ *        signed copy of the weights in its own order).
+ */
+#include <stdint.h>
+
+/* the column loop reads w at scattered synapses: prefetch this many iterations ahead */
+#define PREFETCH 8
+
+typedef struct {
+    int64_t soft, nearest, has_md, has_lo, has_hi, floor;
+    double c_plus, c_minus, w_min, w_max, md, lo, hi;
+} stdp_params;
+
+typedef struct {
+    float *out;
+    const int64_t *pos;
+    const float *sign;
+} mirror_t;
+
+static inline void apply(float *w, int64_t s, double dw, double fac, const stdp_params *P,
+                         const uint8_t *pruned, const mirror_t *M) {
+    dw *= fac;
+    if (P->has_md) {
+        if (dw < -P->md) dw = -P->md;
+        if (dw > P->md) dw = P->md;
+    }
+    double v = (double)w[s] + dw;
+    if (P->has_lo && v < P->lo) v = P->lo;
+    if (P->has_hi && v > P->hi) v = P->hi;
+    float f = (float)v;
+    if (P->floor && f < 0.0f) f = 0.0f;
+    if (pruned && pruned[s]) f = 0.0f;
+    w[s] = f;
+    if (M->out) M->out[M->pos[s]] = f * M->sign[s];
+}
+
+/* eta A+ f+(w) x as numpy evaluates it: soft: float32(float32(c+) * float32(float32(w_max) - w)) * x */
+static inline double ltp(float w, double x, const stdp_params *P) {
+    if (P->soft) {
+        float a = (float)P->w_max - w;
+        float b = (float)P->c_plus * a;
+        return (double)b * x;
+    }
+    return x * P->c_plus;
+}
+
+static inline double ltd_size(float w, double y, const stdp_params *P) {
+    if (P->soft) {
+        float a = w - (float)P->w_min;
+        float b = (float)P->c_minus * a;
+        return (double)b * y;
+    }
+    return y * P->c_minus;
+}
+
+/* mark_* bits: 1 = spikes at this step, 2 = spiked at an earlier step of this block.
+ * Returns the number of reads written to read_*. */
+int64_t stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int64_t *p_ptr,
+                   const int64_t *p, const int64_t *crow, const int64_t *col,
+                   const int64_t *csc_ptr, const int64_t *csc_order, const int64_t *csc_rows,
+                   double *X, double *Y, const double *d_pre, const double *d_post,
+                   const double *e_pre, const double *e_post, const double *factor,
+                   const stdp_params *P, float *w, const uint8_t *pruned, uint8_t *mark_pre,
+                   uint8_t *mark_post, int64_t *read_idx, int64_t *read_t, float *read_val,
+                   float *mirror, const int64_t *mirror_pos, const float *mirror_sign) {
+    int64_t nr = 0;
+    const mirror_t M = {mirror, mirror_pos, mirror_sign};
+    for (int64_t t = 0; t < k; t++) {
+        const int64_t q0 = q_ptr[t], q1 = q_ptr[t + 1], p0 = p_ptr[t], p1 = p_ptr[t + 1];
+        if (q0 == q1 && p0 == p1) continue;
+        for (int64_t a = q0; a < q1; a++) mark_pre[q[a]] |= 1;
+        for (int64_t a = p0; a < p1; a++) mark_post[p[a]] |= 1;
+        const double dp = d_pre[t], dq = d_post[t], fac = factor[t];
+        /* 1. columns of the pre spikes */
+        for (int64_t a = q0; a < q1; a++) {
+            const int64_t j = q[a];
+            const int pre_seen = mark_pre[j] & 2;
+            const int64_t r1 = csc_ptr[j + 1];
+            for (int64_t r = csc_ptr[j]; r < r1; r++) {
+                const int64_t s = csc_order[r], i = csc_rows[r];
+#if defined(__GNUC__) || defined(__clang__)
+                if (r + PREFETCH < r1) __builtin_prefetch(&w[csc_order[r + PREFETCH]], 1);
+#endif
+                const uint8_t mi = mark_post[i];
+                if (pre_seen || (mi & 2)) {
+                    read_idx[nr] = s;
+                    read_t[nr] = t;
+                    read_val[nr] = w[s];
+                    nr++;
+                }
+                if (mi & 1) continue;
+                const double y = Y[i] * dq;
+                apply(w, s, -ltd_size(w[s], y, P), fac, P, pruned, &M);
+            }
+        }
+        /* 2. rows of the post spikes */
+        for (int64_t a = p0; a < p1; a++) {
+            const int64_t i = p[a];
+            const int64_t s1 = crow[i + 1];
+            for (int64_t s = crow[i]; s < s1; s++) {
+                const int64_t j = col[s];
+#if defined(__GNUC__) || defined(__clang__)
+                if (mirror && s + PREFETCH < s1) __builtin_prefetch(&mirror[mirror_pos[s + PREFETCH]], 1);
+#endif
+                const double x = X[j] * dp;
+                double dw = ltp(w[s], x, P);
+                if (mark_pre[j] & 1) dw -= ltd_size(w[s], Y[i] * dq, P);
+                apply(w, s, dw, fac, P, pruned, &M);
+            }
+        }
+        /* 3. traces */
+        for (int64_t a = q0; a < q1; a++) {
+            mark_pre[q[a]] = 2;
+            if (P->nearest) X[q[a]] = e_pre[t]; else X[q[a]] += e_pre[t];
+        }
+        for (int64_t a = p0; a < p1; a++) {
+            mark_post[p[a]] = 2;
+            if (P->nearest) Y[p[a]] = e_post[t]; else Y[p[a]] += e_post[t];
+        }
+    }
+    for (int64_t a = q_ptr[0]; a < q_ptr[k]; a++) mark_pre[q[a]] = 0;
+    for (int64_t a = p_ptr[0]; a < p_ptr[k]; a++) mark_post[p[a]] = 0;
+    return nr;
+}
