@@ -23,7 +23,7 @@ call it; the fused CPU and Triton backends are tested against it.
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -77,7 +77,8 @@ def lif_update(
         active: bool mask, False where the neuron is refractory; None for all active.
         surrogate: torch only: the spike's pseudo-derivative
             (:func:`neuro_spiking.surrogates.spike`). None: the plain Heaviside without a
-            gradient, the hard reset then a select (equal values).
+            gradient, evaluated with comparisons and selects (the same values for finite ``h``;
+            the form the numpy simulator needs).
         detach_reset: stop the gradient through ``s`` inside the reset (torch only).
 
     Returns:
@@ -88,41 +89,63 @@ def lif_update(
         h = beta * v + x
     else:
         h = v_rest + beta * (v - v_rest) + x
+    if surrogate is None:
+        return _fire_and_reset(h, threshold, v_reset, reset, adaptation, active)
+    return _fire_and_reset_surrogate(
+        h, threshold, v_reset, reset, adaptation, active, surrogate, detach_reset
+    )
+
+
+def _fire_and_reset_surrogate(
+    h: Any,
+    threshold: Any,
+    v_reset: Any,
+    reset: Reset,
+    adaptation: Any,
+    active: Any,
+    surrogate: Surrogate,
+    detach_reset: bool,
+) -> tuple[Any, Any]:
+    """The autograd branch of :func:`lif_update`: the spike's surrogate derivative flows
+    through the reset (``∂v'/∂s``) unless ``detach_reset``."""
     if active is not None:
-        h = _where(active, h, v_reset)
+        h = torch.where(active, h, v_reset)
     u = h - threshold
     if adaptation is not None:
         u = u - adaptation
-    if surrogate is None:
-        fired = u >= 0
-        if active is not None:
-            fired = fired & active
-        s = _as_float(fired, h)
-    else:
-        s = spike(u, surrogate)
-        if active is not None:
-            s = s * active
-    s_r = s.detach() if detach_reset and isinstance(s, torch.Tensor) else s
+    s = spike(u, surrogate)
+    if active is not None:
+        s = s * active
+    s_r = s.detach() if detach_reset else s
     if reset == "subtract":
         level = threshold if adaptation is None else threshold + adaptation
-        v_new = h - (level - v_reset) * s_r
-    elif surrogate is None:
-        v_new = _where(fired, v_reset, h)
-    else:
-        v_new = h * (1 - s_r) + v_reset * s_r
-    return s, v_new
+        return s, h - (level - v_reset) * s_r
+    return s, h * (1 - s_r) + v_reset * s_r
 
 
-def _where(cond: Array, a: float | Array, b: float | Array) -> Array:
-    if isinstance(cond, torch.Tensor):
-        return torch.where(cond, a, b)  # type: ignore[arg-type]
-    return np.where(cond, a, b)  # type: ignore[no-any-return]
-
-
-def _as_float(mask: Array, like: Array) -> Array:
-    if isinstance(mask, torch.Tensor):
-        return mask.to(like.dtype)  # type: ignore[union-attr]
-    return mask.astype(like.dtype)
+def _fire_and_reset(
+    h: Any,
+    threshold: Any,
+    v_reset: Any,
+    reset: Reset,
+    adaptation: Any,
+    active: Any,
+) -> tuple[Any, Any]:
+    """The Heaviside branch of :func:`lif_update` (no gradient) on torch or numpy: ``keep``
+    marks the neurons whose membrane stays ``h`` (active and below threshold); the comparisons
+    ``h < θ`` and ``h − θ < a`` are exactly ``not H(h − θ − a)`` for finite ``h``."""
+    keep = h < threshold if adaptation is None else h - threshold < adaptation
+    if active is not None:
+        keep &= active
+    fired = ~keep if active is None else active ^ keep
+    xp = np if isinstance(h, np.ndarray) else torch
+    s = fired.astype(h.dtype) if xp is np else fired.to(h.dtype)
+    if reset == "hard":
+        return s, xp.where(keep, h, v_reset)
+    if active is not None:
+        h = xp.where(active, h, v_reset)
+    level = threshold if adaptation is None else threshold + adaptation
+    return s, h - (level - v_reset) * s
 
 
 def lif_scan_reference(
