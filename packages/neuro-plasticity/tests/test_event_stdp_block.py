@@ -109,27 +109,6 @@ def test_on_block_equals_on_spikes_per_step_bitwise(
                     assert got == want, (b0, t, j, s)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_on_block_writes_the_mirror(engine: str) -> None:
-    rule = chain(pair_stdp(a_plus=0.2, a_minus=0.25, dt_ms=0.5), clip(w_min=0.0, w_max=1.0))
-    topo, w0, pre, post, _mods, _ = _case(3, 9, 6, 5, 6, 0.3)
-    ev = event_driven(rule, topo, backend="events")
-    w = w0.clone()
-    st_ = ev.init(w)
-    perm = np.random.default_rng(0).permutation(topo.nnz).astype(np.int64)
-    sign = np.where(np.arange(topo.nnz) % 3 == 0, -2.0, 1.5).astype(np.float32)
-    out = np.zeros(topo.nnz + 4, dtype=np.float32)
-    pos = perm + 2
-    out[pos] = w0.numpy() * sign
-    for b0 in range(0, 30, 5):
-        qt, q = pre[b0 : b0 + 5].nonzero(as_tuple=True)
-        pt, p = post[b0 : b0 + 5].nonzero(as_tuple=True)
-        st_ = ev.on_block(b0, 5, qt, q, pt, p, st_, w, mirror=(out, pos, sign), engine=engine).state
-    assert (w != w0).sum() > 10
-    np.testing.assert_array_equal(out[pos], w.numpy() * sign)
-    assert out[0] == out[1] == out[-1] == out[-2] == 0.0
-
-
 def test_on_block_rejects_bad_input() -> None:
     rule = pair_stdp(dt_ms=0.5)
     topo = CSR.from_dense_mask(torch.ones(3, 4, dtype=torch.bool))
@@ -149,9 +128,6 @@ def test_on_block_rejects_bad_input() -> None:
         ev.on_block(0, 2, i64(), i64(), i64(), i64(), st_, w.double())
     with pytest.raises(ValueError, match="engine"):
         ev.on_block(0, 2, i64(), i64(), i64(), i64(), st_, w, engine="fast")
-    bad_mirror = (np.zeros(3, np.float32), np.arange(12, dtype=np.int64), np.ones(12, np.float32))
-    with pytest.raises(ValueError, match="mirror pos"):
-        ev.on_block(0, 2, i64(0), i64(0), i64(), i64(), st_, w, mirror=bad_mirror)
     mod = event_driven(chain(pair_stdp(dt_ms=0.5), modulate()), topo, backend="events")
     with pytest.raises(ValueError, match="modulator is required"):
         mod.on_block(0, 2, i64(0), i64(0), i64(), i64(), mod.init(w), w)

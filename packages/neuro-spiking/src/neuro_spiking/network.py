@@ -628,13 +628,6 @@ class Network:
             raise ValueError("neuromodulator must follow the NeuromodulatorHook protocol")
         self.neuromodulator = neuromodulator
 
-    @property
-    def _block_hooks(self) -> bool:
-        """Every plasticity hook has a block form (``on_block``) and the weights are float32."""
-        return self.dtype == torch.float32 and all(
-            hasattr(h, "on_block") for h in self.plasticity.values()
-        )
-
     def slice(self, name: str) -> slice:
         """Global neuron indices of population ``name``."""
         if name not in self.offsets:
@@ -706,16 +699,10 @@ class Network:
         self.pre_count = counts
         # for plastic runs: the weight of pre-major synapse s is w_flat[pre_order[s]] · pm_sign[s]
         self.pm_sign = self.syn_sign[order]
-        # for block hooks: the pre-major position of every synapse (inverse of pre_order), and
-        # per projection the (position, sign) halves of the mirror they keep up to date
+        # for block hooks: the pre-major position of every synapse (inverse of pre_order)
         pm_pos = np.empty(order.numel(), dtype=np.int64)
         pm_pos[order.numpy()] = np.arange(order.numel())
         self._pm_pos = pm_pos
-        sign_np = self.syn_sign.numpy()
-        self._mirror_parts = [
-            (pm_pos[a:b], sign_np[a:b])
-            for a, b in zip(self.proj_bounds[:-1], self.proj_bounds[1:], strict=True)
-        ]
 
     def init_state(self) -> NetworkState:
         """All neurons at rest, nothing in flight, initial weights and hook states, every
@@ -800,14 +787,10 @@ class Network:
         mod_state = state.modulation_state
         plastic = bool(self.plasticity)
         dead = _dead(state.alive)
-        signed: torch.Tensor | None = None
         if plastic:
             w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0, dtype=self.dtype)
             weights = list(w_flat.split([pr.nnz for pr in self.projections]))
             hook_states = [_clone_tree(h) for h in state.hook_states]
-            if self._block_hooks:
-                # every hook has a block form: a signed pre-major copy they keep up to date
-                signed = self._signed(weights)
         else:
             weights = list(state.weights)
             hook_states = list(state.hook_states)
@@ -859,10 +842,8 @@ class Network:
                     hook_states,
                     m_block,
                     dead,
-                    signed,
                 )
             else:
-                assert signed is not None
                 values = signed.index_select(0, syn)
             if syn.numel():
                 buf.view(-1).scatter_add_(0, flat, values)
@@ -960,7 +941,6 @@ class Network:
                     hook_states,
                     m_block,
                     dead,
-                    None,
                 )
             step += k
             done += k
@@ -1102,7 +1082,6 @@ class Network:
         hook_states: list[Any],
         modulation: np.ndarray,
         dead: list[torch.Tensor | None],
-        signed: torch.Tensor | None,
     ) -> torch.Tensor:
         """Apply the plasticity hooks over one block, updating ``w_flat`` (whose per-projection
         views are ``weights``) and ``hook_states`` in place; returns the signed value of every
@@ -1111,22 +1090,18 @@ class Network:
         (``dead[i]``: the complement of projection i's ``alive`` mask, None when every synapse
         is alive) are held at 0.
 
-        When every hook has an ``on_block`` method (the block form of
-        :class:`EventPlasticityHook`, e.g. ``neuro_plasticity``'s event-driven STDP) and
-        ``signed`` (the signed pre-major weights) is given, the events read ``signed`` at the
-        block start, each hook takes the whole block in one call, updating its weights and
-        ``signed`` in place, and the events whose synapse an earlier step of the block changed
-        are patched from the hook's ``read_*``. Otherwise the hooks are called step by step
-        (those with ``on_block`` after the others, their events patched the same way). Both
-        give the weights of the rule applied at every step (tests compare them)."""
+        Hooks with an ``on_block`` method (the block form of :class:`EventPlasticityHook`, e.g.
+        ``neuro_plasticity``'s event-driven STDP) take the whole block in one call, updating
+        their weights in place, after the events have read the block-start weights; the events
+        whose synapse an earlier step of the block changed are then patched from the hook's
+        ``read_*``. The other hooks are called step by step (with every event read at its
+        step). Both give the weights of the rule applied at every step (tests compare them)."""
         t_np, pre_np, syn_np = t_idx.numpy(), pre.numpy(), syn.numpy()
         w_np = w_flat.numpy()
         # spikes of block step t: pre_np[sp[t]:sp[t+1]] (ascending); their events ev[t]:ev[t+1]
         sp = np.searchsorted(t_np, np.arange(k + 1))
         spike_ev = np.concatenate([[0], np.cumsum(count.numpy())])
         ev = spike_ev[sp]
-        values = np.empty(syn_np.shape[0], dtype=w_np.dtype)
-        glob, sign = self.pre_order.numpy(), self.pm_sign.numpy()
         per_step: list[tuple[Any, ...]] = []
         per_block: list[tuple[Any, ...]] = []
         for i, hook in self.plasticity.items():
@@ -1136,9 +1111,12 @@ class Network:
             entry = (i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead[i])
             block = hasattr(hook, "on_block") and self.dtype == torch.float32
             (per_block if block else per_step).append(entry)
-        if signed is not None and not per_step:
-            values = signed.index_select(0, syn).numpy()
-        elif per_step:
+        if not per_step:
+            # every event at the block-start weight (torch gathers: a few times numpy's speed)
+            g = self.pre_order.index_select(0, syn)
+            values = w_flat.index_select(0, g).mul_(self.pm_sign.index_select(0, syn)).numpy()
+        else:
+            values = np.empty(syn_np.shape[0], dtype=w_np.dtype)
             self._plastic_steps(
                 k,
                 step,
@@ -1154,9 +1132,6 @@ class Network:
                 modulation,
                 w_np,
             )
-        else:
-            g = glob[syn_np]
-            np.multiply(w_np[g], sign[syn_np], out=values)
         m = None if bool(np.isnan(modulation).all()) else modulation
         for i, hook, _, _, bounds, _, pruned in per_block:
             in_pre = (pre_np >= bounds[0]) & (pre_np < bounds[1])
@@ -1176,7 +1151,6 @@ class Network:
                 m,
                 floor=True,
                 pruned=pruned,
-                mirror=None if signed is None else (signed.numpy(), *self._mirror_parts[i]),
             )
             hook_states[i] = upd.state
             if upd.read_index.size:

@@ -66,10 +66,6 @@ class BlockUpdate(NamedTuple):
     state: EventSTDPState
 
 
-#: ``(out, pos, sign)`` of :meth:`EventPairSTDP.on_block`: ``out[pos[s]] = sign[s] · w[s]``.
-Mirror = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
 class _NativePlan(NamedTuple):
     """``Δw ← factor · (modulator if modulated) · Δw``, then ``clip``: the common chains
     (``scale``/``modulate`` followed by at most one ``clip``), evaluated in numpy."""
@@ -139,8 +135,6 @@ class EventPairSTDP:
             _address(a) for a in (self.crow, self.col, self.csc_ptr, self.csc_order, self.csc_rows)
         ]
         self._mark_ptrs = [_address(self._mark_pre), _address(self._mark_post)]
-        self._checked_pos: np.ndarray | None = None  # the last mirror pos validated
-        self._checked_size = -1
         # on_block (numpy engine): the neurons that spiked at an earlier step of the block
         self._seen_pre = np.zeros(topology.n_pre, dtype=bool)
         self._seen_post = np.zeros(topology.n_post, dtype=bool)
@@ -290,7 +284,6 @@ class EventPairSTDP:
         *,
         floor: bool = False,
         pruned: torch.Tensor | None = None,
-        mirror: Mirror | None = None,
         engine: Literal["auto", "native", "numpy"] = "auto",
     ) -> BlockUpdate:
         """Apply the spikes of the ``k`` steps ``step .. step + k − 1`` in one call, updating
@@ -310,9 +303,6 @@ class EventPairSTDP:
                 without a ``modulate`` transform, which then raises).
             floor: clamp every new weight at 0.
             pruned: ``[nnz]`` bool, synapses held at 0 (None: none).
-            mirror: ``(out, pos, sign)``: also write ``out[pos[s]] = sign[s] · w[s]`` for every
-                changed synapse ``s`` (a simulator's signed copy of the weights in its own
-                synapse order; float32 ``out`` and ``sign``, int64 ``pos``; numpy arrays).
             engine: ``"native"`` the compiled kernel (:mod:`.native`; raises when it is
                 unavailable), ``"numpy"`` one :meth:`on_spikes` call per step, ``"auto"`` the
                 kernel when it is available and the chain is ``scale``/``modulate`` then at most
@@ -369,24 +359,14 @@ class EventPairSTDP:
             why = "the chain is not scale/modulate + clip" if self._native is None else ""
             raise ValueError(f"engine='native' is unavailable: {why or native.status()}")
         prn = None if pruned is None else pruned.numpy()
-        if mirror is not None:
-            out, pos, sgn = mirror
-            if out.dtype != np.float32 or sgn.dtype != np.float32 or pos.dtype != np.int64:
-                raise ValueError("mirror must be (float32 out, int64 pos, float32 sign) arrays")
-            if pos.shape != (self.topology.nnz,) or sgn.shape != (self.topology.nnz,):
-                raise ValueError(f"mirror pos and sign must have shape ({self.topology.nnz},)")
-            if pos is not self._checked_pos or out.size != self._checked_size:
-                if pos.size and (int(pos.min()) < 0 or int(pos.max()) >= out.size):
-                    raise ValueError(f"mirror pos must lie in [0, {out.size})")
-                self._checked_pos, self._checked_size = pos, out.size
         q_ptr = np.searchsorted(q_t, np.arange(k + 1))
         p_ptr = np.searchsorted(p_t, np.arange(k + 1))
         if lib is None:
             return self._block_numpy(
-                int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn, mirror
+                int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn
             )
         return self._block_native(
-            lib, int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn, mirror
+            lib, int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn
         )
 
     def _block_native(
@@ -403,7 +383,6 @@ class EventPairSTDP:
         modulator: np.ndarray | float | None,
         floor: bool,
         pruned: np.ndarray | None,
-        mirror: Mirror | None,
     ) -> BlockUpdate:
         plan = self._native
         assert plan is not None
@@ -454,7 +433,6 @@ class EventPairSTDP:
             None if pruned is None else ptr(pruned),
             *self._mark_ptrs,
             *[ptr(a) for a in (read_idx, read_t, read_val)],
-            *([None] * 3 if mirror is None else [ptr(a) for a in mirror]),
         )
         return BlockUpdate(read_idx[:n_read], read_t[:n_read], read_val[:n_read], state)
 
@@ -484,7 +462,6 @@ class EventPairSTDP:
         modulator: np.ndarray | float | None,
         floor: bool,
         pruned: np.ndarray | None,
-        mirror: Mirror | None,
     ) -> BlockUpdate:
         """:meth:`on_block` as one :meth:`on_spikes` call per step with spikes."""
         seen_pre, seen_post = self._seen_pre, self._seen_post
@@ -516,8 +493,6 @@ class EventPairSTDP:
             if pruned is not None:
                 val = np.where(pruned[idx], 0.0, val)
             w[idx] = val
-            if mirror is not None:
-                mirror[0][mirror[1][idx]] = val * mirror[2][idx]
             seen_pre[qs] = True
             seen_post[ps] = True
         seen_pre[q] = False
@@ -533,8 +508,8 @@ def _address(a: np.ndarray) -> int:
     """The data pointer of a C-contiguous array (for the kernel; ``a.ctypes.data`` costs
     microseconds)."""
     if not a.flags.c_contiguous:
-        raise ValueError("mirror and kernel arrays must be C-contiguous")
+        raise ValueError("kernel arrays must be C-contiguous")
     return int(a.__array_interface__["data"][0])
 
 
-__all__ = ["REBASE_EXPONENT", "BlockUpdate", "EventPairSTDP", "EventSTDPState", "Mirror"]
+__all__ = ["REBASE_EXPONENT", "BlockUpdate", "EventPairSTDP", "EventSTDPState"]

@@ -98,7 +98,7 @@ def load() -> ctypes.CDLL | None:
     fn = lib.stdp_block
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 16 + [ctypes.POINTER(StdpParams)]
-    fn.argtypes += [ctypes.c_void_p] * 10
+    fn.argtypes += [ctypes.c_void_p] * 7
     _lib = lib
     _why = f"loaded {target}"
     return _lib

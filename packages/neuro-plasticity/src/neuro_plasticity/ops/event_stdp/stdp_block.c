@@ -16,9 +16,7 @@
  *   3. traces: x_j += e_pre[t] (all-to-all) or x_j = e_pre[t] (nearest) for j in q[t];
  *      y_i likewise.
  * apply: dw *= factor[t]; clip dw to +-max_delta; v = w + dw (double); clip to [lo, hi];
- *        w = (float) v; w = max(w, 0) if floor; w = 0 if pruned[s];
- *        mirror[mirror_pos[s]] = mirror_sign[s] * w when a mirror is given (a simulator's
- *        signed copy of the weights in its own order).
+ *        w = (float) v; w = max(w, 0) if floor; w = 0 if pruned[s].
  */
 #include <stdint.h>
 
@@ -30,14 +28,8 @@ typedef struct {
     double c_plus, c_minus, w_min, w_max, md, lo, hi;
 } stdp_params;
 
-typedef struct {
-    float *out;
-    const int64_t *pos;
-    const float *sign;
-} mirror_t;
-
 static inline void apply(float *w, int64_t s, double dw, double fac, const stdp_params *P,
-                         const uint8_t *pruned, const mirror_t *M) {
+                         const uint8_t *pruned) {
     dw *= fac;
     if (P->has_md) {
         if (dw < -P->md) dw = -P->md;
@@ -50,7 +42,6 @@ static inline void apply(float *w, int64_t s, double dw, double fac, const stdp_
     if (P->floor && f < 0.0f) f = 0.0f;
     if (pruned && pruned[s]) f = 0.0f;
     w[s] = f;
-    if (M->out) M->out[M->pos[s]] = f * M->sign[s];
 }
 
 /* eta A+ f+(w) x as numpy evaluates it: soft: float32(float32(c+) * float32(float32(w_max) - w)) * x */
@@ -80,10 +71,8 @@ int64_t stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int6
                    double *X, double *Y, const double *d_pre, const double *d_post,
                    const double *e_pre, const double *e_post, const double *factor,
                    const stdp_params *P, float *w, const uint8_t *pruned, uint8_t *mark_pre,
-                   uint8_t *mark_post, int64_t *read_idx, int64_t *read_t, float *read_val,
-                   float *mirror, const int64_t *mirror_pos, const float *mirror_sign) {
+                   uint8_t *mark_post, int64_t *read_idx, int64_t *read_t, float *read_val) {
     int64_t nr = 0;
-    const mirror_t M = {mirror, mirror_pos, mirror_sign};
     for (int64_t t = 0; t < k; t++) {
         const int64_t q0 = q_ptr[t], q1 = q_ptr[t + 1], p0 = p_ptr[t], p1 = p_ptr[t + 1];
         if (q0 == q1 && p0 == p1) continue;
@@ -109,7 +98,7 @@ int64_t stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int6
                 }
                 if (mi & 1) continue;
                 const double y = Y[i] * dq;
-                apply(w, s, -ltd_size(w[s], y, P), fac, P, pruned, &M);
+                apply(w, s, -ltd_size(w[s], y, P), fac, P, pruned);
             }
         }
         /* 2. rows of the post spikes */
@@ -118,13 +107,10 @@ int64_t stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int6
             const int64_t s1 = crow[i + 1];
             for (int64_t s = crow[i]; s < s1; s++) {
                 const int64_t j = col[s];
-#if defined(__GNUC__) || defined(__clang__)
-                if (mirror && s + PREFETCH < s1) __builtin_prefetch(&mirror[mirror_pos[s + PREFETCH]], 1);
-#endif
                 const double x = X[j] * dp;
                 double dw = ltp(w[s], x, P);
                 if (mark_pre[j] & 1) dw -= ltd_size(w[s], Y[i] * dq, P);
-                apply(w, s, dw, fac, P, pruned, &M);
+                apply(w, s, dw, fac, P, pruned);
             }
         }
         /* 3. traces */
