@@ -9,6 +9,7 @@ from neuro_core import dispatch
 from neuro_core.dispatch import resolve_backend
 from neuro_core.validation import (
     check_in_range,
+    check_int,
     check_positive,
     check_same_device,
     check_tensor,
@@ -77,6 +78,24 @@ def test_check_in_range_open_ends() -> None:
     assert check_in_range("decay", 1.0, 0.0, 1.0, low_open=True) == 1.0
     with pytest.raises(ValueError, match=r"decay must be in \(0.0, 1.0\]"):
         check_in_range("decay", 0.0, 0.0, 1.0, low_open=True)
+
+
+@given(
+    st.one_of(st.integers(-5, 12), st.booleans(), st.floats(-2, 12), st.none(), st.text(max_size=2))
+)
+def test_check_int_agrees_with_definition(v: object) -> None:
+    ok_default = type(v) is int and v >= 1
+    ok_range = type(v) is int and 0 <= v <= 10
+    if ok_default:
+        assert check_int("k", v) == v
+    else:
+        with pytest.raises(ValueError, match="k must be an int ≥ 1, got"):
+            check_int("k", v)
+    if ok_range:
+        assert check_int("k", v, low=0, high=10) == v
+    else:
+        with pytest.raises(ValueError, match=r"k must be an int in \[0, 10\], got"):
+            check_int("k", v, low=0, high=10)
 
 
 def test_finite_checks_switch_and_compile(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,9 +68,9 @@ def test_csr_from_edges_validates() -> None:
         csr_from_edges(torch.tensor([0.0, 1.0]), p, 2)
     with pytest.raises(ValueError, match="pre must"):
         csr_from_edges(p, p[None], 2)
-    with pytest.raises(TypeError, match="n_post must be an int"):
+    with pytest.raises(ValueError, match="n_post must be an int"):
         csr_from_edges(p, p, 2.0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="n_post must be ≥ 0"):
+    with pytest.raises(ValueError, match="n_post must be an int ≥ 0"):
         csr_from_edges(p[:0], p[:0], -1)
 
 

@@ -39,7 +39,7 @@ def tiny(**kw: object) -> NeuroLlamaConfig:
     [
         ({"synaptic_mode": "dynamic"}, "synaptic_mode must be one of"),
         ({"num_kv_heads": 3}, "num_heads .* divisible by num_kv_heads"),
-        ({"hidden_dim": 0}, "hidden_dim must be a positive int"),
+        ({"hidden_dim": 0}, "hidden_dim must be an int ≥ 1"),
         ({"exit_confidence_threshold": 0.0}, "exit_confidence_threshold must be in"),
         ({"exit_confidence_threshold": 1.5}, "exit_confidence_threshold must be in"),
         ({"exit_layers": (1, 4)}, r"exit_layers must lie in \[0, num_layers=4\)"),

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -31,14 +31,6 @@ class CSRIndices(NamedTuple):
     crow_indices: torch.Tensor
     col_indices: torch.Tensor
     order: torch.Tensor
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be ≥ 0, got {value}")
-    return value
 
 
 def _check_range(name: str, index: torch.Tensor, bound: int, bound_name: str) -> None:
@@ -66,9 +58,8 @@ def csr_from_edges(
         :class:`CSRIndices` ``(crow_indices, col_indices, order)``, int64 on ``post``'s device.
 
     Raises:
-        TypeError: ``n_post`` or ``n_pre`` is not an int.
         ValueError: naming the argument: not 1-D integer tensors, different lengths or devices,
-            or an index out of range.
+            ``n_post``/``n_pre`` not an int ≥ 0, or an index out of range.
     """
     check_tensor("post", post, ndim=1, dtype=_INDEX_DTYPES)
     check_tensor("pre", pre, ndim=1, dtype=_INDEX_DTYPES, device=post.device)
@@ -76,10 +67,10 @@ def csr_from_edges(
         raise ValueError(
             f"pre and post must have the same length, got {pre.numel()} and {post.numel()}"
         )
-    n_rows = _check_count("n_post", n_post)
+    n_rows = check_int("n_post", n_post, low=0)
     _check_range("post", post, n_rows, "n_post")
     if n_pre is not None:
-        _check_range("pre", pre, _check_count("n_pre", n_pre), "n_pre")
+        _check_range("pre", pre, check_int("n_pre", n_pre, low=0), "n_pre")
     post = post.long()
     order = torch.argsort(post, stable=True)
     counts = torch.bincount(post, minlength=n_rows)

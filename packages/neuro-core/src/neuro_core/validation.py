@@ -115,6 +115,20 @@ def check_same_device(**tensors: torch.Tensor | None) -> None:
             raise ValueError(f"{k} is on {v.device} but {first_name} is on {first.device}")
 
 
+def check_int(name: str, value: object, *, low: int = 1, high: int | None = None) -> int:
+    """Check an integer argument (a bool is not one) with ``low ≤ value`` (default ≥ 1) and,
+    when ``high`` is given, ``value ≤ high``; return it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        want = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an int {want}, got {value!r}")
+    return value
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Check a scalar is finite and > 0 (or ≥ 0 with ``allow_zero``)."""
     v = float(value)

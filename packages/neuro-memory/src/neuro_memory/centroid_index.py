@@ -53,7 +53,7 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 from neuro_memory.episodic import EpisodicParams, EpisodicState, Retrieved, _check_k, read
 
 Mapping = Literal["fixed", "published"]
@@ -62,11 +62,6 @@ _MAPPINGS: tuple[str, ...] = ("fixed", "published")
 #: Largest ``[queries, candidates, D]`` gather :func:`centroid_read` builds at once (2**22 fp32
 #: = 16 MiB); larger batches are answered in chunks with identical results.
 MAX_GATHER = 2**22
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int ≥ {low}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,10 +86,10 @@ class CentroidParams:
     mapping: Mapping = "fixed"
 
     def __post_init__(self) -> None:
-        _check_int("n_centroids", self.n_centroids, 1)
-        _check_int("rebuild_every", self.rebuild_every, 1)
-        _check_int("n_probe", self.n_probe, 1)
-        _check_int("refine_steps", self.refine_steps, 0)
+        check_int("n_centroids", self.n_centroids, low=1)
+        check_int("rebuild_every", self.rebuild_every, low=1)
+        check_int("n_probe", self.n_probe, low=1)
+        check_int("refine_steps", self.refine_steps, low=0)
         if self.n_probe > self.n_centroids:
             raise ValueError(f"n_probe ({self.n_probe}) must be ≤ n_centroids ({self.n_centroids})")
         if self.mapping not in _MAPPINGS:

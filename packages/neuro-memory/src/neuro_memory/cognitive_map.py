@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_positive, check_tensor
 from neuro_memory.knn import _BACKENDS, Backend, KnnResult, knn_search
 
 #: Largest ``[m, n]`` block of new-vs-old cosines one insert step builds (2**24 fp32 = 64 MiB);
@@ -62,8 +62,7 @@ class CognitiveMapParams:
 
     def __post_init__(self) -> None:
         k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"n_neighbors must be an int ≥ 1, got {k!r}")
+        check_int("n_neighbors", k)
         check_positive("eps", self.eps)
         if self.backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
@@ -97,8 +96,7 @@ def init_map(
     dtype: torch.dtype = torch.float32,
 ) -> CognitiveMap:
     """An empty map of ``dim``-dimensional keys."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be an int ≥ 1, got {dim!r}")
+    check_int("dim", dim)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be floating point, got {dtype}")
     k = params.n_neighbors
@@ -232,8 +230,7 @@ def spread_activation(
     a = check_tensor("activation", activation, ndim=(1, 2), floating=True, finite=True)
     if a.shape[-1] != n:
         raise ValueError(f"activation must have last dim {n} (the graph size), got {a.shape}")
-    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
-        raise ValueError(f"hops must be an int ≥ 0, got {hops!r}")
+    check_int("hops", hops, low=0)
     check_in_range("gamma", gamma, 0.0, 1.0)
     valid = graph.neighbors >= 0
     w = torch.where(valid, graph.similarity.clamp_min(0), 0).to(a.dtype)  # [n, k]

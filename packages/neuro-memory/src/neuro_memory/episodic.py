@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_positive, check_tensor
 
 Replacement = Literal["fifo", "weakest"]
 _REPLACEMENTS: tuple[str, ...] = ("fifo", "weakest")
@@ -80,10 +80,7 @@ class EpisodicParams:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
-            raise ValueError(f"capacity must be an int, got {type(self.capacity).__name__}")
-        if self.capacity < 1:
-            raise ValueError(f"capacity must be ≥ 1, got {self.capacity}")
+        check_int("capacity", self.capacity)
         check_in_range("decay_rate", self.decay_rate, 0.0, 1.0, high_open=True)
         if self.replacement not in _REPLACEMENTS:
             raise ValueError(
@@ -152,8 +149,7 @@ def init_state(
 ) -> EpisodicState:
     """An empty memory of ``params.capacity`` slots on ``device``."""
     for name, d in (("key_dim", key_dim), ("value_dim", value_dim)):
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"{name} must be an int ≥ 1, got {d!r}")
+        check_int(name, d)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be floating point, got {dtype}")
     n = params.capacity
@@ -253,8 +249,7 @@ def write(
 
 
 def _check_k(k: int, size: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int ≥ 1, got {k!r}")
+    check_int("k", k)
     if k > size:
         raise ValueError(f"k={k} exceeds the number of stored memories ({size})")
 
@@ -347,8 +342,7 @@ def decay(state: EpisodicState, params: EpisodicParams, *, steps: int = 1) -> Ep
     Empty slots keep strength 0 and age 0.
     """
     _check_state(state, params)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int ≥ 0, got {steps!r}")
+    check_int("steps", steps, low=0)
     filled = state.stamp >= 0
     factor = (1.0 - params.decay_rate) ** steps
     return state._replace(strength=state.strength * factor, age=state.age + filled.long() * steps)

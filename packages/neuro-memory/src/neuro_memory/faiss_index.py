@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 from neuro_memory.episodic import EpisodicParams, EpisodicState, Retrieved, _check_k, read
 
 
@@ -51,12 +51,9 @@ class FaissIndex:
         size = state.size
         if size < 1:
             raise ValueError("state must hold at least one memory to build an index")
-        if isinstance(nlist, bool) or not isinstance(nlist, int) or not 0 <= nlist <= size:
-            raise ValueError(f"nlist must be an int in [0, {size}], got {nlist!r}")
-        if nlist and (
-            isinstance(nprobe, bool) or not isinstance(nprobe, int) or not 1 <= nprobe <= nlist
-        ):
-            raise ValueError(f"nprobe must be an int in [1, nlist={nlist}], got {nprobe!r}")
+        check_int("nlist", nlist, low=0, high=size)
+        if nlist:
+            check_int("nprobe", nprobe, high=nlist)
         keys = F.normalize(state.keys[:size].detach().float(), dim=-1, eps=params.eps)
         data = keys.cpu().numpy()
         dim = data.shape[1]
@@ -75,8 +72,7 @@ class FaissIndex:
     def search(self, queries: torch.Tensor, n_candidates: int) -> torch.Tensor:
         """``[Q, n_candidates]`` long slot indices by cosine, best first; −1 where none found."""
         check_tensor("queries", queries, ndim=2, floating=True, finite=True)
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise ValueError(f"n_candidates must be an int ≥ 1, got {n_candidates!r}")
+        check_int("n_candidates", n_candidates)
         q = F.normalize(queries.detach().float(), dim=-1).cpu().numpy()
         _, ids = self.index.search(q, min(n_candidates, self.size))
         return torch.from_numpy(ids).to(device=queries.device, dtype=torch.long)

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_int, check_positive, check_tensor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +65,7 @@ class GridCellParams:
             check_positive("spacings", s)
         for name in ("n_orientations", "n_phases"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {v!r}")
+            check_int(name, v)
 
     @property
     def n_cells(self) -> int:

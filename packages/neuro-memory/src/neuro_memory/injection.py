@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_int, check_positive, check_tensor
 from neuro_memory.write_path import MemoryWrites, visibility
 
 InjectionMode = Literal["gate", "cross_attention", "concat"]
@@ -77,8 +77,7 @@ class InjectionParams:
             raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
         for name in ("k", "heads"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {v!r}")
+            check_int(name, v)
         check_positive("temperature", self.temperature)
         if self.query not in ("token", "sequence_mean"):
             raise ValueError(f"query must be 'token' or 'sequence_mean', got {self.query!r}")
@@ -100,8 +99,7 @@ class MemoryInjection(nn.Module):
     ) -> None:
         super().__init__()
         for name, d in (("dim", dim), ("key_dim", key_dim), ("value_dim", value_dim)):
-            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {d!r}")
+            check_int(name, d)
         self.dim, self.key_dim, self.value_dim = dim, key_dim, value_dim
         self.params = p = params if params is not None else InjectionParams()
         if p.mode == "cross_attention":

@@ -50,7 +50,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 
 Backend = Literal["auto", "reference", "blocked", "mixed", "faiss"]
 _BACKENDS: tuple[str, ...] = ("auto", "reference", "blocked", "mixed", "faiss")
@@ -246,8 +246,7 @@ def knn_search(
         finite=True,
     )
     n = keys.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k must be an int in [1, {n}] (the number of keys), got {k!r}")
+    check_int("k", k, high=n)
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if backend == "auto":

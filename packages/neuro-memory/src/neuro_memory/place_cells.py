@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_positive, check_tensor
 
 KRule = Literal["at_least_one", "published"]
 _K_RULES: tuple[str, ...] = ("at_least_one", "published")
@@ -65,8 +65,7 @@ class PlaceCellParams:
     k_rule: KRule = "at_least_one"
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_cells, bool) or not isinstance(self.n_cells, int) or self.n_cells < 1:
-            raise ValueError(f"n_cells must be an int ≥ 1, got {self.n_cells!r}")
+        check_int("n_cells", self.n_cells)
         check_in_range("sparsity", self.sparsity, 0.0, 1.0, low_open=True)
         check_positive("residual_scale", self.residual_scale, allow_zero=True)
         if self.k_rule not in _K_RULES:
@@ -135,8 +134,7 @@ def place_cell_code(
     check_tensor("bias", bias, shape=(p,), dtype=e.dtype, device=e.device)
     check_tensor("readout", readout, shape=(d, p), dtype=e.dtype, device=e.device)
     check_tensor("readout_bias", readout_bias, shape=(d,), dtype=e.dtype, device=e.device)
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= p:
-        raise ValueError(f"k must be an int in [0, {p}], got {k!r}")
+    check_int("k", k, low=0, high=p)
     check_positive("residual_scale", residual_scale, allow_zero=True)
 
     z = e @ w_p.T + bias
@@ -159,8 +157,7 @@ class PlaceCellEncoder(nn.Module):
 
     def __init__(self, dim: int, params: PlaceCellParams | None = None) -> None:
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be an int ≥ 1, got {dim!r}")
+        check_int("dim", dim)
         self.dim = dim
         self.params = params if params is not None else PlaceCellParams()
         proj = nn.Linear(dim, self.params.n_cells)

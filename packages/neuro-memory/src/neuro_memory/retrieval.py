@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_int, check_positive, check_tensor
 from neuro_memory.episodic import EpisodicParams, EpisodicState, Retrieved, read
 
 Aggregate = Literal["softmax", "mean"]
@@ -61,8 +61,7 @@ class RetrievalParams:
     query: QueryMode = "token"
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be an int ≥ 1, got {self.k!r}")
+        check_int("k", self.k)
         if self.aggregate not in ("softmax", "mean"):
             raise ValueError(f"aggregate must be 'softmax' or 'mean', got {self.aggregate!r}")
         check_positive("temperature", self.temperature)
@@ -97,8 +96,7 @@ class MemoryRetrieval(nn.Module):
     ) -> None:
         super().__init__()
         for name, d in (("dim", dim), ("key_dim", key_dim), ("value_dim", value_dim)):
-            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {d!r}")
+            check_int(name, d)
         self.dim = dim
         self.params = params if params is not None else RetrievalParams()
         # Without memory= the layer adapts to each state's capacity (see retrieve).

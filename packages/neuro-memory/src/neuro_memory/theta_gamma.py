@@ -41,7 +41,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_int, check_positive, check_tensor
 
 ThetaGammaVariant = Literal["multiscale", "published"]
 _VARIANTS: tuple[str, ...] = ("multiscale", "published")
@@ -77,8 +77,7 @@ class ThetaGammaParams:
     max_seq_len: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
-            raise ValueError(f"dim must be an int ≥ 1, got {self.dim!r}")
+        check_int("dim", self.dim)
         if self.variant not in _VARIANTS:
             raise ValueError(f"variant must be one of {_VARIANTS}, got {self.variant!r}")
         check_positive("gamma_per_theta", self.gamma_per_theta)
@@ -189,8 +188,7 @@ def published_theta_gamma_encoding(
     d = a.shape[0]
     check_tensor("gamma_offset", gamma_offset, shape=(d,), dtype=a.dtype, device=p.device)
     check_tensor("amplitude", amplitude, shape=(d,), dtype=a.dtype, device=p.device)
-    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int) or max_seq_len < 2:
-        raise ValueError(f"max_seq_len must be an int ≥ 2, got {max_seq_len!r}")
+    check_int("max_seq_len", max_seq_len, low=2)
     check_positive("gamma_per_theta", gamma_per_theta)
     phi = (p.float() / float(max_seq_len - 1) * (2.0 * math.pi))[..., None]
     theta = phi + theta_offset

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_int, check_positive, check_tensor
 
 TimeShape = Literal["log_gaussian", "gaussian"]
 _SHAPES: tuple[str, ...] = ("log_gaussian", "gaussian")
@@ -56,8 +56,7 @@ class TimeCellParams:
     shape: TimeShape = "log_gaussian"
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_cells, bool) or not isinstance(self.n_cells, int) or self.n_cells < 1:
-            raise ValueError(f"n_cells must be an int ≥ 1, got {self.n_cells!r}")
+        check_int("n_cells", self.n_cells)
         check_positive("min_interval", self.min_interval)
         check_positive("max_interval", self.max_interval)
         if self.max_interval < self.min_interval:

@@ -32,7 +32,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 from neuro_memory.episodic import EpisodicState
 
 Pooling = Literal["mean", "last"]
@@ -60,8 +60,7 @@ def segment_positions(
 ) -> torch.Tensor:
     """``pos_m = min((m + 1)·s, T) − 1`` for ``m = 0 … ⌈T/s⌉ − 1``: ``[M]`` long."""
     for name, v in (("seq_len", seq_len), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int ≥ 1, got {v!r}")
+        check_int(name, v)
     ends = torch.arange(stride, seq_len + stride, stride, device=device)
     return ends.clamp_max(seq_len) - 1
 
@@ -125,8 +124,7 @@ class WriteParams:
 
     def __post_init__(self) -> None:
         s = self.stride
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"stride must be an int ≥ 1, got {s!r}")
+        check_int("stride", s)
         if self.pooling not in ("mean", "last"):
             raise ValueError(f"pooling must be 'mean' or 'last', got {self.pooling!r}")
 
@@ -146,8 +144,7 @@ class MemoryWriter(nn.Module):
     ) -> None:
         super().__init__()
         for name, d in (("dim", dim), ("key_dim", key_dim), ("value_dim", value_dim)):
-            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {d!r}")
+            check_int(name, d)
         self.dim = dim
         self.params = params if params is not None else WriteParams()
         self.key = nn.Linear(dim, key_dim, bias=False)

@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
-def _check_int(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int ≥ {minimum}, got {value!r}")
+from neuro_core.validation import check_int
 
 
 def _check_float(name: str, value: object) -> None:
@@ -32,6 +29,20 @@ def check_known_keys(cls: type, d: Mapping[str, Any]) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+
+
+def check_heads(d_model: int, n_heads: int, n_kv_heads: int, *, rope: bool) -> None:
+    """The attention shape constraints: ``n_heads`` divides ``d_model``, ``n_kv_heads`` divides
+    ``n_heads`` (grouped-query attention), and with RoPE the head width ``d_model / n_heads``
+    is even (RoPE rotates channel pairs)."""
+    if d_model % n_heads:
+        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads ({n_kv_heads}) must divide n_heads ({n_heads})")
+    if rope and (d_model // n_heads) % 2:
+        raise ValueError(
+            f"n_heads: head width d_model / n_heads = {d_model // n_heads} must be even for RoPE"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,22 +80,13 @@ class LlamaConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_dim"):
-            _check_int(name, getattr(self, name))
-        _check_int("max_seq_len", self.max_seq_len)
+            check_int(name, getattr(self, name))
+        check_int("max_seq_len", self.max_seq_len)
         for name in ("rope_theta", "norm_eps", "init_std"):
             _check_float(name, getattr(self, name))
         if not isinstance(self.tie_embeddings, bool):
             raise ValueError(f"tie_embeddings must be a bool, got {self.tie_embeddings!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
-            )
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads})")
-        if self.head_dim % 2:
-            raise ValueError(
-                f"n_heads: head width d_model / n_heads = {self.head_dim} must be even for RoPE"
-            )
+        check_heads(self.d_model, self.n_heads, self.n_kv_heads, rope=True)
 
     @property
     def head_dim(self) -> int:
@@ -113,6 +115,6 @@ def swiglu_hidden(d_model: int, multiple_of: int = 8) -> int:
     the FFN gains its third matrix; Llama rounds up to a multiple of 256, we round down to a
     multiple of 8 so that small models stay close to the 8d² budget.
     """
-    _check_int("d_model", d_model)
-    _check_int("multiple_of", multiple_of)
+    check_int("d_model", d_model)
+    check_int("multiple_of", multiple_of)
     return max(multiple_of, (8 * d_model // 3) // multiple_of * multiple_of)

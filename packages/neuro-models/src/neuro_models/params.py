@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from neuro_core.validation import check_int
 from neuro_models.config import LlamaConfig, swiglu_hidden
 from neuro_models.llama import Llama
 
@@ -89,8 +90,7 @@ def match_parameters(target: int, base: LlamaConfig, tolerance: float = 0.02) ->
         ValueError: bad ``target``/``tolerance``, or no multiple of 8 lands within ``tolerance``
             (e.g. the embedding alone exceeds the target).
     """
-    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
-        raise ValueError(f"target must be a positive int, got {target!r}")
+    check_int("target", target)
     if not (isinstance(tolerance, int | float) and 0 <= tolerance < 1):
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
     per_unit = 3 * base.d_model * base.n_layers

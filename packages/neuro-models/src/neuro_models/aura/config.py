@@ -32,7 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from neuro_core.validation import check_in_range, check_positive
+from neuro_core.validation import check_in_range, check_int, check_positive
+from neuro_models.config import check_known_keys
 
 AuraPositions = Literal["theta_gamma", "published_theta_gamma", "rope"]
 Prosody = Literal["zeros", "random", "amygdala"]
@@ -45,13 +46,6 @@ _POSITIONS = ("theta_gamma", "published_theta_gamma", "rope")
 _PROSODY = ("zeros", "random", "amygdala")
 _INITS = ("decoder", "published")
 _FFNS = ("gelu", "spiking", "hybrid")
-
-
-def _check_keys(cls: type, d: Mapping[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
 
 
 def _check_layers(name: str, layers: tuple[int, ...], n_layers: int) -> None:
@@ -100,7 +94,7 @@ class RetrievalConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RetrievalConfig:
         """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
-        _check_keys(cls, d)
+        check_known_keys(cls, d)
         return cls(**dict(d))
 
 
@@ -186,8 +180,7 @@ class AuraConfig:
             "memory_capacity",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
+            check_int(name, value)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.positions not in _POSITIONS:
@@ -265,7 +258,7 @@ class AuraConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> AuraConfig:
         """Inverse of :meth:`to_dict`; unknown keys (also inside ``retrieval``) raise
         ``ValueError`` naming them."""
-        _check_keys(cls, d)
+        check_known_keys(cls, d)
         values = dict(d)
         if "snn_layers" in values:
             values["snn_layers"] = tuple(values["snn_layers"])
@@ -276,19 +269,18 @@ class AuraConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: The published flags shared by the notebook's and the Colab script's models (Aura's
+#: theta-gamma encoding, ``int(0.03 P)`` place cells, PyTorch's default init, dropout 0.1).
+_PUBLISHED: dict[str, Any] = dict(
+    positions="published_theta_gamma", place_k_rule="published", init="published", dropout=0.1
+)
+
+
 def notebook_config(**overrides: Any) -> AuraConfig:
     """The notebook's trained model with every published flag: Aura's theta-gamma encoding,
     ``int(0.03 P)`` place cells, random prosody, PyTorch's default init, dropout 0.1;
     131,605,916 parameters at the default shape (reference-systems §3.3)."""
-    base: dict[str, Any] = dict(
-        positions="published_theta_gamma",
-        place_k_rule="published",
-        prosody="random",
-        init="published",
-        dropout=0.1,
-    )
-    base.update(overrides)
-    return AuraConfig(**base)
+    return AuraConfig(**{**_PUBLISHED, "prosody": "random", **overrides})
 
 
 def colab_config(
@@ -312,17 +304,8 @@ def colab_config(
     }
     if preset not in shapes:
         raise ValueError(f"preset must be one of {sorted(shapes)}, got {preset!r}")
-    base: dict[str, Any] = dict(
-        vocab_size=32_100,
-        positions="published_theta_gamma",
-        place_k_rule="published",
-        prosody="amygdala",
-        init="published",
-        dropout=0.1,
-        **shapes[preset],
-    )
-    base.update(overrides)
-    return AuraConfig(**base)
+    published = {**_PUBLISHED, "prosody": "amygdala", "vocab_size": 32_100, **shapes[preset]}
+    return AuraConfig(**{**published, **overrides})
 
 
 def snn_rag_config(*, published: bool = False, **overrides: Any) -> AuraConfig:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuro_core.validation import check_in_range, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_tensor
 from neuro_models.decoder import DecoderConfig
 
 #: Published notebook values: documents scored by its eval cell, the shortest document kept, and
@@ -120,8 +120,7 @@ def notebook_eval_ppl(
         raise ValueError(
             f"model must be a decoder (with a DecoderConfig spec), got {type(model).__name__}"
         )
-    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id < spec.vocab_size:
-        raise ValueError(f"pad_id must be an int in [0, {spec.vocab_size}), got {pad_id!r}")
+    check_int("pad_id", pad_id, low=0, high=spec.vocab_size - 1)
     if n_documents < 1 or min_tokens < 1:
         raise ValueError(f"n_documents and min_tokens must be ≥ 1, got {n_documents}, {min_tokens}")
     device = next(model.parameters()).device

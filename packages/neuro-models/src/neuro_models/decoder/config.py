@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from neuro_models.config import _check_float, _check_int, check_known_keys
+from neuro_core.validation import check_int
+from neuro_models.config import _check_float, check_heads, check_known_keys
 
 #: ``"rope"``: rotary embeddings on queries and keys (Su et al. 2021). ``"learned"``: a learned
 #: absolute position table added to the token embedding (GPT-2).
@@ -108,10 +109,10 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "ffn_dim", "max_seq_len"):
-            _check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         if self.n_kv_heads is None:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
-        _check_int("n_kv_heads", self.n_kv_heads)
+        check_int("n_kv_heads", self.n_kv_heads)
         for name in ("rope_theta", "norm_eps", "init_std"):
             _check_float(name, getattr(self, name))
         for name in ("scaled_residual_init", "tie_embeddings"):
@@ -121,16 +122,7 @@ class DecoderConfig:
             raise ValueError(f"positions must be one of {_POSITIONS}, got {self.positions!r}")
         if not (isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
-            )
-        if self.n_heads % self.kv_heads:
-            raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads})")
-        if self.positions == "rope" and self.head_dim % 2:
-            raise ValueError(
-                f"n_heads: head width d_model / n_heads = {self.head_dim} must be even for RoPE"
-            )
+        check_heads(self.d_model, self.n_heads, self.kv_heads, rope=self.positions == "rope")
         for name in ("mixer", "ffn"):
             value = getattr(self, name)
             if isinstance(value, tuple | list):

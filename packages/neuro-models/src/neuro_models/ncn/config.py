@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from neuro_core.validation import check_in_range, check_positive
+from neuro_models.config import check_known_keys
 
 #: ``"gpt2"``: the published backbone (learned absolute positions, GELU FFN with biases,
 #: bias-free attention, tied embeddings). ``"llama"``: RoPE, SwiGLU FFN, no biases, tied.
@@ -71,7 +72,7 @@ class ControlConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ControlConfig:
         """Build a config from a mapping; unknown keys raise ``ValueError`` naming them."""
-        _check_keys(cls, d)
+        check_known_keys(cls, d)
         return cls(**dict(d))
 
 
@@ -149,7 +150,7 @@ class NCNConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> NCNConfig:
         """Inverse of :meth:`to_dict`; unknown keys (also inside ``control``) raise ``ValueError``
         naming them, and ``control`` must be a mapping, a :class:`ControlConfig` or None."""
-        _check_keys(cls, d)
+        check_known_keys(cls, d)
         values = dict(d)
         control = values.get("control")
         if isinstance(control, Mapping):
@@ -159,13 +160,6 @@ class NCNConfig:
                 f"control must be a mapping, a ControlConfig or None, got {type(control).__name__}"
             )
         return cls(**values)
-
-
-def _check_keys(cls: type, d: Mapping[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
 
 
 def published_config(**overrides: object) -> NCNConfig:

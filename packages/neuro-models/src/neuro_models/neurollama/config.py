@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from neuro_core.validation import check_int
 from neuro_models.config import check_known_keys
 from neuro_models.decoder import DecoderConfig, Part
 
@@ -119,9 +120,7 @@ class NeuroLlamaConfig:
             )
         for name in ("vocab_size", "num_layers", "hidden_dim", "num_heads", "num_kv_heads",
                      "ffn_dim", "max_seq_len", "synaptic_window"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name))
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be divisible by num_kv_heads "

@@ -35,6 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from neuro_core.validation import check_int
+from neuro_models.config import check_known_keys
+
 Softmax = Literal["prefix", "sequence"]
 Spiking = Literal["causal", "global"]
 Routing = Literal["token", "batch"]
@@ -95,8 +98,7 @@ class V3Config:
         for name in ("vocab_size", "dim", "num_layers", "memory_size", "concept_dim",
                      "num_concepts", "episodic_slots", "max_dim", "max_seq_len"):  # fmt: skip
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
+            check_int(name, value)
         for name in ("spike_threshold", "refractory_level", "complexity_threshold",
                      "complexity_scale"):  # fmt: skip
             value = getattr(self, name)
@@ -139,10 +141,7 @@ class V3Config:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> V3Config:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown V3Config keys {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**dict(d))
 
     def replace(self, **changes: Any) -> V3Config:

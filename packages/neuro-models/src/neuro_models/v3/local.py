@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuro_core.validation import check_int
 from neuro_models.v3.model import LTM_SCALE, SpikingLayer, V3Model
 from neuro_models.v3.published import Batch, _check_batch
 from neuro_plasticity import hebbian, oja, three_factor_stdp
@@ -281,8 +282,7 @@ class LocalTrainer:
 
     def train(self, batches: Iterable[Batch], *, epochs: int = 1) -> list[LocalStep]:
         """:meth:`step` over ``batches`` for ``epochs`` epochs; one :class:`LocalStep` per batch."""
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an int ≥ 1, got {epochs!r}")
+        check_int("epochs", epochs)
         return [self.step(x, y) for _ in range(epochs) for x, y in batches]
 
 

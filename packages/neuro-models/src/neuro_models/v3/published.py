@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 from neuro_models.v3.config import V3Config
 from neuro_models.v3.model import V3Model
 
@@ -142,8 +142,7 @@ def published_train(
     Returns:
         One :class:`PublishedEpoch` per epoch run.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int ≥ 1, got {epochs!r}")
+    check_int("epochs", epochs)
     history: list[PublishedEpoch] = []
     efficiencies: list[float] = []
     step = 0
@@ -265,8 +264,7 @@ def byte_batches(
         drop_last: drop a final batch with fewer than ``batch_size`` windows.
     """
     for name, v in (("seq_len", seq_len), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int ≥ 1, got {v!r}")
+        check_int(name, v)
     if isinstance(data, bytes | bytearray):
         stream = torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
     else:

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_positive, check_tensor
 
 FisherKind = Literal["empirical", "true", "published"]
 Estimator = Literal["token", "sequence"]
@@ -132,8 +132,7 @@ def diagonal_fisher(
         raise ValueError(f"fisher must be one of {_FISHER_KINDS}, got {fisher!r}")
     if estimator not in _ESTIMATORS:
         raise ValueError(f"estimator must be one of {_ESTIMATORS}, got {estimator!r}")
-    if isinstance(token_chunk, bool) or not isinstance(token_chunk, int) or token_chunk < 1:
-        raise ValueError(f"token_chunk must be an int ≥ 1, got {token_chunk!r}")
+    check_int("token_chunk", token_chunk)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("model has no parameter that requires grad")

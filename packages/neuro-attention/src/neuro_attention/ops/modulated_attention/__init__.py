@@ -30,7 +30,7 @@ from neuro_attention.ops.modulated_attention.reference import (
     visible_pairs,
 )
 from neuro_core.dispatch import resolve_backend
-from neuro_core.validation import check_same_device, check_tensor
+from neuro_core.validation import check_int, check_same_device, check_tensor
 
 AttentionBackend = Literal["auto", "reference", "sdpa", "blockwise", "triton"]
 _SUPPORTED: tuple[str, ...] = ("auto", "reference", "sdpa", "blockwise", "triton")
@@ -46,12 +46,6 @@ def _torch_at_least(major: int, minor: int) -> bool:
 # enable_gqa appeared in torch 2.5; SDPA is a builtin without an inspectable signature. A module
 # constant, not a cached function, so that torch.compile does not warn about the cache wrapper.
 _SDPA_HAS_GQA = _torch_at_least(2, 5)
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
-    return value
 
 
 def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain, pad) -> None:  # type: ignore[no-untyped-def]
@@ -71,12 +65,12 @@ def _validate(q, k, v, window, query_scale, key_bias, pair_gate, head_gain, pad)
     if hkv == 0 or h % hkv:
         raise ValueError(f"k: the number of query heads H={h} must be divisible by H_kv={hkv}")
     if window is not None:
-        _check_int("window", window)
+        check_int("window", window)
     mods: dict[str, torch.Tensor | None] = {"query_scale": query_scale, "key_bias": key_bias}
     if pair_gate is not None:
         if not isinstance(pair_gate, tuple) or len(pair_gate) != 3:
             raise ValueError("pair_gate must be a tuple (a [B,T,H], b [B,T,H], W)")
-        _check_int("pair_gate window W", pair_gate[2])
+        check_int("pair_gate window W", pair_gate[2])
         mods["pair_gate a"], mods["pair_gate b"] = pair_gate[0], pair_gate[1]
     check_same_device(
         q=q, k=k, v=v, **{n.replace(" ", "_"): x for n, x in mods.items()}, head_gain=head_gain
