@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from neuro_core.validation import check_positive, check_tensor
+from neuro_spiking.surrogates import MultiBit, Surrogate
 
 Integrator = Literal["euler", "exponential"]
 Reset = Literal["subtract", "hard"]
@@ -84,6 +85,13 @@ def check_state_tensor(name: str, v: torch.Tensor, x_step: torch.Tensor) -> None
 def check_threshold(threshold: float, v_reset: float) -> None:
     if not float(threshold) > float(v_reset):
         raise ValueError(f"v_threshold must be > v_reset, got {threshold} ≤ {v_reset}")
+
+
+def check_binary_surrogate(surrogate: object) -> None:
+    """A :class:`~neuro_spiking.surrogates.Surrogate` instance whose spike is binary (not
+    :class:`~neuro_spiking.surrogates.MultiBit`)."""
+    if not isinstance(surrogate, Surrogate) or isinstance(surrogate, MultiBit):
+        raise ValueError(f"surrogate must be a binary Surrogate, got {surrogate!r}")
 
 
 def check_reset(reset: str) -> None:

@@ -23,6 +23,7 @@ from torch import nn
 from neuro_spiking._common import (
     Integrator,
     Reset,
+    check_binary_surrogate,
     check_reset,
     check_sequence,
     check_state_tensor,
@@ -34,7 +35,7 @@ from neuro_spiking._common import (
 )
 from neuro_spiking.ops.alif_scan import fused_alif_scan
 from neuro_spiking.ops.lif_scan.reference import lif_update
-from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
+from neuro_spiking.surrogates import ATan, Surrogate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +71,7 @@ class AdaptiveLIFParams:
         steps("refractory_ms", self.refractory_ms, self.dt_ms)
         if not self.adapt_increment >= 0:
             raise ValueError(f"adapt_increment must be ≥ 0, got {self.adapt_increment}")
-        if not isinstance(self.surrogate, Surrogate) or isinstance(self.surrogate, MultiBit):
-            raise ValueError(f"surrogate must be a binary Surrogate, got {self.surrogate!r}")
+        check_binary_surrogate(self.surrogate)
 
 
 class AdaptiveLIFState(NamedTuple):

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from neuro_core.validation import check_positive
-from neuro_spiking._common import check_sequence, check_state_tensor
-from neuro_spiking.surrogates import FastSigmoid, MultiBit, Surrogate, spike
+from neuro_spiking._common import check_binary_surrogate, check_sequence, check_state_tensor
+from neuro_spiking.surrogates import FastSigmoid, Surrogate, spike
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,8 +47,7 @@ class IzhikevichParams:
             raise ValueError(f"dt_ms={self.dt_ms} is larger than the recovery time constant 1/a")
         if not self.v_peak > self.c:
             raise ValueError(f"v_peak must be > c (the reset), got {self.v_peak} ≤ {self.c}")
-        if not isinstance(self.surrogate, Surrogate) or isinstance(self.surrogate, MultiBit):
-            raise ValueError(f"surrogate must be a binary Surrogate, got {self.surrogate!r}")
+        check_binary_surrogate(self.surrogate)
 
 
 class IzhikevichState(NamedTuple):

@@ -28,6 +28,7 @@ from torch import nn
 from neuro_spiking._common import (
     Integrator,
     Reset,
+    check_binary_surrogate,
     check_reset,
     check_sequence,
     check_state_tensor,
@@ -40,7 +41,7 @@ from neuro_spiking._common import (
 )
 from neuro_spiking.ops.lif_scan import fused_lif_scan
 from neuro_spiking.ops.lif_scan.reference import lif_update
-from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
+from neuro_spiking.surrogates import ATan, Surrogate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +82,7 @@ class LIFParams:
         check_threshold(self.v_threshold, self.v_reset)
         check_reset(self.reset)
         steps("refractory_ms", self.refractory_ms, self.dt_ms)
-        _check_binary_surrogate(self.surrogate)
+        check_binary_surrogate(self.surrogate)
 
     @property
     def beta(self) -> float:
@@ -112,7 +113,7 @@ class IFParams:
         check_threshold(self.v_threshold, self.v_reset)
         check_reset(self.reset)
         steps("refractory_ms", self.refractory_ms, self.dt_ms)
-        _check_binary_surrogate(self.surrogate)
+        check_binary_surrogate(self.surrogate)
 
     def as_lif(self) -> LIFParams:
         """The equivalent LIF: β = 1 (``integrator="exponential"``, τ = ∞)."""
@@ -128,11 +129,6 @@ class IFParams:
             detach_reset=self.detach_reset,
             surrogate=self.surrogate,
         )
-
-
-def _check_binary_surrogate(surrogate: object) -> None:
-    if not isinstance(surrogate, Surrogate) or isinstance(surrogate, MultiBit):
-        raise ValueError(f"surrogate must be a binary Surrogate instance, got {surrogate!r}")
 
 
 class LIFState(NamedTuple):

@@ -14,9 +14,10 @@ import torch
 
 from neuro_core.dispatch import compiled, resolve_backend
 from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_spiking._common import check_binary_surrogate, check_reset
 from neuro_spiking.ops.alif_scan.reference import alif_scan_reference
 from neuro_spiking.ops.lif_scan import TRITON_SURROGATES, _as_beta, check_lif_inputs
-from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
+from neuro_spiking.surrogates import ATan, Surrogate
 
 _compiled_reference = compiled(alif_scan_reference)
 _SUPPORTED = ("auto", "reference", "fused", "compile", "triton")
@@ -58,10 +59,8 @@ def fused_alif_scan(
     check_in_range("rho", rho, 0.0, 1.0, low_open=True)
     check_positive("adapt_increment", adapt_increment, allow_zero=True)
     surrogate = ATan() if surrogate is None else surrogate
-    if not isinstance(surrogate, Surrogate) or isinstance(surrogate, MultiBit):
-        raise ValueError(f"surrogate must be a binary Surrogate, got {surrogate!r}")
-    if reset not in ("subtract", "hard"):
-        raise ValueError(f"reset must be 'subtract' or 'hard', got {reset!r}")
+    check_binary_surrogate(surrogate)
+    check_reset(reset)
     chosen = resolve_backend(backend, x, supported=_SUPPORTED, op="fused_alif_scan")
     if chosen == "triton" and surrogate.kind not in TRITON_SURROGATES:
         if backend == "triton":

@@ -26,8 +26,9 @@ import torch
 
 from neuro_core.dispatch import cpu_compile_enabled, resolve_backend, triton_available
 from neuro_core.validation import check_tensor
+from neuro_spiking._common import check_binary_surrogate, check_reset
 from neuro_spiking.ops.lif_scan.reference import Reset, lif_scan_reference
-from neuro_spiking.surrogates import ATan, MultiBit, Surrogate
+from neuro_spiking.surrogates import ATan, Surrogate
 
 #: Surrogate kinds the Triton kernels evaluate in registers.
 TRITON_SURROGATES = frozenset({"atan", "fast_sigmoid", "sigmoid", "triangle", "rectangular"})
@@ -119,10 +120,8 @@ def fused_lif_scan(
     v0 = check_lif_inputs(x, v0, threshold, v_reset)
     b = _as_beta(beta, x)
     surrogate = ATan() if surrogate is None else surrogate
-    if not isinstance(surrogate, Surrogate) or isinstance(surrogate, MultiBit):
-        raise ValueError(f"surrogate must be a binary Surrogate, got {surrogate!r}")
-    if reset not in ("subtract", "hard"):
-        raise ValueError(f"reset must be 'subtract' or 'hard', got {reset!r}")
+    check_binary_surrogate(surrogate)
+    check_reset(reset)
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be an integer ≥ 1, got {chunk!r}")
     chosen = _resolve(backend, x, surrogate)

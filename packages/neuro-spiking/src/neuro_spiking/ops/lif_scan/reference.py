@@ -89,25 +89,41 @@ def lif_update(
         h = beta * v + x
     else:
         h = v_rest + beta * (v - v_rest) + x
-    if surrogate is None:
-        return _fire_and_reset(h, threshold, v_reset, reset, adaptation, active)
-    return _fire_and_reset_surrogate(
+    return _fire_and_reset(
         h, threshold, v_reset, reset, adaptation, active, surrogate, detach_reset
     )
 
 
-def _fire_and_reset_surrogate(
+def _fire_and_reset(
     h: Any,
     threshold: Any,
     v_reset: Any,
     reset: Reset,
     adaptation: Any,
     active: Any,
-    surrogate: Surrogate,
+    surrogate: Surrogate | None,
     detach_reset: bool,
 ) -> tuple[Any, Any]:
-    """The autograd branch of :func:`lif_update`: the spike's surrogate derivative flows
-    through the reset (``∂v'/∂s``) unless ``detach_reset``."""
+    """The spike and reset of :func:`lif_update` from the charged membrane ``h``.
+
+    Without a surrogate (torch or numpy, no gradient) ``keep`` marks the neurons whose membrane
+    stays ``h`` (active and below threshold): ``h < θ`` and ``h − θ < a`` are exactly
+    ``not H(h − θ − a)`` for finite ``h``. With one (torch), the spike's surrogate derivative
+    flows through the reset (``∂v'/∂s``) unless ``detach_reset``; ``θ + a`` is formed after the
+    spike because autograd adds the parts of ``∂L/∂a`` in node-creation order, which fixes their
+    last bit."""
+    if surrogate is None:
+        keep = h < threshold if adaptation is None else h - threshold < adaptation
+        if active is not None:
+            keep &= active
+        fired = ~keep if active is None else active ^ keep
+        xp = np if isinstance(h, np.ndarray) else torch
+        s = fired.astype(h.dtype) if xp is np else fired.to(h.dtype)
+        if reset == "hard":
+            return s, xp.where(keep, h, v_reset)
+        if active is not None:
+            h = xp.where(active, h, v_reset)
+        return s, h - (_level(threshold, adaptation) - v_reset) * s
     if active is not None:
         h = torch.where(active, h, v_reset)
     u = h - threshold
@@ -118,34 +134,13 @@ def _fire_and_reset_surrogate(
         s = s * active
     s_r = s.detach() if detach_reset else s
     if reset == "subtract":
-        level = threshold if adaptation is None else threshold + adaptation
-        return s, h - (level - v_reset) * s_r
+        return s, h - (_level(threshold, adaptation) - v_reset) * s_r
     return s, h * (1 - s_r) + v_reset * s_r
 
 
-def _fire_and_reset(
-    h: Any,
-    threshold: Any,
-    v_reset: Any,
-    reset: Reset,
-    adaptation: Any,
-    active: Any,
-) -> tuple[Any, Any]:
-    """The Heaviside branch of :func:`lif_update` (no gradient) on torch or numpy: ``keep``
-    marks the neurons whose membrane stays ``h`` (active and below threshold); the comparisons
-    ``h < θ`` and ``h − θ < a`` are exactly ``not H(h − θ − a)`` for finite ``h``."""
-    keep = h < threshold if adaptation is None else h - threshold < adaptation
-    if active is not None:
-        keep &= active
-    fired = ~keep if active is None else active ^ keep
-    xp = np if isinstance(h, np.ndarray) else torch
-    s = fired.astype(h.dtype) if xp is np else fired.to(h.dtype)
-    if reset == "hard":
-        return s, xp.where(keep, h, v_reset)
-    if active is not None:
-        h = xp.where(active, h, v_reset)
-    level = threshold if adaptation is None else threshold + adaptation
-    return s, h - (level - v_reset) * s
+def _level(threshold: Any, adaptation: Any) -> Any:
+    """The effective threshold ``θ + a`` a subtractive reset removes (less ``v_reset``)."""
+    return threshold if adaptation is None else threshold + adaptation
 
 
 def lif_scan_reference(
