@@ -561,17 +561,22 @@ def _offset_probe():  # type: ignore[no-untyped-def]
 @pytest.mark.interpreter
 @needs_triton
 def test_triton_program_ids_give_64_bit_offsets() -> None:
-    """The kernels take their program ids from ``_program_ids`` (checked in their source); with
+    """The kernels take their program ids from ``_program_ids`` (checked in their source, or in
+    that of ``_query_program`` which the query-block kernels call); with
     INT64 its ids make ``pid · stride`` exact past 2³¹, without it the product wraps in int32.
     Run in the interpreter on a grid of 4 × 3 programs and a stride of 2³⁰ − 1."""
     import inspect
 
     from neuro_attention.ops.modulated_attention import triton as mod
 
+    # directly, or through _query_program, which takes them from _program_ids
+    helper = inspect.getsource(mod._query_program.fn)
+    assert "tl.program_id" not in helper
+    assert "_program_ids(INT64)" in helper
     for kernel in (mod._fwd_kernel, mod._bwd_dkdv_kernel, mod._bwd_dq_kernel):
         src = inspect.getsource(kernel.fn)
         assert "tl.program_id" not in src
-        assert "_program_ids(INT64)" in src
+        assert "_program_ids(INT64)" in src or "_query_program(" in src
     probe = _offset_probe()
     stride = 2**30 - 1
     want = torch.arange(12, dtype=torch.int64) * stride

@@ -49,9 +49,8 @@ class ImportanceParams:
     surprise_scale: float = 2.0
 
     def __post_init__(self) -> None:
-        check_positive("surprise_weight", self.surprise_weight, allow_zero=True)
-        check_positive("novelty_weight", self.novelty_weight, allow_zero=True)
-        check_positive("salience_weight", self.salience_weight, allow_zero=True)
+        for name in ("surprise_weight", "novelty_weight", "salience_weight"):
+            check_positive(name, getattr(self, name), allow_zero=True)
         check_positive("surprise_scale", self.surprise_scale)
 
 

@@ -241,6 +241,72 @@ def _score_grad(s, valid, lse, corr, dent, do, v, HAS_ENT: tl.constexpr, PRECISI
 
 
 @triton.jit
+def _query_program(
+    Q,
+    K,
+    V,
+    QS,
+    KB,
+    GA,
+    GB,
+    PAD,
+    sqb,
+    sqt,
+    sqh,
+    skb,
+    skh,
+    svb,
+    svh,
+    T,
+    TK,
+    H,
+    HKV,
+    D,
+    sm_scale,
+    HAS_QS: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    INT64: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """A program over (query block, batch·head): its rows and their ``[B, T, H]`` index, the
+    query block (:func:`_query_block`) and the (batch, kv head) base pointers of k, v, the key
+    bias, the gate's b and the padding mask."""
+    pid_m, pid_bh = _program_ids(INT64)
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // (H // HKV)
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < T
+    d_ok = offs_d < D
+    row = (b * T + offs_m) * H + h
+    q, qs, ga = _query_block(
+        Q + b * sqb + h * sqh, QS, GA, row, offs_m, offs_d, m_ok, d_ok, sqt, sm_scale,
+        HAS_QS, HAS_GATE, BLOCK_M,
+    )  # fmt: skip
+    k_ptr, v_ptr = K + b * skb + hk * skh, V + b * svb + hk * svh
+    kb_ptr, gb_ptr, pad_ptr = KB + b * TK * HKV + hk, GB + b * TK * H + h, PAD + b * TK
+    return (
+        start_m,
+        offs_m,
+        offs_d,
+        m_ok,
+        d_ok,
+        row,
+        q,
+        qs,
+        ga,
+        k_ptr,
+        v_ptr,
+        kb_ptr,
+        gb_ptr,
+        pad_ptr,
+    )
+
+
+@triton.jit
 def _fwd_kernel(
     Q,
     K,
@@ -284,22 +350,11 @@ def _fwd_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_m, pid_bh = _program_ids(INT64)
-    b = pid_bh // H
-    h = pid_bh % H
-    hk = h // (H // HKV)
-    start_m = pid_m * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < T
-    d_ok = offs_d < D
-    row = (b * T + offs_m) * H + h
-    q, qs, ga = _query_block(
-        Q + b * sqb + h * sqh, QS, GA, row, offs_m, offs_d, m_ok, d_ok, sqt, sm_scale,
-        HAS_QS, HAS_GATE, BLOCK_M,
+    (start_m, offs_m, offs_d, m_ok, d_ok, row, q, qs, ga,
+     k_ptr, v_ptr, kb_ptr, gb_ptr, pad_ptr) = _query_program(
+        Q, K, V, QS, KB, GA, GB, PAD, sqb, sqt, sqh, skb, skh, svb, svh, T, TK, H, HKV, D,
+        sm_scale, HAS_QS, HAS_GATE, INT64, BLOCK_M, BLOCK_D,
     )  # fmt: skip
-    k_ptr, v_ptr = K + b * skb + hk * skh, V + b * svb + hk * svh
-    kb_ptr, gb_ptr, pad_ptr = KB + b * TK * HKV + hk, GB + b * TK * H + h, PAD + b * TK
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     ps_i = tl.zeros([BLOCK_M], tl.float32)
@@ -494,25 +549,14 @@ def _bwd_dq_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_m, pid_bh = _program_ids(INT64)
-    b = pid_bh // H
-    h = pid_bh % H
-    hk = h // (H // HKV)
-    start_m = pid_m * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < T
-    d_ok = offs_d < D
-    md_ok = m_ok[:, None] & d_ok[None, :]
-    row = (b * T + offs_m) * H + h
-    q, qs, ga = _query_block(
-        Q + b * sqb + h * sqh, QS, GA, row, offs_m, offs_d, m_ok, d_ok, sqt, sm_scale,
-        HAS_QS, HAS_GATE, BLOCK_M,
+    (start_m, offs_m, offs_d, m_ok, d_ok, row, q, qs, ga,
+     k_ptr, v_ptr, kb_ptr, gb_ptr, pad_ptr) = _query_program(
+        Q, K, V, QS, KB, GA, GB, PAD, sqb, sqt, sqh, skb, skh, svb, svh, T, TK, H, HKV, D,
+        sm_scale, HAS_QS, HAS_GATE, INT64, BLOCK_M, BLOCK_D,
     )  # fmt: skip
+    md_ok = m_ok[:, None] & d_ok[None, :]
     do = tl.load(DO + row[:, None] * D + offs_d[None, :], mask=md_ok, other=0.0)
     lse, corr, dent = _row_stats(LSE, CORR, DENT, row, m_ok, HAS_ENT, BLOCK_M)
-    k_ptr, v_ptr = K + b * skb + hk * skh, V + b * svb + hk * svh
-    kb_ptr, gb_ptr, pad_ptr = KB + b * TK * HKV + hk, GB + b * TK * H + h, PAD + b * TK
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     dga = tl.zeros([BLOCK_M], tl.float32)
     lo, hi = _key_range(start_m, TK, OFF, WINDOW, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
@@ -593,11 +637,26 @@ def _flags(qs, kb, ga, causal, window, gate_w, precision, int64, pad):  # type: 
     }
 
 
+def _operands(q, k, v, qs, kb, ga, gb, pad8, dummy):  # type: ignore[no-untyped-def]
+    """The kernels' leading pointer operands ``(Q, K, V, QS, KB, GA, GB, PAD)``, ``dummy`` for
+    absent ones (never read: their ``HAS_*`` flag is off), and the q/k/v batch, time and head
+    strides."""
+    optional = (x if x is not None else dummy for x in (qs, kb, ga, gb, pad8))
+    strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3])
+    return (q, k, v, *optional), strides
+
+
+def _scalars(q, k, sm_scale, window, gate_w):  # type: ignore[no-untyped-def]
+    """``(T, TK, OFF, H, HKV, D, sm_scale, WINDOW, GATE_W)`` of the kernels."""
+    _, t, h, d = q.shape
+    tk, hkv = k.shape[1], k.shape[2]
+    return (t, tk, tk - t, h, hkv, d, sm_scale, window or 1, gate_w or 1)
+
+
 class TritonModulatedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, qs, kb, ga, gb, pad, causal, window, gate_w, entropy):  # type: ignore[override]
         b, t, h, d = q.shape
-        tk, hkv = k.shape[1], k.shape[2]
         q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
         qs, kb, ga, gb = (None if x is None else x.contiguous() for x in (qs, kb, ga, gb))
         pad8 = None if pad is None else pad.to(torch.int8).contiguous()
@@ -613,36 +672,14 @@ class TritonModulatedAttention(torch.autograd.Function):
         dummy = lse
         if t > 0 and b * h > 0:
             grid = (triton.cdiv(t, cfg["BLOCK_M"]), b * h)  # type: ignore[operator]
+            inputs, strides = _operands(q, k, v, qs, kb, ga, gb, pad8, dummy)
             _fwd_kernel[grid](
-                q,
-                k,
-                v,
-                qs if qs is not None else dummy,
-                kb if kb is not None else dummy,
-                ga if ga is not None else dummy,
-                gb if gb is not None else dummy,
-                pad8 if pad8 is not None else dummy,
+                *inputs,
                 o,
                 lse,
                 ent,
-                q.stride(0),
-                q.stride(1),
-                q.stride(2),
-                k.stride(0),
-                k.stride(1),
-                k.stride(2),
-                v.stride(0),
-                v.stride(1),
-                v.stride(2),
-                t,
-                tk,
-                tk - t,
-                h,
-                hkv,
-                d,
-                sm_scale,
-                window or 1,
-                gate_w or 1,
+                *strides,
+                *_scalars(q, k, sm_scale, window, gate_w),
                 RETURN_ENT=entropy,
                 **flags,
                 **cfg,
@@ -694,32 +731,9 @@ class TritonModulatedAttention(torch.autograd.Function):
         cfg = _config(d, q.dtype)
         flags = _flags(qs, kb, ga, causal, window, gate_w, _precision(q.dtype), int64, pad8)
         dummy = lse
-        common = (
-            q,
-            k,
-            v,
-            qs if qs is not None else dummy,
-            kb if kb is not None else dummy,
-            ga if ga is not None else dummy,
-            gb if gb is not None else dummy,
-            pad8 if pad8 is not None else dummy,
-            do,
-            lse,
-            corr,
-            dent if has_ent else dummy,
-        )
-        strides = (
-            q.stride(0),
-            q.stride(1),
-            q.stride(2),
-            k.stride(0),
-            k.stride(1),
-            k.stride(2),
-            v.stride(0),
-            v.stride(1),
-            v.stride(2),
-        )
-        scalars = (t, tk, tk - t, h, hkv, d, sm_scale, window or 1, gate_w or 1)
+        inputs, strides = _operands(q, k, v, qs, kb, ga, gb, pad8, dummy)
+        common = (*inputs, do, lse, corr, dent if has_ent else dummy)
+        scalars = _scalars(q, k, sm_scale, window, gate_w)
         if t > 0 and b * h > 0:
             _bwd_dkdv_kernel[(triton.cdiv(tk, cfg["BLOCK_N"]), b * hkv)](  # type: ignore[operator]
                 *common,

@@ -70,6 +70,38 @@ def _initial(S0, s_ptr, s_mask, HAS: tl.constexpr, BK: tl.constexpr, BV: tl.cons
 
 
 @triton.jit
+def _program(
+    H,
+    DK,
+    DV,
+    s_qb,
+    s_qh,
+    s_vb,
+    s_vh,
+    C: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+):
+    """This program's (batch·head, value block): the chunk, key and value-channel ranges with
+    their masks, the state tile's offsets and mask in ``[B, H, Dk, Dv]``, and the (batch, head)
+    offsets of q/k and v/o. Also returns ``pid_v``."""
+    pid_bh = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_c = tl.arange(0, C)
+    offs_k = tl.arange(0, BK)
+    offs_v = pid_v * BV + tl.arange(0, BV)
+    mk = offs_k < DK
+    mv = offs_v < DV
+    s_ptr = (b * H + h) * DK * DV + offs_k[:, None] * DV + offs_v[None, :]
+    s_mask = mk[:, None] & mv[None, :]
+    qk_base = b * s_qb + h * s_qh
+    v_base = b * s_vb + h * s_vh
+    return pid_v, offs_c, offs_k, offs_v, mk, mv, s_ptr, s_mask, qk_base, v_base
+
+
+@triton.jit
 def _fw_fwd(
     Q,
     K,
@@ -95,20 +127,11 @@ def _fw_fwd(
     BV: tl.constexpr,
     IEEE: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    pid_v = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    offs_c = tl.arange(0, C)
-    offs_k = tl.arange(0, BK)
-    offs_v = pid_v * BV + tl.arange(0, BV)
-    mk = offs_k < DK
-    mv = offs_v < DV
-    s_ptr = (b * H + h) * DK * DV + offs_k[:, None] * DV + offs_v[None, :]
-    S = _initial(S0, s_ptr, mk[:, None] & mv[None, :], HAS_S0, BK, BV)
+    _, offs_c, offs_k, offs_v, mk, mv, s_ptr, s_mask, qk_base, v_base = _program(
+        H, DK, DV, s_qb, s_qh, s_vb, s_vh, C, BK, BV
+    )
+    S = _initial(S0, s_ptr, s_mask, HAS_S0, BK, BV)
     g, dmat = _retention(offs_c, log_decay, lr)
-    qk_base = b * s_qb + h * s_qh
-    v_base = b * s_vb + h * s_vh
     for start in range(0, T, C):
         t = start + offs_c
         mt = t < T
@@ -125,7 +148,7 @@ def _fw_fwd(
         )
         glast, w = _chunk_end(g, tl.minimum(T - start, C), mt, log_decay, lr)
         S = S * tl.exp(glast) + _dot(tl.trans(k * w[:, None]), v, IEEE)
-    tl.store(SF + s_ptr, S, mask=mk[:, None] & mv[None, :])
+    tl.store(SF + s_ptr, S, mask=s_mask)
 
 
 @triton.jit
@@ -160,20 +183,10 @@ def _fw_bwd(
     BV: tl.constexpr,
     IEEE: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    pid_v = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    offs_c = tl.arange(0, C)
-    offs_k = tl.arange(0, BK)
-    offs_v = pid_v * BV + tl.arange(0, BV)
-    mk = offs_k < DK_DIM
-    mv = offs_v < DV_DIM
-    s_ptr = (b * H + h) * DK_DIM * DV_DIM + offs_k[:, None] * DV_DIM + offs_v[None, :]
-    s_mask = mk[:, None] & mv[None, :]
+    pid_v, offs_c, offs_k, offs_v, mk, mv, s_ptr, s_mask, qk_base, v_base = _program(
+        H, DK_DIM, DV_DIM, s_qb, s_qh, s_vb, s_vh, C, BK, BV
+    )
     g, dmat = _retention(offs_c, log_decay, lr)
-    qk_base = b * s_qb + h * s_qh
-    v_base = b * s_vb + h * s_vh
     part = pid_v * s_part
 
     # forward walk: dq
@@ -230,6 +243,13 @@ def _blocks(dk: int, dv: int, chunk: int) -> tuple[int, int, int]:
     return bk, bv, c
 
 
+def _scalars(q: torch.Tensor, v: torch.Tensor, lr: float, decay: float) -> tuple[float, ...]:
+    """``(T, H, Dk, Dv, log λ, η)`` and the q/k and v/o batch, time and head strides, in the
+    kernels' order."""
+    _, t, h, dk = q.shape
+    return (t, h, dk, v.shape[-1], math.log(decay), lr, *q.stride()[:3], *v.stride()[:3])
+
+
 class HebbianFastWeightsFunction(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -243,7 +263,7 @@ class HebbianFastWeightsFunction(torch.autograd.Function):
         chunk: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        b, t, h, dk = q.shape
+        b, _, h, dk = q.shape
         dv = v.shape[-1]
         bk, bv, c = _blocks(dk, dv, chunk)
         o = torch.empty_like(v)
@@ -258,18 +278,7 @@ class HebbianFastWeightsFunction(torch.autograd.Function):
             s0c if s0c is not None else sf,
             o,
             sf,
-            t,
-            h,
-            dk,
-            dv,
-            math.log(decay),
-            lr,
-            q.stride(0),
-            q.stride(1),
-            q.stride(2),
-            v.stride(0),
-            v.stride(1),
-            v.stride(2),
+            *_scalars(q, v, lr, decay),
             HAS_S0=s0c is not None,
             C=c,
             BK=bk,
@@ -307,18 +316,7 @@ class HebbianFastWeightsFunction(torch.autograd.Function):
             dk_part,
             dv_out,
             ds0,
-            t,
-            h,
-            dk,
-            dv,
-            math.log(decay),
-            lr,
-            q.stride(0),
-            q.stride(1),
-            q.stride(2),
-            v.stride(0),
-            v.stride(1),
-            v.stride(2),
+            *_scalars(q, v, lr, decay),
             dq_part.stride(0),
             HAS_S0=s0c is not None,
             HAS_DSF=dsf_c is not None,
