@@ -48,7 +48,7 @@ from neuro_models.aura.parts import (
     PlaceCellEmbedding,
     ThetaGammaPositions,
 )
-from neuro_models.decoder import Decoder, DecoderConfig, KVCache, Part
+from neuro_models.decoder import Decoder, DecoderConfig, KVCache, Part, shape_kwargs
 
 
 def decoder_config(config: AuraConfig) -> DecoderConfig:
@@ -77,16 +77,10 @@ def decoder_config(config: AuraConfig) -> DecoderConfig:
         else:
             ffns.append(Part(config.ffn, dict(config.snn_options)))
     return DecoderConfig(
-        vocab_size=config.vocab_size,
-        d_model=config.d_model,
-        n_layers=config.n_layers,
-        n_heads=config.n_heads,
+        **shape_kwargs(config),
         n_kv_heads=config.n_heads,
-        ffn_dim=config.ffn_dim,
-        max_seq_len=config.max_seq_len,
         positions="rope" if config.positions == "rope" else "learned",
         rope_theta=config.rope_theta,
-        norm_eps=config.norm_eps,
         init_std=0.02,
         scaled_residual_init=config.init == "decoder",
         tie_embeddings=True,

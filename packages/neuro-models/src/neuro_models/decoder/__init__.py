@@ -7,7 +7,7 @@ part protocols and the registry.
 """
 
 from neuro_models.decoder.cache import KVCache
-from neuro_models.decoder.config import DecoderConfig, Part, Positions
+from neuro_models.decoder.config import SHAPE_FIELDS, DecoderConfig, Part, Positions, shape_kwargs
 from neuro_models.decoder.functional import LOSS_CHUNK, apply_rope, rope_table, rotate
 from neuro_models.decoder.model import Block, Decoder, DecoderOutput
 from neuro_models.decoder.parts import (
@@ -23,6 +23,7 @@ from neuro_models.decoder.parts import (
 
 __all__ = [
     "LOSS_CHUNK",
+    "SHAPE_FIELDS",
     "Attention",
     "Block",
     "Decoder",
@@ -41,4 +42,5 @@ __all__ = [
     "registered",
     "rope_table",
     "rotate",
+    "shape_kwargs",
 ]

@@ -21,6 +21,25 @@ Positions = Literal["rope", "learned"]
 _POSITIONS = ("rope", "learned")
 
 
+#: The shape fields that model configurations (Llama, Aura, NCN) share with
+#: :class:`DecoderConfig` under the same names.
+SHAPE_FIELDS = (
+    "vocab_size",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "ffn_dim",
+    "max_seq_len",
+    "norm_eps",
+)
+
+
+def shape_kwargs(config: Any) -> dict[str, Any]:
+    """The :data:`SHAPE_FIELDS` of a model configuration, as keyword arguments of
+    :class:`DecoderConfig` (the model's own mapping adds the rest)."""
+    return {name: getattr(config, name) for name in SHAPE_FIELDS}
+
+
 @dataclass(frozen=True)
 class Part:
     """One typed part of a block: a registered ``kind`` and its keyword ``options``.

@@ -29,7 +29,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from neuro_models.decoder import Decoder, DecoderConfig, DecoderOutput, KVCache, Part
+from neuro_models.decoder import (
+    Decoder,
+    DecoderConfig,
+    DecoderOutput,
+    KVCache,
+    Part,
+    shape_kwargs,
+)
 from neuro_models.ncn.config import NCNConfig
 from neuro_models.ncn.control import ControlNetwork, causal_mask
 
@@ -78,16 +85,10 @@ def decoder_config(config: NCNConfig) -> DecoderConfig:
     """The :class:`~neuro_models.decoder.DecoderConfig` of an NCN configuration."""
     llama = config.backbone == "llama"
     return DecoderConfig(
-        vocab_size=config.vocab_size,
-        d_model=config.d_model,
-        n_layers=config.n_layers,
-        n_heads=config.n_heads,
+        **shape_kwargs(config),
         n_kv_heads=config.n_heads,
-        ffn_dim=config.ffn_dim,
-        max_seq_len=config.max_seq_len,
         positions="rope" if llama else "learned",
         rope_theta=config.theta,
-        norm_eps=config.norm_eps,
         init_std=config.init_std,
         scaled_residual_init=llama,
         tie_embeddings=True,
