@@ -1090,8 +1090,9 @@ class Network:
         (``dead[i]``: the complement of projection i's ``alive`` mask, None when every synapse
         is alive) are held at 0.
 
-        Hooks with an ``on_block`` method (the block form of :class:`EventPlasticityHook`, e.g.
-        ``neuro_plasticity``'s event-driven STDP) take the whole block in one call, updating
+        In blocks of more than one step, hooks with an ``on_block`` method (the block form of
+        :class:`EventPlasticityHook`, e.g. ``neuro_plasticity``'s event-driven STDP) take the
+        whole block in one call, updating
         their weights in place, after the events have read the block-start weights; the events
         whose synapse an earlier step of the block changed are then patched from the hook's
         ``read_*``. The other hooks are called step by step (with every event read at its
@@ -1109,7 +1110,8 @@ class Network:
             pre_sl, post_sl = self.slice(pr.pre), self.slice(pr.post)
             bounds = np.array([pre_sl.start, pre_sl.stop, post_sl.start, post_sl.stop])
             entry = (i, hook, pre_sl, post_sl, bounds, hasattr(hook, "on_spikes"), dead[i])
-            block = hasattr(hook, "on_block") and self.dtype == torch.float32
+            # a one-step block gains nothing from the block form (its fixed cost is higher)
+            block = k > 1 and hasattr(hook, "on_block") and self.dtype == torch.float32
             (per_block if block else per_step).append(entry)
         if not per_step:
             # every event at the block-start weight (torch gathers: a few times numpy's speed)
