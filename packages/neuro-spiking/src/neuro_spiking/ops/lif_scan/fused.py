@@ -43,27 +43,11 @@ def _forward_chunk(
     Written for ``torch.compile`` (the loop unrolls into one fused kernel)."""
     spikes, trace = [], []
     for t in range(x.shape[0]):
-        _, s, v = _step(v, x[t], beta, leak_bias, threshold, v_reset, subtract)
+        _, s, v = _step(v, x[t], beta, leak_bias, threshold, threshold - v_reset, v_reset, subtract)
         spikes.append(s)
         if store_membrane:
             trace.append(v)
     return torch.stack(spikes), (torch.stack(trace) if store_membrane else None), v
-
-
-def _step(
-    v: torch.Tensor,
-    x_t: torch.Tensor,
-    beta: torch.Tensor,
-    leak_bias: torch.Tensor,
-    threshold: float,
-    v_reset: float,
-    subtract: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step of the compiled chunk functions: ``(h, s, v_t)`` with ``h = β·v + x_t + (1 − β)·
-    v_rest`` (out-of-place ops, which ``torch.compile`` fuses)."""
-    h = beta * v + x_t + leak_bias
-    s = (h >= threshold).to(h.dtype)
-    return h, s, h - (threshold - v_reset) * s if subtract else torch.where(s > 0, v_reset, h)
 
 
 def _charge(
@@ -119,13 +103,13 @@ def _forward_inplace(
     rho = threshold - v_reset
     bias = _bias_or_none(leak_bias)
     for t in range(x.shape[0]):
-        v = _step_inplace(v, x[t], beta, bias, threshold, rho, v_reset, subtract, spikes[t])
+        v = _step(v, x[t], beta, bias, threshold, rho, v_reset, subtract, spikes[t])[2]
         if trace is not None:
             trace[t].copy_(v)
     return v
 
 
-def _step_inplace(
+def _step(
     v: torch.Tensor,
     x_t: torch.Tensor,
     beta: torch.Tensor,
@@ -134,13 +118,15 @@ def _step_inplace(
     rho: float,
     v_reset: float,
     subtract: bool,
-    s_out: torch.Tensor,
+    s_out: torch.Tensor | None = None,
     h_out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One eager step: the spike goes into ``s_out`` (and ``h`` into ``h_out``); returns ``v_t``.
-    Four float ops (charge ×2, threshold into the float spike buffer, reset)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step ``(h, s, v_t)`` of every fused path: four float ops (charge ×2, threshold into a
+    float spike, reset). Eager callers pass ``s_out`` (and ``h_out``) to write in place; the
+    compiled chunk functions allocate, which ``torch.compile`` fuses."""
     h = _charge(v, beta, x_t, bias, out=h_out)
-    return _reset(h, torch.ge(h, threshold, out=s_out), rho, v_reset, subtract)
+    s = torch.ge(h, threshold, out=s_out) if s_out is not None else (h >= threshold).to(h.dtype)
+    return h, s, _reset(h, s, rho, v_reset, subtract)
 
 
 def _backward_chunk(
@@ -171,7 +157,7 @@ def _backward_chunk(
     for t in range(x.shape[0]):
         if want_beta:
             v_prev.append(v)
-        h, _, v = _step(v, x[t], beta, leak_bias, threshold, v_reset, subtract)
+        h, _, v = _step(v, x[t], beta, leak_bias, threshold, threshold - v_reset, v_reset, subtract)
         hs.append(h)
     dxs = []
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
@@ -239,7 +225,7 @@ def _backward_inplace(
     for t in range(K):
         if want_beta:
             v_prev.append(v)
-        v = _step_inplace(v, x[t], beta, bias, threshold, rho, v_reset, subtract, ss[t], hs[t])
+        v = _step(v, x[t], beta, bias, threshold, rho, v_reset, subtract, ss[t], hs[t])[2]
     dbeta = torch.zeros_like(dv) if want_beta else dv.new_zeros(())
     for k in range(K - 1, -1, -1):
         sg = surrogate.derivative_(torch.sub(hs[k], threshold, out=scratch))
