@@ -17,7 +17,8 @@ Clock-driven LIF dynamics at ``dt_ms`` with event-driven propagation:
   ``K = min_delay/dt`` steps at a time on inputs already in the buffer, then all spikes of the
   block are propagated at once. Only synapses of neurons that spiked are touched (a pre-major
   index over the CSR); the work per block is proportional to the number of synaptic events.
-* **Plasticity hooks**, two protocols (this package does not import ``neuro_plasticity``):
+* **Plasticity hooks**, two protocols declared once in ``neuro_core.protocols`` (this package
+  does not import ``neuro_plasticity``, which implements them) and re-exported here:
 
   - :class:`PlasticityHook` (dense, one call per step): ``hook.init(weight) -> state`` and
     ``hook(pre, post, state, weight, modulator) -> (delta_w, state)`` with ``pre [1, n_pre]``,
@@ -66,59 +67,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
+from neuro_core.protocols import EventPlasticityHook, NeuromodulatorHook, PlasticityHook
+from neuro_core.sparse import csr_from_edges
 from neuro_core.validation import check_in_range, check_positive, check_tensor
 from neuro_spiking._common import decay, steps
 from neuro_spiking.adaptive_lif import AdaptiveLIFParams
 from neuro_spiking.lif import LIFParams
-
-
-@runtime_checkable
-class PlasticityHook(Protocol):
-    """Structural type of a dense, per-step plasticity rule (matches
-    ``neuro_plasticity.PlasticityHook``): ``delta_w`` has the shape of ``weight``."""
-
-    def init(self, weight: torch.Tensor, batch: int = 1) -> Any: ...
-
-    def __call__(
-        self,
-        pre: torch.Tensor,
-        post: torch.Tensor,
-        state: Any,
-        weight: torch.Tensor,
-        modulator: float | torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, Any]: ...
-
-
-@runtime_checkable
-class EventPlasticityHook(Protocol):
-    """Structural type of an event-driven plasticity rule.
-
-    ``on_spikes(step, pre, post, state, weight, modulator) -> (index, value, state)`` is called
-    at the steps where the projection's presynaptic or postsynaptic population spiked, with
-    ``pre [p]`` / ``post [q]`` the int64 local indices of the neurons that spiked at ``step``
-    (an absolute step count) and ``weight`` the projection's ``[nnz]`` magnitudes before this
-    step's update. It returns the synapses it changed and their new values (``weight[index] =
-    value``; an index may repeat only with equal values). Steps without spikes are skipped, so
-    the rule must account for the time in between itself (lazy traces). It may update ``state``
-    in place: :meth:`Network.run` hands it a private copy.
-    """
-
-    def init(self, weight: torch.Tensor, batch: int = 1) -> Any: ...
-
-    def on_spikes(
-        self,
-        step: int,
-        pre: torch.Tensor,
-        post: torch.Tensor,
-        state: Any,
-        weight: torch.Tensor,
-        modulator: float | torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, Any]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,7 +201,8 @@ class Projection:
         weight: float | list[float] | torch.Tensor,
         delay_ms: float | list[float] | torch.Tensor,
     ) -> Projection:
-        """Build from an edge list ``pre_index[e] → post_index[e]`` (any order)."""
+        """Build from an edge list ``pre_index[e] → post_index[e]`` (any order; the synapses of
+        one postsynaptic neuron keep their edge-list order)."""
         pre_i = torch.as_tensor(pre_index, dtype=torch.int64).flatten()
         post_i = torch.as_tensor(post_index, dtype=torch.int64).flatten()
         if pre_i.shape != post_i.shape:
@@ -252,10 +212,8 @@ class Projection:
         nnz = pre_i.numel()
         w = torch.as_tensor(weight, dtype=torch.float32).expand(nnz).clone()
         d = torch.as_tensor(delay_ms, dtype=torch.float32).expand(nnz).clone()
-        order = torch.argsort(post_i * max(1, nnz) + torch.arange(nnz), stable=True)
-        counts = torch.bincount(post_i, minlength=n_post)
-        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        return cls(pre, post, crow, pre_i[order], w[order], d[order])
+        crow, col, order = csr_from_edges(post_i, pre_i, n_post)
+        return cls(pre, post, crow, col, w[order], d[order])
 
     @property
     def n_post(self) -> int:
@@ -337,10 +295,8 @@ def random_projection(
         r, c = mask.nonzero(as_tuple=True)
         rows.append(r + start)
         cols.append(c)
-    row = torch.cat(rows)
-    col = torch.cat(cols)
-    counts = torch.bincount(row, minlength=post.size)
-    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    # rows come out of nonzero() sorted, so the builder keeps this order
+    crow, col, _ = csr_from_edges(torch.cat(rows), torch.cat(cols), post.size)
     nnz = col.numel()
     if isinstance(delay_ms, tuple):
         lo, hi = (round(d / dt_ms) for d in delay_ms)
@@ -394,25 +350,6 @@ class RunResult(NamedTuple):
     n_events: int
     v: dict[str, torch.Tensor]
     modulation: torch.Tensor
-
-
-@runtime_checkable
-class NeuromodulatorHook(Protocol):
-    """Structural type of a neuromodulator computed from the network's activity.
-
-    ``init(n_neurons) -> state``; ``update(step, spikes, state, inputs) -> (m, state)`` is called
-    once per step, in order, with ``spikes [p]`` the ascending int64 global indices of the neurons
-    that spiked at ``step`` and ``inputs`` the row ``step`` of each tensor given to
-    ``Network.run(modulator_inputs=...)`` (e.g. a reward or a predicted output activity); ``m``
-    is passed to every plasticity hook at that step (the third factor). It must not modify
-    ``state`` in place (``neuro_plasticity.ActivityModulator`` implements it).
-    """
-
-    def init(self, n_neurons: int) -> Any: ...
-
-    def update(
-        self, step: int, spikes: torch.Tensor, state: Any, inputs: Mapping[str, torch.Tensor]
-    ) -> tuple[float, Any]: ...
 
 
 Injector = Callable[[int, int], torch.Tensor]
@@ -682,13 +619,11 @@ class Network:
         self.proj_bounds = [0]
         for pr in self.projections:
             self.proj_bounds.append(self.proj_bounds[-1] + pr.nnz)
-        # pre-major index: synapse ids sorted by global presynaptic neuron
-        order = torch.argsort(self.syn_pre, stable=True)
+        # pre-major index: synapse ids sorted by global presynaptic neuron (a CSC)
+        self.pre_ptr, self.pm_post, order = csr_from_edges(self.syn_pre, self.syn_post, self.size)
         self.pre_order = order
         self.pm_delay = self.syn_delay[order]
-        self.pm_post = self.syn_post[order]
-        counts = torch.bincount(self.syn_pre, minlength=self.size)
-        self.pre_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        counts = self.pre_ptr.diff()
         self.min_delay = int(self.syn_delay.min()) if self.syn_delay.numel() else 1
         self.max_delay = int(self.syn_delay.max()) if self.syn_delay.numel() else 1
         # a multiple of the block length, so that a block's slots never wrap around

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from neuro_core.sparse import csr_from_edges
 from neuro_core.validation import check_positive, check_tensor
 from neuro_plasticity import Rule
 from neuro_plasticity.rule import Modulator, modulator_value
@@ -142,8 +143,10 @@ class EventTeacherSTDP:
         self.n_pre = topology.n_pre
         self.crow = crow
         self.col = col
-        self.by_pre = np.argsort(col, kind="stable")  # synapse ids grouped by presynaptic neuron
-        self.pre_start = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=self.n_pre))])
+        # synapse ids grouped by presynaptic neuron (the CSC index of the projection)
+        csc = csr_from_edges(topology.col_indices, topology.row_indices, self.n_pre)  # type: ignore[attr-defined]
+        self.by_pre = csc.order.numpy()
+        self.pre_start = csc.crow_indices.numpy()
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> EventTeacherState:
         if batch != 1:

@@ -34,6 +34,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
+from neuro_core.sparse import csr_from_edges
 from neuro_core.validation import check_tensor
 from neuro_plasticity.ops.event_stdp import native
 from neuro_plasticity.rule import ClipParams, ModulateParams, Modulator, ScaleParams, Transform
@@ -119,13 +120,14 @@ class EventPairSTDP:
         self.c_minus = params.lr * params.a_minus
         self.crow = np.ascontiguousarray(topology.crow_indices.numpy(), dtype=np.int64)
         self.col = np.ascontiguousarray(topology.col_indices.numpy(), dtype=np.int64)
-        self.rows = topology.row_indices.numpy()  # type: ignore[attr-defined]
-        order = np.argsort(self.col, kind="stable")
-        counts = np.bincount(self.col, minlength=topology.n_pre)
-        self.csc_order = order
-        # rows in CSC order: the column side then reads it contiguously (no cache misses)
-        self.csc_rows = self.rows[order]
-        self.csc_ptr = np.concatenate([[0], np.cumsum(counts)])
+        rows = topology.row_indices  # type: ignore[attr-defined]
+        self.rows = rows.numpy()
+        # CSC (pre-major) index; rows in CSC order let the column side read contiguously
+        csc = csr_from_edges(topology.col_indices, rows, topology.n_pre)
+        i64 = lambda t: np.ascontiguousarray(t.numpy(), dtype=np.int64)
+        self.csc_ptr = i64(csc.crow_indices)
+        self.csc_rows = i64(csc.col_indices)
+        self.csc_order = i64(csc.order)
         # scratch marks, all False between calls
         self._mark_pre = np.zeros(topology.n_pre, dtype=bool)
         self._mark_post = np.zeros(topology.n_post, dtype=bool)
