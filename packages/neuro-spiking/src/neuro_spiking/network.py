@@ -58,8 +58,9 @@ hooks (the offline replay of ``neuro_spiking.sleep_phase.sleep``), and pruned sy
 
 Speed: each block computes every neuron's free trajectory at once and steps only the few
 candidates (see ``_lif_block``); Poisson input draws only its events. On the issue's 10,000-neuron,
-~1M-synapse network this runs 1 s of biological time in 0.43–0.72× Brian2's wall time
-(``benchmarks/RESULTS.md``).
+~1M-synapse network this runs 1 s of biological time in 0.51× Brian2's wall time (median of 7
+one-second spans per side, one thread: ``benchmarks/results/spiking-2026-11-30/network_brian2.txt``,
+``benchmarks/RESULTS.md``). With event-driven STDP the hooks take whole blocks (``on_block``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ from neuro_core.sparse import csr_from_edges
 from neuro_core.validation import check_in_range, check_positive, check_tensor
 from neuro_spiking._common import decay, steps
 from neuro_spiking.adaptive_lif import AdaptiveLIFParams
-from neuro_spiking.lif import LIFParams
+from neuro_spiking.lif import LIFParams, lif_update
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1312,24 +1313,28 @@ def _lif_exact(
     """The step-by-step update over ``x [K, n]``: ``(spikes [K, n] bool, v, refractory, a,
     v_trace [K, n] or None)``.
 
-    Per step: ``h = β·v + x``; a neuron that is not refractory spikes if ``h ≥ θ + a`` and is
-    reset to ``v_reset``; one that is refractory is held at ``v_reset``; then
-    ``a ← ρ·a + Δθ·s`` (``a`` None: no adaptation). ``refr`` counts the steps each neuron stays
-    clamped; inside the block it becomes the block step at which the neuron is free again (one
-    comparison per step)."""
+    Per step, :func:`~neuro_spiking.ops.lif_scan.reference.lif_update` on numpy arrays (hard
+    reset, ``v_rest`` already folded into ``x`` as the leak bias): ``h = β·v + x``; a neuron that
+    is not refractory spikes if ``h ≥ θ + a`` and is reset to ``v_reset``; one that is
+    refractory is held at ``v_reset``; then ``a ← ρ·a + Δθ·s`` (``a`` None: no adaptation).
+    ``refr`` counts the steps each neuron stays clamped; inside the block it becomes the block
+    step at which the neuron is free again (one comparison per step)."""
     K = x.shape[0]
     free_at = refr.astype(np.int64)
     spikes = np.empty(x.shape, dtype=bool)
     v_trace = np.empty_like(x) if record_v else None
-    h = np.empty_like(v)
     for t in range(K):
-        np.multiply(params.beta, v, out=h)
-        h += x[t]
-        active = free_at <= t
-        below = h < (params.threshold if a is None else params.threshold + a)
-        below &= active
-        v = np.where(below, h, params.v_reset)
-        s = np.logical_xor(active, below, out=spikes[t])
+        # θ + a as one threshold: h < θ + a, exactly as before (not (h − θ) − a < 0)
+        s_f, v = lif_update(
+            v,
+            x[t],
+            beta=params.beta,
+            threshold=params.threshold if a is None else params.threshold + a,
+            v_reset=params.v_reset,
+            reset="hard",
+            active=free_at <= t,
+        )
+        s = np.not_equal(s_f, 0, out=spikes[t])
         free_at = np.where(s, params.refractory_steps + (t + 1), free_at)
         if a is not None:
             a = params.rho * a + params.inc * s
