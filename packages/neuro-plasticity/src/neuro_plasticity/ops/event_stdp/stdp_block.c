@@ -21,7 +21,9 @@
 #include <stdint.h>
 
 /* the column loop reads w at scattered synapses: prefetch this many iterations ahead */
+#ifndef PREFETCH
 #define PREFETCH 8
+#endif
 
 typedef struct {
     int64_t soft, nearest, has_md, has_lo, has_hi, floor;
