@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from neuro_spiking.ops.lif_scan.triton import _block, _block_offsets, _load
+from neuro_spiking.ops.lif_scan.triton import _block, _block_offsets, _load, _surrogate
 
 
 @triton.jit
@@ -91,10 +91,8 @@ def _gif_bwd(
         p = _load(P + t * BN, offs, mask)
         th = tl.load(THP + t * BN + offs, mask=mask, other=1.0).to(tl.float32)
         bound, vc, u, s = _clamp_fire(p, th, cl, levels)
-        tri = tl.maximum(1.0 - 2.0 * tl.abs(u - tl.floor(u + 0.5)), 0.0)
-        sg = tl.where((u >= 0.0) & (u <= levels + 1.0), tri, 0.0)
         ds = _load(GS + t * BN, offs, mask) + alpha * dth - th * dv
-        du = ds * sg
+        du = ds * _surrogate(u, levels, 5)
         dvc = dv + du / th
         dth_new = (1.0 - alpha) * dth - s * dv - du * vc / (th * th)
         dth_new += tl.where(p > bound, cl * dvc, 0.0) - tl.where(p < -bound, cl * dvc, 0.0)

@@ -23,7 +23,14 @@ from neuro_core.dispatch import interpreting
 from neuro_spiking._common import reduce_like
 from neuro_spiking.surrogates import Surrogate
 
-_SURROGATE_CODE = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangle": 3, "rectangular": 4}
+_SURROGATE_CODE = {
+    "atan": 0,
+    "fast_sigmoid": 1,
+    "sigmoid": 2,
+    "triangle": 3,
+    "rectangular": 4,
+    "multibit": 5,
+}
 
 
 @triton.jit
@@ -39,8 +46,12 @@ def _surrogate(u, alpha, KIND: tl.constexpr):
         g = alpha * sg * (1.0 - sg)
     elif KIND == 3:
         g = tl.maximum(1.0 - tl.abs(u) / alpha, 0.0) / alpha
-    else:
+    elif KIND == 4:
         g = tl.where(tl.abs(u) < alpha * 0.5, 1.0 / alpha, 0.0)
+    else:
+        # multi-bit (alpha = L levels): a unit triangle around every integer in [0, L + 1]
+        tri = tl.maximum(1.0 - 2.0 * tl.abs(u - tl.floor(u + 0.5)), 0.0)
+        g = tl.where((u >= 0.0) & (u <= alpha + 1.0), tri, 0.0)
     return g
 
 
