@@ -635,10 +635,22 @@ class Network:
         self.pre_count = counts
         # for plastic runs: the weight of pre-major synapse s is w_flat[pre_order[s]] · pm_sign[s]
         self.pm_sign = self.syn_sign[order]
-        # for block hooks: the pre-major position of every synapse (inverse of pre_order)
-        pm_pos = np.empty(order.numel(), dtype=np.int64)
-        pm_pos[order.numpy()] = np.arange(order.numel())
-        self._pm_pos = pm_pos
+        # for block hooks, per projection: each pre neuron's synapse count in it, the offset of
+        # its synapses in the neuron's pre-major list (projections in index order), and the
+        # sign/gain of its weights
+        self._pm_count: list[np.ndarray] = []
+        self._pm_first: list[np.ndarray] = []
+        self._gain: list[float] = []
+        before: dict[str, np.ndarray] = {}
+        for pr in self.projections:
+            n_pre = self.pops[pr.pre].size
+            cnt = np.bincount(pr.col_indices.numpy(), minlength=n_pre).astype(np.int64)
+            first = before.get(pr.pre, np.zeros(n_pre, dtype=np.int64))
+            self._pm_count.append(cnt)
+            self._pm_first.append(first)
+            before[pr.pre] = first + cnt
+            pre_pop = self.pops[pr.pre]
+            self._gain.append((-1.0 if pre_pop.kind == "inhibitory" else 1.0) * pre_pop.weight_gain)
 
     def init_state(self) -> NetworkState:
         """All neurons at rest, nothing in flight, initial weights and hook states, every
@@ -723,10 +735,19 @@ class Network:
         mod_state = state.modulation_state
         plastic = bool(self.plasticity)
         dead = _dead(state.alive)
+        signed: torch.Tensor | None = None
         if plastic:
             w_flat = torch.cat(state.weights) if state.weights else torch.zeros(0, dtype=self.dtype)
             weights = list(w_flat.split([pr.nnz for pr in self.projections]))
             hook_states = [_clone_tree(h) for h in state.hook_states]
+            if (
+                self.min_delay > 1
+                and self.dtype == torch.float32
+                and all(hasattr(h, "on_block") for h in self.plasticity.values())
+            ):
+                # block hooks replace their events' values with what they sent: the other
+                # events read these run-start weights (their projections do not change)
+                signed = self._signed(weights)
         else:
             weights = list(state.weights)
             hook_states = list(state.hook_states)
@@ -778,8 +799,10 @@ class Network:
                     hook_states,
                     m_block,
                     dead,
+                    signed,
                 )
             else:
+                assert signed is not None
                 values = signed.index_select(0, syn)
             if syn.numel():
                 buf.view(-1).scatter_add_(0, flat, values)
@@ -877,6 +900,7 @@ class Network:
                     hook_states,
                     m_block,
                     dead,
+                    None,
                 )
             step += k
             done += k
@@ -1018,6 +1042,7 @@ class Network:
         hook_states: list[Any],
         modulation: np.ndarray,
         dead: list[torch.Tensor | None],
+        signed: torch.Tensor | None,
     ) -> torch.Tensor:
         """Apply the plasticity hooks over one block, updating ``w_flat`` (whose per-projection
         views are ``weights``) and ``hook_states`` in place; returns the signed value of every
@@ -1028,11 +1053,12 @@ class Network:
 
         In blocks of more than one step, hooks with an ``on_block`` method (the block form of
         :class:`EventPlasticityHook`, e.g. ``neuro_plasticity``'s event-driven STDP) take the
-        whole block in one call, updating
-        their weights in place, after the events have read the block-start weights; the events
-        whose synapse an earlier step of the block changed are then patched from the hook's
-        ``read_*``. The other hooks are called step by step (with every event read at its
-        step). Both give the weights of the rule applied at every step (tests compare them)."""
+        whole block in one call, updating their weights in place, and return what each
+        presynaptic spike transmits (``sent``: its synapses' weights at its step, in ascending
+        synapse index, which is their pre-major order here); those values replace the
+        block-start weights the events read. The other hooks are called step by step (with every
+        event read at its step). Both give the weights and spikes of the rule applied at every
+        step (tests compare them bitwise)."""
         t_np, pre_np, syn_np = t_idx.numpy(), pre.numpy(), syn.numpy()
         w_np = w_flat.numpy()
         # spikes of block step t: pre_np[sp[t]:sp[t+1]] (ascending); their events ev[t]:ev[t+1]
@@ -1049,7 +1075,10 @@ class Network:
             # a one-step block gains nothing from the block form (its fixed cost is higher)
             block = k > 1 and hasattr(hook, "on_block") and self.dtype == torch.float32
             (per_block if block else per_step).append(entry)
-        if not per_step:
+        if not per_step and signed is not None:
+            # static projections' events from the run-start weights (block hooks overwrite theirs)
+            values = signed.index_select(0, syn).numpy()
+        elif not per_step:
             # every event at the block-start weight (torch gathers: a few times numpy's speed)
             g = self.pre_order.index_select(0, syn)
             values = w_flat.index_select(0, g).mul_(self.pm_sign.index_select(0, syn)).numpy()
@@ -1091,8 +1120,10 @@ class Network:
                 pruned=pruned,
             )
             hook_states[i] = upd.state
-            if upd.read_index.size:
-                self._patch_reads(upd, self.proj_bounds[i], t_np, pre_np, spike_ev, values)
+            if upd.sent.size:
+                self._place_sent(
+                    i, upd.sent, np.flatnonzero(in_pre), pre_np, bounds, spike_ev, values
+                )
         return torch.from_numpy(values)
 
     def _plastic_steps(
@@ -1150,27 +1181,32 @@ class Network:
                     idx_np, value.numpy()
                 )
 
-    def _patch_reads(
+    def _place_sent(
         self,
-        upd: Any,
-        offset: int,
-        t_np: np.ndarray,
+        i: int,
+        sent: np.ndarray,
+        spikes: np.ndarray,
         pre_np: np.ndarray,
+        bounds: np.ndarray,
         spike_ev: np.ndarray,
         values: np.ndarray,
     ) -> None:
-        """Set the events that read a synapse changed earlier in the block (``upd.read_*`` of a
-        block hook on the projection whose weights start at ``offset`` in ``w_flat``) to that
-        weight, signed. The event of synapse ``g`` for the spike of its pre neuron ``J`` at
-        block step ``t`` sits at ``spike_ev[spike] + pm_pos[g] − pre_start[J]`` (events are
-        spike by spike, each spike's synapses in pre-major order; the block's spikes are
-        sorted by ``(t, neuron)``)."""
-        g = upd.read_index + offset
-        pm = self._pm_pos[g]
-        pre_g = self.syn_pre.numpy()[g]
-        spike = np.searchsorted(t_np * self.size + pre_np, upd.read_t * self.size + pre_g)
-        e = spike_ev[spike] + (pm - self.pre_start.numpy()[pre_g])
-        values[e] = upd.read_value * self.pm_sign.numpy()[pm]
+        """Write a block hook's ``sent`` (projection ``i``; per presynaptic spike, the weights
+        its synapses transmit) into ``values``: spike ``spikes[m]`` (its index in the block)
+        owns the events ``spike_ev[spike] + first[J] ..`` (``+ count[J]``) of its neuron ``J``'s
+        pre-major list, projection ``i``'s part of it."""
+        j = pre_np[spikes] - bounds[0]
+        count = self._pm_count[i][j]
+        start = spike_ev[spikes] + self._pm_first[i][j]
+        if int(count.sum()) != sent.size:
+            raise ValueError(
+                f"plasticity[{i}].on_block returned {sent.size} sent values for "
+                f"{int(count.sum())} synapses of the block's presynaptic spikes"
+            )
+        ends = np.cumsum(count)
+        pos = np.arange(sent.size) + np.repeat(start - (ends - count), count)
+        gain = self._gain[i]
+        values[pos] = sent if gain == 1.0 else sent * np.float32(gain)
 
 
 def _finalizer(pruned: np.ndarray | None) -> Any:

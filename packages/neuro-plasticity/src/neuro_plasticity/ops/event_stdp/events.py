@@ -56,14 +56,14 @@ class EventSTDPState(NamedTuple):
 
 
 class BlockUpdate(NamedTuple):
-    """Result of :meth:`EventPairSTDP.on_block` (which updates the weights in place): for the
-    synapses read by a presynaptic spike at block step ``read_t`` (the weight that spike
-    transmits) whose weight may differ from the block-start weight (the post neuron, or the pre
-    neuron, spiked at an earlier step of the block), that weight; and the updated ``state``."""
+    """Result of :meth:`EventPairSTDP.on_block` (which updates the weights in place).
 
-    read_index: np.ndarray
-    read_t: np.ndarray
-    read_value: np.ndarray
+    ``sent``: for each presynaptic spike of the block, in the order given, the weights of its
+    synapses (its column, in ascending synapse index) just before its step: what the spike
+    transmits. ``state``: the updated traces.
+    """
+
+    sent: np.ndarray
     state: EventSTDPState
 
 
@@ -137,9 +137,6 @@ class EventPairSTDP:
             _address(a) for a in (self.crow, self.col, self.csc_ptr, self.csc_order, self.csc_rows)
         ]
         self._mark_ptrs = [_address(self._mark_pre), _address(self._mark_post)]
-        # on_block (numpy engine): the neurons that spiked at an earlier step of the block
-        self._seen_pre = np.zeros(topology.n_pre, dtype=bool)
-        self._seen_post = np.zeros(topology.n_post, dtype=bool)
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> EventSTDPState:
         """Traces at zero. ``weight [nnz]`` must lie inside every clip bound of the chain (the
@@ -312,10 +309,7 @@ class EventPairSTDP:
                 what it saves: measured on HebLLM's 1-step blocks, 221 vs 245 characters/s).
 
         Returns:
-            :class:`BlockUpdate`. Its ``read_*`` fields list, for each synapse read by a
-            presynaptic spike at block step ``t`` (the weight that spike transmits) whose weight
-            before step ``t`` differs from its block-start weight because an earlier step of the
-            block changed it, that weight.
+            :class:`BlockUpdate`.
 
         The kernel does per step what :meth:`on_spikes` does (the columns of the pre spikes,
         the rows of the post spikes, a synapse in both changed once from one weight, then the
@@ -355,8 +349,7 @@ class EventPairSTDP:
             raise ValueError(f"step must be ≥ the state's origin {t0} (steps only move forward)")
         w = weight.detach().numpy()
         if not q.size and not pp.size:
-            none = np.zeros(0, dtype=np.int64)
-            return BlockUpdate(none, none, w[:0].copy(), state)
+            return BlockUpdate(w[:0].copy(), state)
         use = engine == "native" or (engine == "auto" and k > 1)
         lib = native.load() if use and self._native is not None else None
         if engine == "native" and lib is None:
@@ -421,13 +414,11 @@ class EventPairSTDP:
             hi=0.0 if b is None or b.w_max is None else b.w_max,
         )
         n_col = int((self.csc_ptr[q + 1] - self.csc_ptr[q]).sum())
-        read_idx = np.empty(n_col, dtype=np.int64)
-        read_t = np.empty(n_col, dtype=np.int64)
-        read_val = np.empty(n_col, dtype=np.float32)
+        sent = np.empty(n_col, dtype=np.float32)
         q = np.ascontiguousarray(q, dtype=np.int64)
         pp = np.ascontiguousarray(pp, dtype=np.int64)
         ptr = _address
-        n_read = lib.stdp_block(
+        lib.stdp_block(
             k,
             *[ptr(a) for a in (q_ptr, q, p_ptr, pp)],
             *self._static_ptrs,
@@ -436,9 +427,9 @@ class EventPairSTDP:
             ptr(w),
             None if pruned is None else ptr(pruned),
             *self._mark_ptrs,
-            *[ptr(a) for a in (read_idx, read_t, read_val)],
+            ptr(sent),
         )
-        return BlockUpdate(read_idx[:n_read], read_t[:n_read], read_val[:n_read], state)
+        return BlockUpdate(sent, state)
 
     def _step_factor(self, modulator: np.ndarray | float | None, k: int) -> np.ndarray | float:
         """The transforms' factor (``scale`` × modulator) of each block step, or one float."""
@@ -468,22 +459,15 @@ class EventPairSTDP:
         pruned: np.ndarray | None,
     ) -> BlockUpdate:
         """:meth:`on_block` as one :meth:`on_spikes` call per step with spikes."""
-        seen_pre, seen_post = self._seen_pre, self._seen_post
         mods = None if modulator is None else np.broadcast_to(np.asarray(modulator, float), (k,))
-        reads = []
-        seen = False  # a neuron spiked at an earlier step of the block
+        sent = []
         weight = torch.from_numpy(w)
         for t in range(k):
             qs, ps = q[q_ptr[t] : q_ptr[t + 1]], pp[p_ptr[t] : p_ptr[t + 1]]
             if not qs.size and not ps.size:
                 continue
-            if qs.size and seen:
-                r = _ranges(self.csc_ptr, qs)
-                hit = seen_post[self.csc_rows[r]] | np.repeat(
-                    seen_pre[qs], self.csc_ptr[qs + 1] - self.csc_ptr[qs]
-                )
-                ids = self.csc_order[r[hit]]
-                reads.append((ids, np.full(ids.size, t, dtype=np.int64), w[ids]))
+            if qs.size:
+                sent.append(w[self.csc_order[_ranges(self.csc_ptr, qs)]])
             index, value, state = self.on_spikes(
                 step + t,
                 torch.from_numpy(qs),
@@ -498,18 +482,7 @@ class EventPairSTDP:
             if pruned is not None:
                 val = np.where(pruned[idx], 0.0, val)
             w[idx] = val
-            if t < k - 1:
-                seen_pre[qs] = True
-                seen_post[ps] = True
-                seen = True
-        if seen:
-            seen_pre[q] = False
-            seen_post[pp] = False
-        if not reads:
-            none = np.zeros(0, dtype=np.int64)
-            return BlockUpdate(none, none, w[:0].copy(), state)
-        r_idx, r_t, r_val = (np.concatenate(c) for c in zip(*reads, strict=True))
-        return BlockUpdate(r_idx, r_t, r_val, state)
+        return BlockUpdate(np.concatenate(sent) if sent else w[:0].copy(), state)
 
 
 def _address(a: np.ndarray) -> int:

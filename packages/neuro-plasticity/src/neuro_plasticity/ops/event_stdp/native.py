@@ -96,9 +96,9 @@ def load() -> ctypes.CDLL | None:
         _why = f"compiling {SOURCE.name} failed: {err} {detail.decode(errors='replace')[:500]}"
         return None
     fn = lib.stdp_block
-    fn.restype = ctypes.c_int64
+    fn.restype = None
     fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * 16 + [ctypes.POINTER(StdpParams)]
-    fn.argtypes += [ctypes.c_void_p] * 7
+    fn.argtypes += [ctypes.c_void_p] * 5
     _lib = lib
     _why = f"loaded {target}"
     return _lib

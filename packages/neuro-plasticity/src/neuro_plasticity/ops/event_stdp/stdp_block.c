@@ -6,10 +6,8 @@
  * two give bitwise-equal weights; tests compare them. Built and loaded by native.py.
  *
  * Per step t (spikes pre q[t], post p[t]):
- *   1. columns of the pre spikes (LTD): for synapse s = (i <- j), j in q[t]:
- *        read: if i or j spiked at an earlier step of this block (then s changed there),
- *              record (s, t, w[s]): the weight the spike transmits, which differs from the
- *              block-start weight the caller gathered;
+ *   1. columns of the pre spikes (LTD): for synapse s = (i <- j), j in q[t], in ascending s:
+ *        sent[o++] = w[s], the weight the spike transmits (before this step's change);
  *        unless i in p[t] (handled in 2): dw = -(eta A- f-(w) y_i(t-)), apply.
  *   2. rows of the post spikes (LTP): for s = (i <- j), i in p[t]:
  *        dw = eta A+ f+(w) x_j(t-); if j in q[t]: dw -= eta A- f-(w) y_i(t-); apply.
@@ -65,40 +63,32 @@ static inline double ltd_size(float w, double y, const stdp_params *P) {
     return y * P->c_minus;
 }
 
-/* mark_* bits: 1 = spikes at this step, 2 = spiked at an earlier step of this block.
- * Returns the number of reads written to read_*. */
-int64_t stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int64_t *p_ptr,
-                   const int64_t *p, const int64_t *crow, const int64_t *col,
-                   const int64_t *csc_ptr, const int64_t *csc_order, const int64_t *csc_rows,
-                   double *X, double *Y, const double *d_pre, const double *d_post,
-                   const double *e_pre, const double *e_post, const double *factor,
-                   const stdp_params *P, float *w, const uint8_t *pruned, uint8_t *mark_pre,
-                   uint8_t *mark_post, int64_t *read_idx, int64_t *read_t, float *read_val) {
-    int64_t nr = 0;
+/* mark_*: 1 for the neurons spiking at the current step (0 between calls). Writes one sent
+ * value per column synapse of each pre spike, in the order of q. */
+void stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int64_t *p_ptr,
+                const int64_t *p, const int64_t *crow, const int64_t *col, const int64_t *csc_ptr,
+                const int64_t *csc_order, const int64_t *csc_rows, double *X, double *Y,
+                const double *d_pre, const double *d_post, const double *e_pre,
+                const double *e_post, const double *factor, const stdp_params *P, float *w,
+                const uint8_t *pruned, uint8_t *mark_pre, uint8_t *mark_post, float *sent) {
+    int64_t o = 0;
     for (int64_t t = 0; t < k; t++) {
         const int64_t q0 = q_ptr[t], q1 = q_ptr[t + 1], p0 = p_ptr[t], p1 = p_ptr[t + 1];
         if (q0 == q1 && p0 == p1) continue;
-        for (int64_t a = q0; a < q1; a++) mark_pre[q[a]] |= 1;
-        for (int64_t a = p0; a < p1; a++) mark_post[p[a]] |= 1;
+        for (int64_t a = q0; a < q1; a++) mark_pre[q[a]] = 1;
+        for (int64_t a = p0; a < p1; a++) mark_post[p[a]] = 1;
         const double dp = d_pre[t], dq = d_post[t], fac = factor[t];
         /* 1. columns of the pre spikes */
         for (int64_t a = q0; a < q1; a++) {
             const int64_t j = q[a];
-            const int pre_seen = mark_pre[j] & 2;
             const int64_t r1 = csc_ptr[j + 1];
             for (int64_t r = csc_ptr[j]; r < r1; r++) {
                 const int64_t s = csc_order[r], i = csc_rows[r];
 #if defined(__GNUC__) || defined(__clang__)
                 if (r + PREFETCH < r1) __builtin_prefetch(&w[csc_order[r + PREFETCH]], 1);
 #endif
-                const uint8_t mi = mark_post[i];
-                if (pre_seen || (mi & 2)) {
-                    read_idx[nr] = s;
-                    read_t[nr] = t;
-                    read_val[nr] = w[s];
-                    nr++;
-                }
-                if (mi & 1) continue;
+                sent[o++] = w[s];
+                if (mark_post[i]) continue;
                 const double y = Y[i] * dq;
                 apply(w, s, -ltd_size(w[s], y, P), fac, P, pruned);
             }
@@ -111,21 +101,18 @@ int64_t stdp_block(int64_t k, const int64_t *q_ptr, const int64_t *q, const int6
                 const int64_t j = col[s];
                 const double x = X[j] * dp;
                 double dw = ltp(w[s], x, P);
-                if (mark_pre[j] & 1) dw -= ltd_size(w[s], Y[i] * dq, P);
+                if (mark_pre[j]) dw -= ltd_size(w[s], Y[i] * dq, P);
                 apply(w, s, dw, fac, P, pruned);
             }
         }
         /* 3. traces */
         for (int64_t a = q0; a < q1; a++) {
-            mark_pre[q[a]] = 2;
+            mark_pre[q[a]] = 0;
             if (P->nearest) X[q[a]] = e_pre[t]; else X[q[a]] += e_pre[t];
         }
         for (int64_t a = p0; a < p1; a++) {
-            mark_post[p[a]] = 2;
+            mark_post[p[a]] = 0;
             if (P->nearest) Y[p[a]] = e_post[t]; else Y[p[a]] += e_post[t];
         }
     }
-    for (int64_t a = q_ptr[0]; a < q_ptr[k]; a++) mark_pre[q[a]] = 0;
-    for (int64_t a = p_ptr[0]; a < p_ptr[k]; a++) mark_post[p[a]] = 0;
-    return nr;
 }
