@@ -6,13 +6,16 @@ every figure is the **median** (with min-max spread) of ``--rounds`` rounds, nev
 * training tokens/s (forward + backward + fused AdamW step, identical config, batch, precision and
   initial weights) of ``neuro_models.Llama`` ≥ 1.3x ``transformers.LlamaForCausalLM`` at d_model
   256 / 4 layers and 512 / 8 layers, batch 8 x 256, vocab 4096, tied embeddings. Each model takes
-  its loss the way it trains best, that is through the trainer's default loss
-  (``neuro_models.train.cross_entropy_loss``: eager, ``Llama.loss`` with ``lm_head`` fused into the
-  cross-entropy; compiled, the ``torch.compile`` wrapper has no ``loss``, so its logits -> fp32
-  cross-entropy outside the compiled module), HF the standard way (``use_cache=False``, logits
-  -> fp32 cross-entropy). Four arms per size: each model eager and
-  with its module under ``torch.compile`` (as ``TrainConfig.compile`` does); ratios eager/eager,
-  compiled/compiled and best/best (each model at its setting of lower median step time). A
+  its loss the way it trains best: ours through the trainer's default loss
+  (``neuro_models.train.cross_entropy_loss``: ``Llama.loss``, ``lm_head`` fused into the
+  cross-entropy; compiled, through ``neuro_models.train.compile_model`` as ``TrainConfig.compile``
+  does, which compiles ``Llama.loss`` too), HF the standard way (``use_cache=False``,
+  ``labels=targets, shift_labels=targets``: its fp32 cross-entropy inside its forward, hence
+  inside the compiled graph). Four arms per size: each model eager and compiled; ratios
+  eager/eager, compiled/compiled and best/best (each model at its setting of lower median step
+  time). HF runs with its default attention (``sdpa``); ``--hf-eager-attention`` adds two HF arms
+  with ``attn_implementation="eager"`` (plain matmul + softmax attention, which inductor fuses)
+  and the ratio ``best_vs_best_any_hf_attention`` against the fastest of the four HF arms. A
   ratio's median and spread are over the per-round ratios of the paired, interleaved
   measurements. MFU = 6·N·tokens/s over the measured matmul peak;
 * generation tokens/s with a KV cache (greedy, same prompt, same number of new tokens, fp32)
@@ -43,7 +46,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 CLOCK: Callable[[], float] = time.perf_counter
 # Rounds below this give no reportable figure (house rule: median of >= 5 interleaved rounds).
@@ -114,18 +116,19 @@ def train_step_fn(
         model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True
     )
     model.train()
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    inputs, targets = tokens[:, :-1], tokens[:, 1:].contiguous()
 
-    from neuro_models.train import cross_entropy_loss
+    from neuro_models.train import compile_model, cross_entropy_loss
 
-    module: Any = torch.compile(model) if compiled else model
+    module: Any = model
+    if compiled:
+        module = torch.compile(model) if hf else compile_model(model)
 
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if hf:
-            logits = module(input_ids=x, use_cache=False).logits
-            return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        # The trainer's default loss: fused Llama.loss on the plain module, logits -> fp32
-        # cross-entropy (outside the compiled graph) through a compiled one.
+            # HF's own loss (logits -> fp32 cross-entropy) on targets given as already shifted.
+            return module(input_ids=x, labels=y, shift_labels=y, use_cache=False).loss
+        # The trainer's default loss: Llama.loss (compiled with the model when compiled).
         return cross_entropy_loss(module, x, y)[0]
 
     def step() -> float:
@@ -141,7 +144,13 @@ def train_step_fn(
 
 
 def bench_train(
-    d_model: int, rounds: int, steps: int, bf16: bool, peak: float, compile_arms: bool
+    d_model: int,
+    rounds: int,
+    steps: int,
+    bf16: bool,
+    peak: float,
+    compile_arms: bool,
+    hf_eager_attention: bool = False,
 ) -> dict[str, Any]:
     from neuro_models.hf import to_hf
     from neuro_models.llama import Llama
@@ -161,6 +170,12 @@ def bench_train(
         compiled = setting == "compiled"
         arms[f"ours_{setting}"] = train_step_fn(ours, tokens, False, bf16, compiled, steps)
         arms[f"hf_{setting}"] = train_step_fn(theirs, tokens, True, bf16, compiled, steps)
+        if hf_eager_attention:
+            eager_attn = to_hf(ours)
+            eager_attn.set_attn_implementation("eager")
+            arms[f"hf-eager-attn_{setting}"] = train_step_fn(
+                eager_attn, tokens, True, bf16, compiled, steps
+            )
     times = interleaved_times(arms, rounds)
     n_params = count_parameters(config).total
     n_tokens = BATCH * SEQ_LEN * steps
@@ -189,7 +204,15 @@ def bench_train(
         return min(settings, key=lambda s: statistics.median(times[f"{model}_{s}"]))
 
     out["best_setting"] = {"ours": best("ours"), "hf": best("hf")}
-    ratios["best_vs_best"] = paired_ratio(times[f"hf_{best('hf')}"], times[f"ours_{best('ours')}"])
+    ours_best = times[f"ours_{best('ours')}"]
+    ratios["best_vs_best"] = paired_ratio(times[f"hf_{best('hf')}"], ours_best)
+    if hf_eager_attention:
+        hf_any = min(
+            (name for name in times if name.startswith("hf")),
+            key=lambda name: statistics.median(times[name]),
+        )
+        out["best_setting"]["hf_any_attention"] = hf_any
+        ratios["best_vs_best_any_hf_attention"] = paired_ratio(times[hf_any], ours_best)
     out["ratios"] = ratios
     return out
 
@@ -205,10 +228,13 @@ def format_train(r: dict[str, Any]) -> str:
         for name, v in r["ratios"].items()
     )
     best = r["best_setting"]
+    any_attention = (
+        f", HF any attention {best['hf_any_attention']}" if "hf_any_attention" in best else ""
+    )
     return (
         f"train d={r['d_model']}/{r['n_layers']}L ({r['params'] / 1e6:.1f}M, batch "
         f"{BATCH}x{SEQ_LEN}): {arms}\n  ratios HF/ours time (median [min-max] of paired rounds): "
-        f"{ratios}; best = ours {best['ours']}, HF {best['hf']} "
+        f"{ratios}; best = ours {best['ours']}, HF {best['hf']}{any_attention} "
         f"(target >= {TARGET_TRAIN_RATIO}x)"
     )
 
@@ -285,6 +311,11 @@ def main() -> int:
         "--sizes", default="256,512", help="d_model values to train (256, 512: the issue's presets)"
     )
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile arms")
+    ap.add_argument(
+        "--hf-eager-attention",
+        action="store_true",
+        help='also time HF with attn_implementation="eager" (eager and compiled)',
+    )
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
@@ -336,7 +367,9 @@ def main() -> int:
     if not args.skip_train:
         rows = []
         for d in (int(s) for s in args.sizes.split(",")):
-            r = bench_train(d, args.rounds, args.steps, bf16, peak, not args.no_compile)
+            r = bench_train(
+                d, args.rounds, args.steps, bf16, peak, not args.no_compile, args.hf_eager_attention
+            )
             rows.append(r)
             print(format_train(r), flush=True)
         report["train"] = rows

@@ -47,10 +47,12 @@ from neuro_models.distributed import Parallel, all_reduce_mean, dist_info, paral
 from neuro_models.evaluate import logits_of
 
 __all__ = [
+    "CompiledModel",
     "LossFn",
     "StepInfo",
     "TrainConfig",
     "TrainResult",
+    "compile_model",
     "cpu_supports_bf16",
     "cross_entropy_loss",
     "lr_at",
@@ -107,7 +109,8 @@ class TrainConfig:
         precision: ``"bf16-autocast"``, ``"fp32"`` or ``"auto"`` (bf16 autocast where the
             device supports bf16 matmuls — AVX-512-BF16/AMX on CPU, compute capability ≥ 8 on
             CUDA — else fp32). Parameters and optimizer state are always fp32.
-        compile: run the model through ``torch.compile``.
+        compile: run the model through ``torch.compile`` (:func:`compile_model`: with its
+            ``loss`` compiled too when it has one).
         parallel: ``"none"``, ``"ddp"`` or ``"fsdp"`` (needs ``torchrun``).
         out_dir: run directory: ``metrics.jsonl``, ``eval.jsonl``, ``checkpoints/``, plots.
         ckpt_every: checkpoint every N steps (0: only at the end).
@@ -351,6 +354,50 @@ def cross_entropy_loss(
     return loss, {}
 
 
+class CompiledModel(nn.Module):
+    """``torch.compile`` of a model whose class defines ``loss(inputs, targets)``: ``forward`` and
+    ``loss`` are each compiled, so that :func:`cross_entropy_loss` trains through the compiled,
+    fused ``lm_head`` + cross-entropy (one graph from tokens to the mean NLL) instead of
+    materializing the logits and taking an fp32 cross-entropy outside the compiled graph, as a
+    bare ``torch.compile(model)`` wrapper (which has no ``loss``) must. Any other attribute is
+    the wrapped model's (``module``); its parameters are ``module``'s.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        if not callable(getattr(type(model), "loss", None)):
+            raise TypeError(
+                f"model must define loss(inputs, targets), {type(model).__name__} does not"
+            )
+        super().__init__()
+        self.module = model
+        # Compiled bound methods, kept out of the module tree (no duplicate parameters).
+        self.__dict__["_compiled_forward"] = torch.compile(model)
+        self.__dict__["_compiled_loss"] = torch.compile(model.loss)  # type: ignore[arg-type]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__dict__["_compiled_forward"](*args, **kwargs)
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's ``loss(inputs, targets)``, compiled."""
+        out: torch.Tensor = self.__dict__["_compiled_loss"](inputs, targets)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["_modules"]["module"], name)
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """What ``TrainConfig.compile`` trains: :class:`CompiledModel` for a model whose class defines
+    ``loss`` (e.g. :class:`~neuro_models.llama.Llama`), else ``torch.compile(model)`` (a DDP/FSDP
+    wrapper, or a model trained through its logits)."""
+    if callable(getattr(type(model), "loss", None)):
+        return CompiledModel(model)
+    return torch.compile(model)  # type: ignore[return-value]
+
+
 def _model_config(model: nn.Module) -> dict[str, Any] | None:
     cfg = getattr(model, "config", None)
     if cfg is None:
@@ -559,7 +606,7 @@ def train(
         _truncate_jsonl(metrics_path, start)
         _truncate_jsonl(eval_path, start)
         (out_dir / "config.json").write_text(json.dumps(current_meta, indent=1))
-    fwd: nn.Module = torch.compile(wrapped) if config.compile else wrapped  # type: ignore[assignment]
+    fwd = compile_model(wrapped) if config.compile else wrapped
 
     fpt = flops_per_token(raw, config.seq_len)
     peak: float | None = config.peak_flops

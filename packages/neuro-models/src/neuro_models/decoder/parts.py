@@ -36,7 +36,7 @@ from torch import nn
 
 from neuro_models.decoder.cache import KVCache
 from neuro_models.decoder.config import DecoderConfig
-from neuro_models.decoder.functional import rotate
+from neuro_models.decoder.functional import causal_attention, rotate
 
 # SDPA gained native grouped-query attention (``enable_gqa``) in torch 2.5.
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -215,9 +215,12 @@ class Attention(nn.Module):
         if H != KV and not _SDPA_GQA:
             k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)
         gqa = {"enable_gqa": True} if H != KV and _SDPA_GQA else {}
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=ctx.mask, is_causal=ctx.is_causal, **gqa
-        ).transpose(1, 2)
+        if ctx.mask is None and ctx.is_causal and not gqa and k.shape[2] == q.shape[2]:
+            y = causal_attention(q, k, v).transpose(1, 2)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=ctx.mask, is_causal=ctx.is_causal, **gqa
+            ).transpose(1, 2)
         if gain is not None:
             y = y * gain[:, :, None, None].to(y.dtype)
         return self.out(y.reshape(B, T, H * self.head_dim))
