@@ -34,7 +34,7 @@ from neuro_spiking._common import (
     steps,
 )
 from neuro_spiking.ops.alif_scan import fused_alif_scan
-from neuro_spiking.ops.lif_scan.reference import lif_update
+from neuro_spiking.ops.lif_scan.reference import LIFConstants
 from neuro_spiking.surrogates import ATan, Surrogate
 
 
@@ -99,19 +99,10 @@ def adaptive_lif_step(
     check_state_tensor("state.v", state.v, x)
     rho = decay(p.tau_adapt_ms, p.dt_ms, p.integrator)
     n_ref = steps("refractory_ms", p.refractory_ms, p.dt_ms)
-    s, v = lif_update(
-        state.v,
-        x,
-        beta=decay(p.tau_mem_ms, p.dt_ms, p.integrator),
-        threshold=p.v_threshold,
-        v_reset=p.v_reset,
-        v_rest=p.v_rest,
-        reset=p.reset,
-        adaptation=state.a,
-        active=state.refractory <= 0 if n_ref > 0 else None,
-        surrogate=p.surrogate,
-        detach_reset=p.detach_reset,
-    )
+    c = LIFConstants(p.v_rest, p.v_threshold, p.v_reset, p.reset, p.detach_reset, p.surrogate)
+    beta = decay(p.tau_mem_ms, p.dt_ms, p.integrator)
+    active = state.refractory <= 0 if n_ref > 0 else None
+    s, v = c.update(state.v, x, beta, adaptation=state.a, active=active)
     a = rho * state.a + p.adapt_increment * s
     refractory = refractory_countdown(state.refractory, s, n_ref) if n_ref > 0 else state.refractory
     return s, AdaptiveLIFState(v, a, refractory)

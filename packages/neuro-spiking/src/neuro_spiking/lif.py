@@ -40,7 +40,7 @@ from neuro_spiking._common import (
     steps,
 )
 from neuro_spiking.ops.lif_scan import fused_lif_scan
-from neuro_spiking.ops.lif_scan.reference import lif_update
+from neuro_spiking.ops.lif_scan.reference import LIFConstants, lif_update
 from neuro_spiking.surrogates import ATan, Surrogate
 
 
@@ -180,18 +180,9 @@ def lif_step(
     p = _lif(params)
     check_state_tensor("state.v", state.v, x)
     n_ref = p.refractory_steps
-    s, v = lif_update(
-        state.v,
-        x,
-        beta=_beta(p, tau_mem_ms),
-        threshold=p.v_threshold,
-        v_reset=p.v_reset,
-        v_rest=p.v_rest,
-        reset=p.reset,
-        active=state.refractory <= 0 if n_ref > 0 else None,
-        surrogate=p.surrogate,
-        detach_reset=p.detach_reset,
-    )
+    c = LIFConstants(p.v_rest, p.v_threshold, p.v_reset, p.reset, p.detach_reset, p.surrogate)
+    active = state.refractory <= 0 if n_ref > 0 else None
+    s, v = c.update(state.v, x, _beta(p, tau_mem_ms), active=active)
     refractory = refractory_countdown(state.refractory, s, n_ref) if n_ref > 0 else state.refractory
     return s, LIFState(v, refractory)
 

@@ -17,6 +17,7 @@ from neuro_core.validation import check_in_range, check_positive, check_tensor
 from neuro_spiking._common import check_binary_surrogate, check_reset
 from neuro_spiking.ops.alif_scan.reference import alif_scan_reference
 from neuro_spiking.ops.lif_scan import TRITON_SURROGATES, _as_beta, check_lif_inputs
+from neuro_spiking.ops.lif_scan.reference import LIFConstants, Reset
 from neuro_spiking.surrogates import ATan, Surrogate
 
 _compiled_reference = compiled(alif_scan_reference)
@@ -34,7 +35,7 @@ def fused_alif_scan(
     v_rest: float = 0.0,
     threshold: float = 1.0,
     v_reset: float = 0.0,
-    reset: str = "subtract",
+    reset: Reset = "subtract",
     detach_reset: bool = False,
     surrogate: Surrogate | None = None,
     backend: str = "auto",
@@ -68,20 +69,10 @@ def fused_alif_scan(
         chosen = "reference"
     if backend == "auto" and chosen == "reference" and x.device.type == "cpu":
         chosen = "fused"
-    args = (
-        x,
-        v0,
-        a0,
-        b,
-        float(rho),
-        float(adapt_increment),
-        float(v_rest),
-        float(threshold),
-        float(v_reset),
-        reset,
-        bool(detach_reset),
-        surrogate,
+    c = LIFConstants(
+        float(v_rest), float(threshold), float(v_reset), reset, bool(detach_reset), surrogate
     )
+    args = (x, v0, a0, b, float(rho), float(adapt_increment), c)
     if chosen == "triton":
         from neuro_spiking.ops.alif_scan.triton import alif_scan_triton
 
@@ -91,9 +82,9 @@ def fused_alif_scan(
     if chosen == "fused":
         from neuro_spiking.ops.alif_scan.fused import DEFAULT_CHUNK, ALIFScanFunction
 
-        s, v, a = ALIFScanFunction.apply(*args[:9], reset == "subtract", *args[10:], DEFAULT_CHUNK)
+        s, v, a = ALIFScanFunction.apply(*args, DEFAULT_CHUNK)
         return s, v, a
-    return alif_scan_reference(*args)  # type: ignore[arg-type]
+    return alif_scan_reference(*args)
 
 
 __all__ = ["fused_alif_scan"]

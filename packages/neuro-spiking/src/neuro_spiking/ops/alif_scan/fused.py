@@ -26,7 +26,7 @@ import torch
 
 from neuro_spiking._common import reduce_like
 from neuro_spiking.ops.lif_scan.fused import _charge, _chunked_forward, _reset
-from neuro_spiking.surrogates import Surrogate
+from neuro_spiking.ops.lif_scan.reference import LIFConstants
 
 #: Steps between state checkpoints.
 DEFAULT_CHUNK = 8
@@ -35,20 +35,11 @@ DEFAULT_CHUNK = 8
 class _Step:
     """Per-call constants of the recursion."""
 
-    def __init__(
-        self,
-        beta: torch.Tensor,
-        rho: float,
-        adapt: float,
-        v_rest: float,
-        threshold: float,
-        v_reset: float,
-        subtract: bool,
-    ) -> None:
+    def __init__(self, beta: torch.Tensor, rho: float, adapt: float, c: LIFConstants) -> None:
         self.beta = beta
-        self.bias = (1 - beta) * v_rest if v_rest != 0 else None
-        self.rho, self.adapt, self.v_rest = rho, adapt, v_rest
-        self.threshold, self.v_reset, self.subtract = threshold, v_reset, subtract
+        self.bias = (1 - beta) * c.v_rest if c.v_rest != 0 else None
+        self.rho, self.adapt, self.v_rest = rho, adapt, c.v_rest
+        self.threshold, self.v_reset, self.subtract = c.threshold, c.v_reset, c.reset == "subtract"
 
     def __call__(
         self,
@@ -86,32 +77,17 @@ class ALIFScanFunction(torch.autograd.Function):
         beta: torch.Tensor,
         rho: float,
         adapt: float,
-        v_rest: float,
-        threshold: float,
-        v_reset: float,
-        subtract: bool,
-        detach_reset: bool,
-        surrogate: Surrogate,
+        c: LIFConstants,
         chunk: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T = x.shape[0]
-        step = _Step(beta.to(x.dtype), rho, adapt, v_rest, threshold, v_reset, subtract)
+        step = _Step(beta.to(x.dtype), rho, adapt, c)
         spikes = torch.empty_like(x)
         checkpoints, (v, a) = _chunked_forward(
             step, x, (v0.to(x.dtype), a0.to(x.dtype)), chunk, spikes
         )
         ctx.save_for_backward(x, beta, *checkpoints)
-        ctx.args = (
-            rho,
-            adapt,
-            v_rest,
-            threshold,
-            v_reset,
-            subtract,
-            detach_reset,
-            surrogate,
-            chunk,
-        )
+        ctx.args = (rho, adapt, c, chunk)
         if T == 0:
             v, a = v.clone(), a.clone()
         return spikes, v, a
@@ -124,10 +100,12 @@ class ALIFScanFunction(torch.autograd.Function):
         grad_a: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
         x, beta, *checkpoints = ctx.saved_tensors
-        rho, adapt, v_rest, threshold, v_reset, subtract, detach_reset, surrogate, chunk = ctx.args
+        rho, adapt, c, chunk = ctx.args
+        v_rest, threshold, v_reset, _, detach_reset, surrogate = c
+        subtract = c.reset == "subtract"
         T = x.shape[0]
         beta_c = beta.to(x.dtype)
-        step = _Step(beta_c, rho, adapt, v_rest, threshold, v_reset, subtract)
+        step = _Step(beta_c, rho, adapt, c)
         want_beta = ctx.needs_input_grad[3]
         grad_s = torch.zeros_like(x) if grad_s is None else grad_s
         dv = torch.zeros_like(x[0]) if grad_v is None else grad_v.to(x.dtype)
@@ -168,7 +146,7 @@ class ALIFScanFunction(torch.autograd.Function):
                     dbeta.addcmul_(dh, v_prev[k] - v_rest)
                 dv, da = dh * beta_c, da_new
         dbeta_out = reduce_like(dbeta, beta) if dbeta is not None else None
-        return (dx, dv, da, dbeta_out) + (None,) * 9
+        return (dx, dv, da, dbeta_out) + (None,) * 4
 
 
 __all__ = ["DEFAULT_CHUNK", "ALIFScanFunction"]

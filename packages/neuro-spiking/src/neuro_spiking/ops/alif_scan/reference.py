@@ -14,12 +14,9 @@ line are :func:`~neuro_spiking.ops.lif_scan.reference.lif_update` with ``adaptat
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from neuro_spiking.ops.lif_scan.reference import lif_update
-from neuro_spiking.surrogates import Surrogate
+from neuro_spiking.ops.lif_scan.reference import LIFConstants
 
 
 def alif_scan_reference(
@@ -29,14 +26,10 @@ def alif_scan_reference(
     beta: torch.Tensor,
     rho: float,
     adapt_increment: float,
-    v_rest: float,
-    threshold: float,
-    v_reset: float,
-    reset: Literal["subtract", "hard"],
-    detach_reset: bool,
-    surrogate: Surrogate,
+    c: LIFConstants,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the recursion over ``x [T, B, ...]`` from ``v0, a0 [B, ...]``.
+    """Run the recursion over ``x [T, B, ...]`` from ``v0, a0 [B, ...]``; ``c`` holds θ₀ and
+    the membrane settings of :func:`~neuro_spiking.ops.lif_scan.reference.lif_update`.
 
     Returns:
         ``(spikes [T, B, ...], v_T, a_T)`` in ``x.dtype``.
@@ -44,18 +37,7 @@ def alif_scan_reference(
     v, a = v0, a0
     spikes = []
     for t in range(x.shape[0]):
-        s, v_new = lif_update(
-            v,
-            x[t],
-            beta=beta,
-            threshold=threshold,
-            v_reset=v_reset,
-            v_rest=v_rest,
-            reset=reset,
-            adaptation=a,
-            surrogate=surrogate,
-            detach_reset=detach_reset,
-        )
+        s, v_new = c.update(v, x[t], beta, adaptation=a)
         v, a = v_new, rho * a + adapt_increment * s
         spikes.append(s)
     out = torch.stack(spikes) if spikes else torch.zeros_like(x)

@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from neuro_spiking._common import reduce_like
+from neuro_spiking.ops.lif_scan.reference import LIFConstants
 from neuro_spiking.ops.lif_scan.triton import (
     _SURROGATE_CODE,
     _block,
@@ -32,8 +33,8 @@ from neuro_spiking.ops.lif_scan.triton import (
     _load,
     _reset_adjoint,
     _surrogate,
+    beta_per_neuron,
 )
-from neuro_spiking.surrogates import Surrogate
 
 
 @triton.jit
@@ -143,12 +144,7 @@ class ALIFScanTriton(torch.autograd.Function):
         beta: torch.Tensor,
         rho: float,
         dtheta: float,
-        v_rest: float,
-        threshold: float,
-        v_reset: float,
-        subtract: bool,
-        detach_reset: bool,
-        surrogate: Surrogate,
+        c: LIFConstants,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T = x.shape[0]
         nf = max(math.prod(x.shape[2:]), 1)
@@ -156,7 +152,7 @@ class ALIFScanTriton(torch.autograd.Function):
         v0c = v0.to(x.dtype).contiguous()
         a0c = a0.to(x.dtype).contiguous()
         bn = v0c.numel()
-        beta_full = beta.detach().to(torch.float32).expand(x.shape[2:]).contiguous()
+        beta_full = beta_per_neuron(beta, x)
         spikes, h, a_prev = (torch.empty_like(xc) for _ in range(3))
         v_t, a_t = torch.empty_like(v0c), torch.empty_like(a0c)
         block = _block()
@@ -176,14 +172,14 @@ class ALIFScanTriton(torch.autograd.Function):
                 nf,
                 float(rho),
                 float(dtheta),
-                float(v_rest),
-                float(threshold),
-                float(v_reset),
-                SUBTRACT=subtract,
+                float(c.v_rest),
+                float(c.threshold),
+                float(c.v_reset),
+                SUBTRACT=c.reset == "subtract",
                 BLOCK=block,
             )
         ctx.save_for_backward(h, a_prev, v0c, beta, beta_full)
-        ctx.args = (rho, dtheta, v_rest, threshold, v_reset, subtract, detach_reset, surrogate)
+        ctx.args = (rho, dtheta, c)
         return spikes, v_t, a_t
 
     @staticmethod
@@ -191,7 +187,7 @@ class ALIFScanTriton(torch.autograd.Function):
         ctx: Any, gs: torch.Tensor | None, gv: torch.Tensor | None, ga: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         h, a_prev, v0c, beta, beta_full = ctx.saved_tensors
-        rho, dtheta, v_rest, threshold, v_reset, subtract, detach_reset, surrogate = ctx.args
+        rho, dtheta, c = ctx.args
         T, bn, nf = h.shape[0], v0c.numel(), max(beta_full.numel(), 1)
         gs_c = torch.zeros_like(h) if gs is None else gs.contiguous()
         gv_c = torch.zeros_like(v0c) if gv is None else gv.to(v0c.dtype).contiguous()
@@ -217,17 +213,17 @@ class ALIFScanTriton(torch.autograd.Function):
                 nf,
                 float(rho),
                 float(dtheta),
-                float(v_rest),
-                float(threshold),
-                float(v_reset),
-                float(surrogate.alpha),
-                SUBTRACT=subtract,
-                DETACH=detach_reset,
-                KIND=_SURROGATE_CODE[surrogate.kind],
+                float(c.v_rest),
+                float(c.threshold),
+                float(c.v_reset),
+                float(c.surrogate.alpha),
+                SUBTRACT=c.reset == "subtract",
+                DETACH=c.detach_reset,
+                KIND=_SURROGATE_CODE[c.surrogate.kind],
                 BLOCK=block,
             )
         dbeta_out = reduce_like(dbeta, beta) if ctx.needs_input_grad[3] else None
-        return (dx, dv0, da0, dbeta_out, None, None, None, None, None, None, None, None)
+        return (dx, dv0, da0, dbeta_out, None, None, None)
 
 
 def alif_scan_triton(
@@ -237,25 +233,7 @@ def alif_scan_triton(
     beta: torch.Tensor,
     rho: float,
     adapt_increment: float,
-    v_rest: float,
-    threshold: float,
-    v_reset: float,
-    reset: str,
-    detach_reset: bool,
-    surrogate: Surrogate,
+    c: LIFConstants,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton adaptive-LIF scan; same contract as :func:`.reference.alif_scan_reference`."""
-    return ALIFScanTriton.apply(
-        x,
-        v0,
-        a0,
-        beta,
-        rho,
-        adapt_increment,
-        v_rest,
-        threshold,
-        v_reset,
-        reset == "subtract",
-        detach_reset,
-        surrogate,
-    )
+    return ALIFScanTriton.apply(x, v0, a0, beta, rho, adapt_increment, c)

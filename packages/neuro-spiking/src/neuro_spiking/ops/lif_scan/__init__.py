@@ -27,7 +27,7 @@ import torch
 from neuro_core.dispatch import cpu_compile_enabled, resolve_backend, triton_available
 from neuro_core.validation import check_tensor
 from neuro_spiking._common import check_binary_surrogate, check_reset
-from neuro_spiking.ops.lif_scan.reference import Reset, lif_scan_reference
+from neuro_spiking.ops.lif_scan.reference import LIFConstants, Reset, lif_scan_reference
 from neuro_spiking.surrogates import ATan, Surrogate
 
 #: Surrogate kinds the Triton kernels evaluate in registers.
@@ -125,35 +125,20 @@ def fused_lif_scan(
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be an integer ≥ 1, got {chunk!r}")
     chosen = _resolve(backend, x, surrogate)
+    c = LIFConstants(
+        float(v_rest), float(threshold), float(v_reset), reset, bool(detach_reset), surrogate
+    )
+    store = bool(store_membrane)
     if chosen == "reference":
-        s, m, v = lif_scan_reference(
-            x, v0, b, v_rest, threshold, v_reset, reset, detach_reset, surrogate, store_membrane
-        )
-        return LIFScanOutput(s, m, v)
+        return LIFScanOutput(*lif_scan_reference(x, v0, b, c, store))
     if chosen == "triton":
         from neuro_spiking.ops.lif_scan.triton import lif_scan_triton
 
-        s, m, v = lif_scan_triton(
-            x, v0, b, v_rest, threshold, v_reset, reset, detach_reset, surrogate, store_membrane
-        )
-        return LIFScanOutput(s, m, v)
+        return LIFScanOutput(*lif_scan_triton(x, v0, b, c, store))
     from neuro_spiking.ops.lif_scan.fused import LIFScanFunction
 
-    s, m, v = LIFScanFunction.apply(
-        x,
-        v0,
-        b,
-        float(v_rest),
-        float(threshold),
-        float(v_reset),
-        reset == "subtract",
-        bool(detach_reset),
-        surrogate,
-        bool(store_membrane),
-        int(chunk),
-        chosen == "compile",
-    )
-    return LIFScanOutput(s, m if store_membrane else None, v)
+    s, m, v = LIFScanFunction.apply(x, v0, b, c, store, int(chunk), chosen == "compile")
+    return LIFScanOutput(s, m if store else None, v)
 
 
 def _resolve(backend: str, x: torch.Tensor, surrogate: Surrogate) -> str:
@@ -174,6 +159,7 @@ def _resolve(backend: str, x: torch.Tensor, surrogate: Surrogate) -> str:
 __all__ = [
     "DEFAULT_CHUNK",
     "TRITON_SURROGATES",
+    "LIFConstants",
     "LIFScanOutput",
     "check_lif_inputs",
     "fused_lif_scan",

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from neuro_spiking._common import reduce_like
-from neuro_spiking.surrogates import Surrogate
+from neuro_spiking.ops.lif_scan.reference import LIFConstants
 
 
 def _forward_chunk(
@@ -137,12 +137,7 @@ def _backward_chunk(
     dv: torch.Tensor,
     beta: torch.Tensor,
     leak_bias: torch.Tensor,
-    v_rest: float,
-    threshold: float,
-    v_reset: float,
-    subtract: bool,
-    detach_reset: bool,
-    surrogate: Surrogate,
+    c: LIFConstants,
     want_beta: bool,
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -152,6 +147,8 @@ def _backward_chunk(
 
     ``dv`` is the gradient of the membrane after the chunk's last step. Returns
     ``(dx [K, ...], dv before the chunk, dbeta partial [B, ...] summed over the chunk)``."""
+    v_rest, threshold, v_reset, reset, detach_reset, surrogate = c
+    subtract = reset == "subtract"
     hs, v_prev = [], []
     v = v_start
     for t in range(x.shape[0]):
@@ -194,12 +191,7 @@ def _backward_inplace(
     dv: torch.Tensor,
     beta: torch.Tensor,
     leak_bias: torch.Tensor,
-    v_rest: float,
-    threshold: float,
-    v_reset: float,
-    subtract: bool,
-    detach_reset: bool,
-    surrogate: Surrogate,
+    c: LIFConstants,
     want_beta: bool,
     out: torch.Tensor,
     work: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
@@ -214,6 +206,8 @@ def _backward_inplace(
     (fresh memory costs page faults on first touch): ``[≥K, ...]`` for the membranes and for the
     spikes, and one step's ``[...]`` for the surrogate. Float arithmetic only (no bool masks, see
     :func:`_reset`)."""
+    v_rest, threshold, v_reset, reset, detach_reset, surrogate = c
+    subtract = reset == "subtract"
     K = x.shape[0]
     rho = threshold - v_reset
     bias = _bias_or_none(leak_bias)
@@ -284,19 +278,15 @@ class LIFScanFunction(torch.autograd.Function):
         x: torch.Tensor,
         v0: torch.Tensor,
         beta: torch.Tensor,
-        v_rest: float,
-        threshold: float,
-        v_reset: float,
-        subtract: bool,
-        detach_reset: bool,
-        surrogate: Surrogate,
+        c: LIFConstants,
         store_membrane: bool,
         chunk: int,
         compiled: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T = x.shape[0]
+        subtract = c.reset == "subtract"
         beta_c = beta.to(x.dtype)
-        leak_bias = ((1 - beta_c) * v_rest) if v_rest != 0 else beta_c.new_zeros(())
+        leak_bias = _leak_bias(beta_c, c.v_rest)
         spikes = torch.empty_like(x)
         trace = torch.empty_like(x) if store_membrane else None
         checkpoints = []
@@ -311,8 +301,8 @@ class LIFScanFunction(torch.autograd.Function):
                     v,
                     beta_c,
                     leak_bias,
-                    threshold,
-                    v_reset,
+                    c.threshold,
+                    c.v_reset,
                     subtract,
                     store_membrane,
                 )
@@ -325,14 +315,14 @@ class LIFScanFunction(torch.autograd.Function):
                     v,
                     beta_c,
                     leak_bias,
-                    threshold,
-                    v_reset,
+                    c.threshold,
+                    c.v_reset,
                     subtract,
                     spikes[start:end],
                     None if trace is None else trace[start:end],
                 )
         ctx.save_for_backward(x, beta, *checkpoints)
-        ctx.args = (v_rest, threshold, v_reset, subtract, detach_reset, surrogate, chunk, compiled)
+        ctx.args = (c, chunk, compiled)
         ctx.store_membrane = store_membrane
         if trace is None:
             trace = x.new_zeros(())
@@ -347,10 +337,10 @@ class LIFScanFunction(torch.autograd.Function):
         grad_v: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
         x, beta, *checkpoints = ctx.saved_tensors
-        v_rest, threshold, v_reset, subtract, detach_reset, surrogate, chunk, compiled = ctx.args
+        c, chunk, compiled = ctx.args
         T = x.shape[0]
         beta_c = beta.to(x.dtype)
-        leak_bias = ((1 - beta_c) * v_rest) if v_rest != 0 else beta_c.new_zeros(())
+        leak_bias = _leak_bias(beta_c, c.v_rest)
         want_beta = ctx.needs_input_grad[2]
         grad_s = torch.zeros_like(x) if grad_s is None else grad_s
         gm_all: torch.Tensor | None = grad_m if ctx.store_membrane else None
@@ -381,12 +371,7 @@ class LIFScanFunction(torch.autograd.Function):
                 dv,
                 beta_c,
                 leak_bias,
-                v_rest,
-                threshold,
-                v_reset,
-                subtract,
-                detach_reset,
-                surrogate,
+                c,
                 want_beta,
                 None if compiled else dx[start:end],
                 **extra,
@@ -399,4 +384,9 @@ class LIFScanFunction(torch.autograd.Function):
             if dbeta is not None:
                 dbeta += db
         dbeta_out = reduce_like(dbeta, beta) if dbeta is not None else None
-        return (dx, dv, dbeta_out, None, None, None, None, None, None, None, None, None)
+        return (dx, dv, dbeta_out, None, None, None, None)
+
+
+def _leak_bias(beta: torch.Tensor, v_rest: float) -> torch.Tensor:
+    """``(1 − β)·v_rest``, a zero scalar when ``v_rest = 0``."""
+    return ((1 - beta) * v_rest) if v_rest != 0 else beta.new_zeros(())

@@ -23,7 +23,7 @@ call it; the fused CPU and Triton backends are tested against it.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -143,16 +143,46 @@ def _level(threshold: Any, adaptation: Any) -> Any:
     return threshold if adaptation is None else threshold + adaptation
 
 
+class LIFConstants(NamedTuple):
+    """The scalar settings of a LIF scan that every backend takes (fields as in
+    :func:`lif_update`)."""
+
+    v_rest: float
+    threshold: float
+    v_reset: float
+    reset: Reset
+    detach_reset: bool
+    surrogate: Surrogate
+
+    def update(
+        self,
+        v: torch.Tensor,
+        x: torch.Tensor,
+        beta: float | torch.Tensor,
+        adaptation: torch.Tensor | None = None,
+        active: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`lif_update` with these settings."""
+        return lif_update(
+            v,
+            x,
+            beta=beta,
+            threshold=self.threshold,
+            v_reset=self.v_reset,
+            v_rest=self.v_rest,
+            reset=self.reset,
+            adaptation=adaptation,
+            active=active,
+            surrogate=self.surrogate,
+            detach_reset=self.detach_reset,
+        )
+
+
 def lif_scan_reference(
     x: torch.Tensor,
     v0: torch.Tensor,
     beta: torch.Tensor,
-    v_rest: float,
-    threshold: float,
-    v_reset: float,
-    reset: Reset,
-    detach_reset: bool,
-    surrogate: Surrogate,
+    c: LIFConstants,
     store_membrane: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Run the LIF recursion over the leading time dimension.
@@ -161,10 +191,7 @@ def lif_scan_reference(
         x: ``[T, B, ...]`` input voltage increments.
         v0: ``[B, ...]`` membrane before the first step.
         beta: decay factor in (0, 1], a scalar tensor or broadcastable to ``x.shape[2:]``.
-        v_rest, threshold, v_reset: potentials (θ > v_reset).
-        reset: ``"subtract"`` or ``"hard"``.
-        detach_reset: stop the gradient through the spike inside the reset.
-        surrogate: pseudo-derivative of the spike.
+        c: potentials (θ > v_reset), reset, detach_reset and surrogate.
         store_membrane: also return the post-reset membrane trace.
 
     Returns:
@@ -173,17 +200,7 @@ def lif_scan_reference(
     v = v0
     spikes, trace = [], []
     for t in range(x.shape[0]):
-        s, v = lif_update(
-            v,
-            x[t],
-            beta=beta,
-            threshold=threshold,
-            v_reset=v_reset,
-            v_rest=v_rest,
-            reset=reset,
-            surrogate=surrogate,
-            detach_reset=detach_reset,
-        )
+        s, v = c.update(v, x[t], beta)
         spikes.append(s)
         if store_membrane:
             trace.append(v)

@@ -21,7 +21,7 @@ import triton.language as tl
 
 from neuro_core.dispatch import interpreting
 from neuro_spiking._common import reduce_like
-from neuro_spiking.surrogates import Surrogate
+from neuro_spiking.ops.lif_scan.reference import LIFConstants
 
 _SURROGATE_CODE = {
     "atan": 0,
@@ -202,12 +202,7 @@ class LIFScanTriton(torch.autograd.Function):
         x: torch.Tensor,
         v0: torch.Tensor,
         beta: torch.Tensor,
-        v_rest: float,
-        threshold: float,
-        v_reset: float,
-        subtract: bool,
-        detach_reset: bool,
-        surrogate: Surrogate,
+        c: LIFConstants,
         store_membrane: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T = x.shape[0]
@@ -215,7 +210,7 @@ class LIFScanTriton(torch.autograd.Function):
         bn = x[0].numel() if T else v0.numel()
         xc = x.contiguous()
         v0c = v0.to(x.dtype).contiguous()
-        beta_full = beta.detach().to(torch.float32).expand(x.shape[2:]).contiguous()
+        beta_full = beta_per_neuron(beta, x)
         spikes = torch.empty_like(xc)
         h = torch.empty_like(xc)
         trace = torch.empty_like(xc) if store_membrane else xc.new_zeros(())
@@ -233,15 +228,15 @@ class LIFScanTriton(torch.autograd.Function):
                 T,
                 bn,
                 max(nf, 1),
-                float(v_rest),
-                float(threshold),
-                float(v_reset),
-                SUBTRACT=subtract,
+                float(c.v_rest),
+                float(c.threshold),
+                float(c.v_reset),
+                SUBTRACT=c.reset == "subtract",
                 STORE_M=store_membrane,
                 BLOCK=block,
             )
         ctx.save_for_backward(h, v0c, beta, beta_full)
-        ctx.args = (v_rest, threshold, v_reset, subtract, detach_reset, surrogate, store_membrane)
+        ctx.args = (c, store_membrane)
         if not store_membrane:
             ctx.mark_non_differentiable(trace)
         return spikes, trace, v_t
@@ -254,7 +249,7 @@ class LIFScanTriton(torch.autograd.Function):
         grad_v: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
         h, v0c, beta, beta_full = ctx.saved_tensors
-        v_rest, threshold, v_reset, subtract, detach_reset, surrogate, store_membrane = ctx.args
+        c, store_membrane = ctx.args
         T = h.shape[0]
         bn = v0c.numel()
         nf = beta_full.numel()
@@ -280,43 +275,28 @@ class LIFScanTriton(torch.autograd.Function):
                 T,
                 bn,
                 max(nf, 1),
-                float(v_rest),
-                float(threshold),
-                float(v_reset),
-                float(surrogate.alpha),
-                SUBTRACT=subtract,
-                DETACH=detach_reset,
+                float(c.v_rest),
+                float(c.threshold),
+                float(c.v_reset),
+                float(c.surrogate.alpha),
+                SUBTRACT=c.reset == "subtract",
+                DETACH=c.detach_reset,
                 HAS_GM=has_gm,
-                KIND=_SURROGATE_CODE[surrogate.kind],
+                KIND=_SURROGATE_CODE[c.surrogate.kind],
                 BLOCK=block,
             )
         dbeta_out = reduce_like(dbeta, beta) if ctx.needs_input_grad[2] else None
-        return (dx, dv0, dbeta_out, None, None, None, None, None, None, None)
+        return (dx, dv0, dbeta_out, None, None)
+
+
+def beta_per_neuron(beta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """β as a contiguous fp32 ``[N...]`` (``x.shape[2:]``) buffer the kernels index ``% NF``."""
+    return beta.detach().to(torch.float32).expand(x.shape[2:]).contiguous()
 
 
 def lif_scan_triton(
-    x: torch.Tensor,
-    v0: torch.Tensor,
-    beta: torch.Tensor,
-    v_rest: float,
-    threshold: float,
-    v_reset: float,
-    reset: str,
-    detach_reset: bool,
-    surrogate: Surrogate,
-    store_membrane: bool,
+    x: torch.Tensor, v0: torch.Tensor, beta: torch.Tensor, c: LIFConstants, store_membrane: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Triton LIF scan; same contract as :func:`.reference.lif_scan_reference`."""
-    s, m, v = LIFScanTriton.apply(
-        x,
-        v0,
-        beta,
-        v_rest,
-        threshold,
-        v_reset,
-        reset == "subtract",
-        detach_reset,
-        surrogate,
-        store_membrane,
-    )
+    s, m, v = LIFScanTriton.apply(x, v0, beta, c, store_membrane)
     return s, (m if store_membrane else None), v
