@@ -31,7 +31,7 @@ from neuro_spiking._common import (
     decay,
 )
 from neuro_spiking.ops.gif_scan import fused_gif_scan
-from neuro_spiking.ops.gif_scan.reference import gif_update
+from neuro_spiking.ops.gif_scan.reference import GIFConstants
 from neuro_spiking.surrogates import MultiBit
 
 
@@ -84,9 +84,8 @@ def gif_step(x: torch.Tensor, state: GIFState, params: GIFParams) -> tuple[torch
     p = params
     check_state_tensor("state.v", state.v, x)
     beta = decay(p.tau_mem_ms, p.dt_ms, p.integrator)
-    s, v, theta = gif_update(
-        state.v, state.theta, x, beta, p.v_threshold, p.adapt_rate, p.clamp_factor, p.surrogate
-    )
+    c = GIFConstants(beta, p.v_threshold, p.levels, p.adapt_rate, p.clamp_factor)
+    s, v, theta = c.update(state.v, state.theta, x)
     return s, GIFState(v, theta)
 
 

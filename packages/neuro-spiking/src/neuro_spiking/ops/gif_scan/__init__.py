@@ -13,7 +13,7 @@ import torch
 
 from neuro_core.dispatch import compiled, resolve_backend
 from neuro_core.validation import check_in_range, check_positive, check_tensor
-from neuro_spiking.ops.gif_scan.reference import gif_scan_reference
+from neuro_spiking.ops.gif_scan.reference import GIFConstants, gif_scan_reference
 
 _compiled_reference = compiled(gif_scan_reference)
 _SUPPORTED = ("auto", "reference", "fused", "compile", "triton")
@@ -57,16 +57,10 @@ def fused_gif_scan(
     chosen = resolve_backend(backend, x, supported=_SUPPORTED, op="fused_gif_scan")
     if backend == "auto" and chosen == "reference" and x.device.type == "cpu":
         chosen = "fused"
-    args = (
-        x,
-        v0,
-        theta0,
-        float(beta),
-        float(theta_rest),
-        int(levels),
-        float(adapt_rate),
-        float(clamp_factor),
+    c = GIFConstants(
+        float(beta), float(theta_rest), int(levels), float(adapt_rate), float(clamp_factor)
     )
+    args = (x, v0, theta0, c)
     if chosen == "triton":
         from neuro_spiking.ops.gif_scan.triton import gif_scan_triton
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from neuro_spiking.ops.gif_scan.reference import GIFConstants
 from neuro_spiking.ops.lif_scan.fused import _chunked_forward
 from neuro_spiking.surrogates import MultiBit
 
@@ -33,11 +34,9 @@ DEFAULT_CHUNK = 8
 
 
 class _Step:
-    def __init__(
-        self, beta: float, theta_rest: float, levels: int, adapt: float, clamp: float
-    ) -> None:
-        self.beta, self.theta_rest, self.levels = beta, theta_rest, levels
-        self.adapt, self.cl = adapt, clamp * levels
+    def __init__(self, c: GIFConstants) -> None:
+        self.beta, self.theta_rest, self.levels = c.beta, c.theta_rest, c.levels
+        self.adapt, self.cl = c.adapt_rate, c.clamp_factor * c.levels
 
     def __call__(
         self,
@@ -71,21 +70,17 @@ class GIFScanFunction(torch.autograd.Function):
         x: torch.Tensor,
         v0: torch.Tensor,
         theta0: torch.Tensor,
-        beta: float,
-        theta_rest: float,
-        levels: int,
-        adapt: float,
-        clamp: float,
+        c: GIFConstants,
         chunk: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T = x.shape[0]
-        step = _Step(beta, theta_rest, levels, adapt, clamp)
+        step = _Step(c)
         spikes = torch.empty_like(x)
         checkpoints, (v, theta) = _chunked_forward(
             step, x, (v0.to(x.dtype), theta0.to(x.dtype)), chunk, spikes
         )
         ctx.save_for_backward(x, *checkpoints)
-        ctx.args = (beta, theta_rest, levels, adapt, clamp, chunk)
+        ctx.args = (c, chunk)
         if T == 0:
             v, theta = v.clone(), theta.clone()
         return spikes, v, theta
@@ -98,10 +93,11 @@ class GIFScanFunction(torch.autograd.Function):
         grad_theta: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
         x, *checkpoints = ctx.saved_tensors
-        beta, theta_rest, levels, adapt, clamp, chunk = ctx.args
+        c, chunk = ctx.args
+        beta, adapt = c.beta, c.adapt_rate
         T = x.shape[0]
-        step = _Step(beta, theta_rest, levels, adapt, clamp)
-        surrogate = MultiBit(levels=levels)
+        step = _Step(c)
+        surrogate = MultiBit(levels=c.levels)
         grad_s = torch.zeros_like(x) if grad_s is None else grad_s
         dv = torch.zeros_like(x[0]) if grad_v is None else grad_v.to(x.dtype)
         dth = torch.zeros_like(x[0]) if grad_theta is None else grad_theta.to(x.dtype)
@@ -136,7 +132,7 @@ class GIFScanFunction(torch.autograd.Function):
                 inside = torch.rsub(above.add_(below), 1.0)
                 dp = torch.mul(dvc, inside, out=dx[t])
                 dv, dth = dp * beta, dth_new
-        return (dx, dv, dth) + (None,) * 6
+        return (dx, dv, dth, None, None)
 
 
 __all__ = ["DEFAULT_CHUNK", "GIFScanFunction"]

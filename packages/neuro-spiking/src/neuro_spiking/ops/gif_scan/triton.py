@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from neuro_spiking.ops.gif_scan.reference import GIFConstants
 from neuro_spiking.ops.lif_scan.triton import _block, _block_offsets, _load, _surrogate
 
 
@@ -107,15 +108,7 @@ def _gif_bwd(
 class GIFScanTriton(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any,
-        x: torch.Tensor,
-        v0: torch.Tensor,
-        theta0: torch.Tensor,
-        beta: float,
-        theta_rest: float,
-        levels: int,
-        adapt_rate: float,
-        clamp_factor: float,
+        ctx: Any, x: torch.Tensor, v0: torch.Tensor, theta0: torch.Tensor, c: GIFConstants
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T = x.shape[0]
         xc = x.contiguous()
@@ -125,7 +118,7 @@ class GIFScanTriton(torch.autograd.Function):
         spikes, p, th_prev = (torch.empty_like(xc) for _ in range(3))
         v_t, th_t = torch.empty_like(v0c), torch.empty_like(th0c)
         block = _block()
-        cl = float(clamp_factor) * levels
+        cl = float(c.clamp_factor) * c.levels
         if bn > 0:
             _gif_fwd[(triton.cdiv(bn, block),)](
                 xc,
@@ -138,15 +131,15 @@ class GIFScanTriton(torch.autograd.Function):
                 th_t,
                 T,
                 bn,
-                float(beta),
-                float(theta_rest),
-                float(levels),
-                float(adapt_rate),
+                float(c.beta),
+                float(c.theta_rest),
+                float(c.levels),
+                float(c.adapt_rate),
                 cl,
                 BLOCK=block,
             )
         ctx.save_for_backward(p, th_prev)
-        ctx.args = (beta, levels, adapt_rate, cl)
+        ctx.args = (c, cl)
         return spikes, v_t, th_t
 
     @staticmethod
@@ -154,7 +147,7 @@ class GIFScanTriton(torch.autograd.Function):
         ctx: Any, gs: torch.Tensor | None, gv: torch.Tensor | None, gth: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         p, th_prev = ctx.saved_tensors
-        beta, levels, adapt_rate, cl = ctx.args
+        c, cl = ctx.args
         T = p.shape[0]
         shape = p.shape[1:]
         bn = p[0].numel() if T else 0
@@ -178,26 +171,19 @@ class GIFScanTriton(torch.autograd.Function):
                 dth0,
                 T,
                 bn,
-                float(beta),
-                float(levels),
-                float(adapt_rate),
+                float(c.beta),
+                float(c.levels),
+                float(c.adapt_rate),
                 cl,
                 BLOCK=block,
             )
         else:
             dv0, dth0 = gv_c.clone(), gth_c.clone()
-        return (dx, dv0, dth0, None, None, None, None, None)
+        return (dx, dv0, dth0, None)
 
 
 def gif_scan_triton(
-    x: torch.Tensor,
-    v0: torch.Tensor,
-    theta0: torch.Tensor,
-    beta: float,
-    theta_rest: float,
-    levels: int,
-    adapt_rate: float,
-    clamp_factor: float,
+    x: torch.Tensor, v0: torch.Tensor, theta0: torch.Tensor, c: GIFConstants
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton GIF scan; same contract as :func:`.reference.gif_scan_reference`."""
-    return GIFScanTriton.apply(x, v0, theta0, beta, theta_rest, levels, adapt_rate, clamp_factor)
+    return GIFScanTriton.apply(x, v0, theta0, c)
