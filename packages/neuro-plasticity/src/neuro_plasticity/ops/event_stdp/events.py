@@ -137,6 +137,14 @@ class EventPairSTDP:
             _address(a) for a in (self.crow, self.col, self.csc_ptr, self.csc_order, self.csc_rows)
         ]
         self._mark_ptrs = [_address(self._mark_pre), _address(self._mark_post)]
+        self._f64 = np.empty(0)
+        self._i64 = np.empty(0, dtype=np.int64)
+        self._sent = np.empty(0, dtype=np.float32)
+        self._params = (
+            {f: ctypes.byref(self._kernel_params(f)) for f in (False, True)}
+            if self._native is not None
+            else {}
+        )
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> EventSTDPState:
         """Traces at zero. ``weight [nnz]`` must lie inside every clip bound of the chain (the
@@ -362,8 +370,21 @@ class EventPairSTDP:
             return self._block_numpy(
                 int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn
             )
+        if pruned is not None:
+            pruned = pruned.contiguous()
         return self._block_native(
-            lib, int(step), k, q_ptr, q, p_ptr, pp, state, w, modulator, floor, prn
+            lib,
+            int(step),
+            k,
+            q_ptr,
+            pre.contiguous(),
+            p_ptr,
+            post.contiguous(),
+            state,
+            weight,
+            modulator,
+            floor,
+            pruned,
         )
 
     def _block_native(
@@ -372,17 +393,18 @@ class EventPairSTDP:
         step: int,
         k: int,
         q_ptr: np.ndarray,
-        q: np.ndarray,
+        pre: torch.Tensor,
         p_ptr: np.ndarray,
-        pp: np.ndarray,
+        post: torch.Tensor,
         state: EventSTDPState,
-        w: np.ndarray,
+        weight: torch.Tensor,
         modulator: np.ndarray | float | None,
         floor: bool,
-        pruned: np.ndarray | None,
+        pruned: torch.Tensor | None,
     ) -> BlockUpdate:
-        plan = self._native
-        assert plan is not None
+        """The kernel on one block. Its per-call cost matters (a call per block of ~15 steps):
+        the per-step tables and index pointers live in scratch buffers whose addresses are
+        taken once, tensors pass their ``data_ptr``."""
         big_x, big_y, origin = state.x_pre.numpy(), state.y_post.numpy(), state.origin.numpy()
         t0 = int(origin[0])
         if (step + k - 1 - t0) * max(self.a_pre, self.a_post) > REBASE_EXPONENT:
@@ -390,21 +412,68 @@ class EventPairSTDP:
             big_y *= math.exp(-(step - t0) * self.a_post)
             origin[0] = t0 = step
         r0 = step - t0
-        # math.exp, as on_spikes evaluates them
-        d_pre = np.array([math.exp(-(r0 + i) * self.a_pre) for i in range(k)])
-        d_post = np.array([math.exp(-(r0 + i) * self.a_post) for i in range(k)])
-        e_pre = np.array([math.exp((r0 + i) * self.a_pre) for i in range(k)])
-        e_post = np.array([math.exp((r0 + i) * self.a_post) for i in range(k)])
-        factor = np.empty(k)
-        factor[:] = self._step_factor(modulator, k)
+        q = pre.numpy()
+        n_col = int((self.csc_ptr[q + 1] - self.csc_ptr[q]).sum())
+        f64, f_at, i64, i_at, sent, s_at = self._scratch(k, n_col)
+        # per block step: decay to the step, a spike's increment (math.exp, as on_spikes), factor
+        a_pre, a_post = self.a_pre, self.a_post
+        f64[0:k] = [math.exp(-(r0 + i) * a_pre) for i in range(k)]
+        f64[k : 2 * k] = [math.exp(-(r0 + i) * a_post) for i in range(k)]
+        f64[2 * k : 3 * k] = [math.exp((r0 + i) * a_pre) for i in range(k)]
+        f64[3 * k : 4 * k] = [math.exp((r0 + i) * a_post) for i in range(k)]
+        f64[4 * k : 5 * k] = self._step_factor(modulator, k)
+        i64[: k + 1] = q_ptr
+        i64[k + 1 : 2 * k + 2] = p_ptr
+        lib.stdp_block(
+            k,
+            i_at,
+            pre.data_ptr(),
+            i_at + 8 * (k + 1),
+            post.data_ptr(),
+            *self._static_ptrs,
+            state.x_pre.data_ptr(),
+            state.y_post.data_ptr(),
+            *[f_at + 8 * k * i for i in range(5)],
+            self._params[bool(floor)],
+            weight.data_ptr(),
+            None if pruned is None else pruned.data_ptr(),
+            *self._mark_ptrs,
+            s_at,
+        )
+        return BlockUpdate(sent[:n_col].copy(), state)
+
+    def _scratch(
+        self, k: int, n_sent: int
+    ) -> tuple[np.ndarray, int, np.ndarray, int, np.ndarray, int]:
+        """Scratch buffers of the kernel (grown on demand) and their addresses:
+        ``float64 [5k]`` per-step tables, ``int64 [2(k + 1)]`` spike pointers, ``float32``
+        sent values."""
+        if self._f64.size < 5 * k:
+            self._f64 = np.empty(5 * k)
+            self._i64 = np.empty(2 * (k + 1), dtype=np.int64)
+        if self._sent.size < n_sent:
+            self._sent = np.empty(max(n_sent, 2 * self._sent.size), dtype=np.float32)
+        return (
+            self._f64,
+            _address(self._f64),
+            self._i64,
+            _address(self._i64),
+            self._sent,
+            _address(self._sent),
+        )
+
+    def _kernel_params(self, floor: bool) -> Any:
+        """The kernel's ``stdp_params`` for this rule."""
+        plan = self._native
+        assert plan is not None
         p, b = self.params, plan.clip
-        params = native.StdpParams(
+        return native.StdpParams(
             soft=p.bound == "soft",
             nearest=p.pairing != "all_to_all",
             has_md=b is not None and b.max_delta is not None,
             has_lo=b is not None and b.w_min is not None,
             has_hi=b is not None and b.w_max is not None,
-            floor=bool(floor),
+            floor=floor,
             c_plus=self.c_plus,
             c_minus=self.c_minus,
             w_min=p.w_min,
@@ -413,23 +482,6 @@ class EventPairSTDP:
             lo=0.0 if b is None or b.w_min is None else b.w_min,
             hi=0.0 if b is None or b.w_max is None else b.w_max,
         )
-        n_col = int((self.csc_ptr[q + 1] - self.csc_ptr[q]).sum())
-        sent = np.empty(n_col, dtype=np.float32)
-        q = np.ascontiguousarray(q, dtype=np.int64)
-        pp = np.ascontiguousarray(pp, dtype=np.int64)
-        ptr = _address
-        lib.stdp_block(
-            k,
-            *[ptr(a) for a in (q_ptr, q, p_ptr, pp)],
-            *self._static_ptrs,
-            *[ptr(a) for a in (big_x, big_y, d_pre, d_post, e_pre, e_post, factor)],
-            ctypes.byref(params),
-            ptr(w),
-            None if pruned is None else ptr(pruned),
-            *self._mark_ptrs,
-            ptr(sent),
-        )
-        return BlockUpdate(sent, state)
 
     def _step_factor(self, modulator: np.ndarray | float | None, k: int) -> np.ndarray | float:
         """The transforms' factor (``scale`` × modulator) of each block step, or one float."""
