@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import torch
 
 from neuro_core.validation import check_positive, check_tensor
-from neuro_plasticity.rule import Modulator, Rule, Transform, chain
+from neuro_plasticity.rule import Modulator, Rule, Transform, chain, recipe
 from neuro_plasticity.stdp import pair_stdp
 from neuro_plasticity.topology import Topology
 
@@ -50,6 +50,7 @@ class ConsolidatingRule(Rule):
         return state._replace(slow_mask=state.slow_mask | mask)
 
 
+@recipe
 def consolidating(fast: Rule, slow: Rule) -> ConsolidatingRule:
     """``Δw = where(slow, Δw_slow, Δw_fast)`` per synapse; no synapse is slow at ``init``."""
     for name, r in (("fast", fast), ("slow", slow)):
@@ -83,6 +84,7 @@ def consolidating(fast: Rule, slow: Rule) -> ConsolidatingRule:
     )
 
 
+@recipe
 def two_regime_stdp(
     *,
     slow_rate: float = 0.2,

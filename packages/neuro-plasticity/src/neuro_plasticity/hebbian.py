@@ -20,6 +20,7 @@ from neuro_plasticity.rule import (
     chain,
     check_decay,
     modulate,
+    recipe,
 )
 from neuro_plasticity.topology import Topology
 
@@ -47,6 +48,7 @@ def _stateless(name: str, delta: DeltaFn, init_fn: InitFn = _empty) -> Rule:
     return Rule(name, init_fn, update_fn)
 
 
+@recipe
 def hebbian(lr: float, decay: float = 1.0) -> Rule:
     """Plain Hebb with multiplicative forgetting (Hebb 1949; the fast-weight update of Ba et al. 2016).
 
@@ -70,6 +72,7 @@ def hebbian(lr: float, decay: float = 1.0) -> Rule:
 OjaVariant = Literal["single", "subspace", "sanger"]
 
 
+@recipe
 def oja(lr: float, variant: OjaVariant = "single") -> Rule:
     """Oja's normalised Hebbian rule and its multi-output generalisations.
 
@@ -107,6 +110,7 @@ class BCMState(NamedTuple):
     theta: torch.Tensor  # [n_post] sliding modification threshold
 
 
+@recipe
 def bcm(lr: float, tau_theta_steps: float = 100.0, theta_init: float = 0.0) -> Rule:
     """Bienenstock–Cooper–Munro rule with a sliding threshold (BCM 1982; Intrator & Cooper 1992).
 
@@ -145,6 +149,7 @@ def bcm(lr: float, tau_theta_steps: float = 100.0, theta_init: float = 0.0) -> R
     return Rule(f"bcm({lr}, tau_theta_steps={tau})", init_fn, update_fn)
 
 
+@recipe
 def foldiak(lr: float, target_rate: float) -> Rule:
     """Földiák's anti-Hebbian rule for lateral decorrelating weights (Földiák 1990, eq. 4).
 
@@ -168,6 +173,7 @@ def foldiak(lr: float, target_rate: float) -> Rule:
     return _stateless(f"foldiak({lr}, p={p})", delta)
 
 
+@recipe
 def reward_modulated_hebbian(lr: float, decay: float = 1.0) -> Rule:
     """Hebb gated by a scalar reward (the third factor): ΔW = M · (η ⟨y xᵀ⟩ − (1 − λ) W).
 

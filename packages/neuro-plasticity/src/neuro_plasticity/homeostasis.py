@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 
 from neuro_core.validation import check_positive, check_tensor
-from neuro_plasticity.rule import Modulator, Rule
+from neuro_plasticity.rule import Modulator, Rule, recipe
 from neuro_plasticity.topology import Topology
 
 
@@ -27,6 +27,7 @@ def _check_tau(name: str, tau: float) -> float:
     return tau
 
 
+@recipe
 def synaptic_scaling(lr: float, target_rate: float, tau_rate_steps: float = 100.0) -> Rule:
     """Multiplicative synaptic scaling (Turrigiano et al. 1998; van Rossum et al. 2000, eq. 5).
 

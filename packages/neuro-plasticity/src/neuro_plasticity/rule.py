@@ -31,10 +31,11 @@ change produced so far, in the manner of optax; :func:`chain` composes rules and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
@@ -99,6 +100,9 @@ class Rule:
         params: the constructor's parameters (e.g. :class:`~neuro_plasticity.stdp.PairSTDPParams`),
             for compilers such as :func:`~neuro_plasticity.ops.event_stdp.event_driven`.
         parts: the rules and transforms of a :func:`chain` (empty otherwise).
+        recipe: ``(constructor, args, kwargs)`` that rebuild the rule, set by the library's
+            constructors (:func:`recipe`): a rule pickles as its recipe, since its functions
+            are closures over the parameters. None: the rule cannot be pickled.
     """
 
     name: str
@@ -107,6 +111,10 @@ class Rule:
     topology: Topology | None = None
     params: Any = None
     parts: tuple[Rule | Transform, ...] = ()
+    recipe: Recipe | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
 
     def init(self, weight: torch.Tensor, batch: int = 1) -> Any:
         """Initial state (traces at zero) for this weight layout and batch size."""
@@ -151,8 +159,47 @@ class Transform:
     update_fn: TUpdateFn
     sparse_safe: bool = False
     params: Any = None
+    recipe: Recipe | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
 
 
+#: ``(constructor, args, kwargs)``: how a rule or transform is rebuilt (see :func:`recipe`).
+Recipe = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_Built = TypeVar("_Built", bound="Rule | Transform")
+
+
+def recipe(constructor: Callable[..., _Built]) -> Callable[..., _Built]:
+    """Decorate a module-level constructor of rules or transforms so that what it returns
+    records ``(constructor, args, kwargs)`` and pickles as that call (its ``init_fn`` and
+    ``update_fn`` are closures, which pickle cannot store). Every constructor of this package
+    is decorated; the same works for user constructors defined at module level."""
+
+    @functools.wraps(constructor)
+    def build(*args: Any, **kwargs: Any) -> _Built:
+        out = constructor(*args, **kwargs)
+        return dataclasses.replace(out, recipe=(build, args, kwargs))
+
+    return build
+
+
+def _rebuild(rec: Recipe) -> Rule | Transform:
+    factory, args, kwargs = rec
+    return factory(*args, **kwargs)
+
+
+def _reduce(obj: Rule | Transform) -> tuple[Any, ...]:
+    if obj.recipe is None:
+        raise TypeError(
+            f"{type(obj).__name__} {obj.name!r} cannot be pickled: it was not built by a "
+            "constructor decorated with neuro_plasticity.rule.recipe (its functions are "
+            "closures); build it with such a constructor"
+        )
+    return (_rebuild, (obj.recipe,))
+
+
+@recipe
 def chain(*parts: Rule | Transform) -> Rule:
     """Compose rules and transforms left to right.
 
@@ -197,6 +244,7 @@ def chain(*parts: Rule | Transform) -> Rule:
     return Rule(name, init_fn, update_fn, parts=tuple(parts))
 
 
+@recipe
 def on_topology(rule: Rule, topology: Topology) -> Rule:
     """The same rule on another connectivity (:class:`~neuro_plasticity.topology.CSR`, local).
 
@@ -213,6 +261,7 @@ def _stateless(topo: Topology, weight: torch.Tensor) -> EmptyState:
     return EmptyState()
 
 
+@recipe
 def weight_decay(rate: float) -> Transform:
     """Add ``−rate · w`` to the weight change (``rate`` ≥ 0, per update)."""
     rate = check_positive("rate", rate, allow_zero=True)
@@ -237,6 +286,7 @@ class ModulateParams:
     """Marks a :func:`modulate` transform (it has no parameter)."""
 
 
+@recipe
 def scale(factor: float) -> Transform:
     """Multiply the weight change by ``factor`` (a learning rate; ≥ 0)."""
     factor = check_positive("factor", factor, allow_zero=True)
@@ -260,6 +310,7 @@ class ClipParams:
     w_max: float | None
 
 
+@recipe
 def clip(
     *, max_delta: float | None = None, w_min: float | None = None, w_max: float | None = None
 ) -> Transform:
@@ -293,6 +344,7 @@ class PruneState(NamedTuple):
     alive: torch.Tensor  # weight layout, bool: synapses not pruned yet
 
 
+@recipe
 def prune(threshold: float) -> Transform:
     """Remove synapses whose updated weight falls below ``threshold`` in magnitude, for good.
 
@@ -314,6 +366,7 @@ def prune(threshold: float) -> Transform:
     return Transform(f"prune({threshold})", init_fn, update_fn)
 
 
+@recipe
 def modulate() -> Transform:
     """Multiply the weight change by the scalar third factor ``modulator`` (required)."""
 
@@ -329,6 +382,7 @@ class EligibilityState(NamedTuple):
     trace: torch.Tensor  # weight layout: the eligibility e_ij
 
 
+@recipe
 def eligibility(tau_e_ms: float, dt_ms: float = 1.0, lr: float = 1.0) -> Transform:
     """Turn a weight change into an eligibility trace gated by the third factor.
 

@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from neuro_core.validation import check_positive
-from neuro_plasticity.rule import Modulator, Rule, chain, eligibility
+from neuro_plasticity.rule import Modulator, Rule, chain, eligibility, recipe
 from neuro_plasticity.topology import Topology
 
 Bound = Literal["additive", "soft"]
@@ -72,6 +72,7 @@ def _bump(trace: torch.Tensor, spikes: torch.Tensor, pairing: str) -> torch.Tens
     return torch.where(spikes > 0, torch.ones_like(trace), trace)
 
 
+@recipe
 def pair_stdp(
     *,
     lr: float = 1.0,
@@ -145,6 +146,7 @@ def pair_stdp(
     return Rule(f"pair_stdp({bound}, {pairing})", init_fn, update_fn, params=params)
 
 
+@recipe
 def triplet_stdp(
     *,
     lr: float = 1.0,
@@ -216,6 +218,7 @@ def triplet_stdp(
     return Rule(f"triplet_stdp({pairing})", init_fn, update_fn)
 
 
+@recipe
 def three_factor_stdp(
     *, tau_e_ms: float = 1000.0, lr: float = 1.0, dt_ms: float = 1.0, **stdp: Any
 ) -> Rule:

@@ -31,7 +31,7 @@ import torch
 
 from neuro_core.validation import check_positive
 from neuro_plasticity import Rule, chain, clip
-from neuro_plasticity.rule import Modulator, modulator_value
+from neuro_plasticity.rule import Modulator, modulator_value, recipe
 from neuro_plasticity.topology import Topology
 
 __all__ = ["PublishedRuleParams", "PublishedTrace", "published_hebbian_rule"]
@@ -67,6 +67,7 @@ class PublishedRuleParams:
         check_positive("dt_ms", self.dt_ms)
 
 
+@recipe
 def published_hebbian_rule(params: PublishedRuleParams | None = None) -> Rule:
     """The published rule (module docstring) as a :class:`~neuro_plasticity.Rule`, chained with
     ``clip(0, 1)``; it needs a modulator.

@@ -30,7 +30,7 @@ import torch
 from neuro_core.sparse import csr_from_edges
 from neuro_core.validation import check_positive, check_tensor
 from neuro_plasticity import Rule
-from neuro_plasticity.rule import Modulator, modulator_value
+from neuro_plasticity.rule import Modulator, modulator_value, recipe
 from neuro_plasticity.topology import CSR, Topology
 
 __all__ = [
@@ -59,6 +59,7 @@ class TeacherSTDPParams:
     w_max: float
 
 
+@recipe
 def teacher_stdp(
     *,
     lr: float = 1.0,
