@@ -169,3 +169,23 @@ def test_sent_weights_differ_from_block_start_when_a_block_changed_them(engine: 
     )
     # spikes after the block's first step send weights that earlier steps of it changed
     assert int((torch.from_numpy(first_block) != at_start).sum()) > 5
+
+
+def test_event_rule_pickles_and_runs_the_same() -> None:
+    import pickle
+
+    rule = chain(pair_stdp(a_plus=0.2, a_minus=0.25, dt_ms=0.5), clip(w_min=0.0, w_max=1.0))
+    topo, w0, pre, post, mods, pruned = _case(2, 7, 5, 5, 3, 0.3)
+    ev = event_driven(rule, topo, backend="events")
+    back = pickle.loads(pickle.dumps(ev))
+    runs = []
+    for hook in (ev, back):
+        w = w0.clone()
+        st_ = hook.init(w)
+        for b0 in range(0, 15, 5):
+            qt, q = pre[b0 : b0 + 5].nonzero(as_tuple=True)
+            pt, p = post[b0 : b0 + 5].nonzero(as_tuple=True)
+            st_ = hook.on_block(b0, 5, qt, q, pt, p, st_, w).state
+        runs.append(w)
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], w0)

@@ -146,6 +146,11 @@ class EventPairSTDP:
             else {}
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its definition: the indices, scratch buffers and kernel pointers are
+        # derived (and pointers do not survive a process)
+        return (EventPairSTDP, (self.params, self.transforms, self.topology))
+
     def init(self, weight: torch.Tensor, batch: int = 1) -> EventSTDPState:
         """Traces at zero. ``weight [nnz]`` must lie inside every clip bound of the chain (the
         dense rule would move an out-of-bound weight at its first step, spike or not)."""
