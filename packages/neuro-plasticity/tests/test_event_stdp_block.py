@@ -175,7 +175,7 @@ def test_event_rule_pickles_and_runs_the_same() -> None:
     import pickle
 
     rule = chain(pair_stdp(a_plus=0.2, a_minus=0.25, dt_ms=0.5), clip(w_min=0.0, w_max=1.0))
-    topo, w0, pre, post, mods, pruned = _case(2, 7, 5, 5, 3, 0.3)
+    topo, w0, pre, post, _, _ = _case(2, 7, 5, 5, 3, 0.3)
     ev = event_driven(rule, topo, backend="events")
     back = pickle.loads(pickle.dumps(ev))
     runs = []
