@@ -106,3 +106,26 @@ def test_protocols_are_structural() -> None:
     assert not isinstance(Event(), PlasticityHook)
     assert isinstance(Modulator(), NeuromodulatorHook)
     assert not isinstance(object(), PlasticityHook)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_gather_ranges_concatenates_the_rows_in_order(lengths, data) -> None:
+    import numpy as np
+
+    from neuro_core.sparse import gather_ranges
+
+    ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.array(
+        data.draw(st.lists(st.integers(0, len(lengths) - 1), max_size=6)), dtype=np.int64
+    )
+    want = [k for r in rows for k in range(ptr[r], ptr[r + 1])]
+    got_np = gather_ranges(ptr, rows)
+    got_t = gather_ranges(torch.from_numpy(ptr), torch.from_numpy(rows))
+    assert isinstance(got_np, np.ndarray)
+    assert isinstance(got_t, torch.Tensor)
+    assert got_np.tolist() == want
+    assert got_t.tolist() == want

@@ -8,8 +8,9 @@ simulator walks when a presynaptic neuron spikes.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
+import numpy as np
 import torch
 
 from neuro_core.validation import check_int, check_tensor
@@ -78,4 +79,25 @@ def csr_from_edges(
     return CSRIndices(crow, pre.long()[order], order)
 
 
-__all__ = ["CSRIndices", "csr_from_edges"]
+Index = TypeVar("Index", np.ndarray, torch.Tensor)
+
+
+def gather_ranges(ptr: Index, rows: Index) -> Index:
+    """The entries of the CSR rows ``rows``: the concatenation of ``arange(ptr[r], ptr[r + 1])``
+    for ``r`` in ``rows``, in that order, without a Python loop (numpy arrays or torch tensors;
+    the result is of the same kind). With ``n_r`` the row lengths and ``E_r`` their cumulative
+    sum, entry ``m`` of row ``r``'s part is ``m + ptr[r] − (E_r − n_r)`` offset by its position.
+    This is how an event-driven rule finds the synapses of the neurons that spiked."""
+    starts = ptr[rows]
+    counts = ptr[rows + 1] - starts
+    if isinstance(ptr, torch.Tensor):
+        ends_t = counts.cumsum(0)
+        total = int(ends_t[-1]) if ends_t.numel() else 0
+        base = torch.repeat_interleave(starts - (ends_t - counts), counts, output_size=total)
+        return torch.arange(total, device=ptr.device) + base  # type: ignore[return-value]
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if ends.size else 0
+    return np.arange(total) + np.repeat(starts - (ends - counts), counts)  # type: ignore[return-value]
+
+
+__all__ = ["CSRIndices", "csr_from_edges", "gather_ranges"]

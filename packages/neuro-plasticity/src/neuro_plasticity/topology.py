@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from neuro_core.sparse import csr_from_edges
+from neuro_core.sparse import csr_from_edges, gather_ranges
 from neuro_core.validation import check_tensor
 
 #: A CSR Hebbian product with batch 1 is computed event-driven (only the synapses of active
@@ -142,18 +142,11 @@ class CSR(Topology):
             return a.index_select(0, rows) * b.index_select(0, self.col_indices)
         return (post.index_select(1, rows) * pre.index_select(1, self.col_indices)).mean(0)
 
-    def _gather_ranges(self, ptr: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        starts = ptr[active]
-        counts = ptr[active + 1] - starts
-        offsets = torch.arange(int(counts.sum()), device=ptr.device)
-        base = torch.repeat_interleave(starts - (counts.cumsum(0) - counts), counts)
-        return base + offsets
-
     def _from_active_rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = a.new_zeros(self.nnz)
         active = a.nonzero().flatten()
         if active.numel():
-            idx = self._gather_ranges(self.crow_indices, active)
+            idx = gather_ranges(self.crow_indices, active)
             rows: torch.Tensor = self.row_indices  # type: ignore[attr-defined]
             out[idx] = a[rows[idx]] * b[self.col_indices[idx]]
         return out
@@ -167,7 +160,7 @@ class CSR(Topology):
                 ptr, _, order = csr_from_edges(self.col_indices, self.row_indices, self.n_pre)  # type: ignore[attr-defined]
                 object.__setattr__(self, "_csc", (order, ptr))
             order, ptr = self._csc  # type: ignore[attr-defined]
-            idx = order[self._gather_ranges(ptr, active)]
+            idx = order[gather_ranges(ptr, active)]
             rows: torch.Tensor = self.row_indices  # type: ignore[attr-defined]
             out[idx] = a[rows[idx]] * b[self.col_indices[idx]]
         return out

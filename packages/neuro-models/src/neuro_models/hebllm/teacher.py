@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from neuro_core.sparse import csr_from_edges
+from neuro_core.sparse import csr_from_edges, gather_ranges
 from neuro_core.validation import check_positive, check_tensor
 from neuro_plasticity import Rule
 from neuro_plasticity.rule import Modulator, modulator_value, recipe
@@ -154,14 +154,6 @@ class EventTeacherSTDP:
             raise ValueError(f"batch must be 1 for the event-driven rule, got {batch}")
         return EventTeacherState(np.zeros(self.n_pre), np.zeros(self.n_pre, dtype=np.int64))
 
-    @staticmethod
-    def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        n = ends - starts
-        if n.sum() == 0:
-            return np.zeros(0, dtype=np.int64)
-        offs = np.repeat(starts - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
-        return np.arange(int(n.sum()), dtype=np.int64) + offs
-
     def on_spikes(
         self,
         step: int,
@@ -179,8 +171,8 @@ class EventTeacherSTDP:
         m = float(modulator)
         pre_np, post_np = pre.numpy(), post.numpy()
         x, last = state.x, state.last
-        ltp_ids = self._ranges(self.crow[post_np], self.crow[post_np + 1])
-        ltd_ids = self.by_pre[self._ranges(self.pre_start[pre_np], self.pre_start[pre_np + 1])]
+        ltp_ids = gather_ranges(self.crow, post_np)
+        ltd_ids = self.by_pre[gather_ranges(self.pre_start, pre_np)]
         ids = np.union1d(ltp_ids, ltd_ids)
         w = weight.numpy()[ids].astype(np.float64)
         dw = np.zeros_like(w)

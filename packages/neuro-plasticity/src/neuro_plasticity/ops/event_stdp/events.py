@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from neuro_core.sparse import csr_from_edges
+from neuro_core.sparse import gather_ranges as _ranges
 from neuro_core.validation import check_tensor
 from neuro_plasticity.ops.event_stdp import native
 from neuro_plasticity.rule import ClipParams, ModulateParams, Modulator, ScaleParams, Transform
@@ -88,15 +89,6 @@ def _native_plan(transforms: tuple[Transform, ...]) -> _NativePlan | None:
         else:
             return None
     return _NativePlan(factor, modulated, bound)
-
-
-def _ranges(ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(ptr[i], ptr[i + 1])`` for ``i`` in ``idx``, without a loop."""
-    starts = ptr[idx]
-    counts = ptr[idx + 1] - starts
-    ends = np.cumsum(counts)
-    total = int(ends[-1]) if ends.size else 0
-    return np.arange(total) + np.repeat(starts - (ends - counts), counts)
 
 
 class EventPairSTDP:
