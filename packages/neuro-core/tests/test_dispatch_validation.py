@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -81,11 +82,21 @@ def test_check_in_range_open_ends() -> None:
 
 
 @given(
-    st.one_of(st.integers(-5, 12), st.booleans(), st.floats(-2, 12), st.none(), st.text(max_size=2))
+    st.one_of(
+        st.integers(-5, 12),
+        st.integers(-5, 12).map(np.int64),
+        st.booleans(),
+        st.booleans().map(np.bool_),
+        st.floats(-2, 12),
+        st.none(),
+        st.text(max_size=2),
+    )
 )
 def test_check_int_agrees_with_definition(v: object) -> None:
-    ok_default = type(v) is int and v >= 1
-    ok_range = type(v) is int and 0 <= v <= 10
+    # Python and numpy integers count; bools and floats do not
+    is_int = type(v) in (int, np.int64)
+    ok_default = is_int and v >= 1  # type: ignore[operator]
+    ok_range = is_int and 0 <= v <= 10  # type: ignore[operator]
     if ok_default:
         assert check_int("k", v) == v
     else:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 _FINITE_OVERRIDE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
@@ -116,17 +118,14 @@ def check_same_device(**tensors: torch.Tensor | None) -> None:
 
 
 def check_int(name: str, value: object, *, low: int = 1, high: int | None = None) -> int:
-    """Check an integer argument (a bool is not one) with ``low ≤ value`` (default ≥ 1) and,
-    when ``high`` is given, ``value ≤ high``; return it."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
+    """Check an integer argument (Python or numpy integer; a bool is not one) with
+    ``low ≤ value`` (default ≥ 1) and, when ``high`` is given, ``value ≤ high``; return it as
+    an ``int``."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+    if not ok or int(value) < low or (high is not None and int(value) > high):  # type: ignore[call-overload]
         want = f"≥ {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be an int {want}, got {value!r}")
-    return value
+    return int(value)  # type: ignore[call-overload]
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

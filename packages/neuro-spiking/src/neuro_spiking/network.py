@@ -75,7 +75,7 @@ import torch
 
 from neuro_core.protocols import EventPlasticityHook, NeuromodulatorHook, PlasticityHook
 from neuro_core.sparse import csr_from_edges
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_positive, check_tensor
 from neuro_spiking._common import decay, steps
 from neuro_spiking.adaptive_lif import AdaptiveLIFParams
 from neuro_spiking.lif import LIFParams, lif_update
@@ -708,8 +708,7 @@ class Network:
         Returns:
             ``(final state, RunResult)``. ``state`` itself is left unchanged.
         """
-        if int(n_steps) != n_steps or n_steps < 0:
-            raise ValueError(f"n_steps must be an integer ≥ 0, got {n_steps!r}")
+        n_steps = check_int("n_steps", n_steps, low=0)
         state = state if state is not None else self.init_state()
         if isinstance(inject, torch.Tensor):
             check_tensor("inject", inject, shape=(n_steps, self.size), floating=True, finite=True)

@@ -75,7 +75,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
-from neuro_core.validation import check_in_range, check_positive, check_tensor
+from neuro_core.validation import check_in_range, check_int, check_positive, check_tensor
 from neuro_models.hebllm.published import PublishedRuleParams, published_hebbian_rule
 from neuro_models.hebllm.readout import Readout, fit_readout, readout_log_probs
 from neuro_models.hebllm.teacher import EventTeacherSTDP, teacher_raster, teacher_stdp
@@ -211,9 +211,7 @@ class HebLLMConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_associative", "n_inhibitory", "output_per_token",
                      "n_output_inhibitory"):  # fmt: skip
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer ≥ 1, got {v!r}")
+            check_int(name, getattr(self, name))
         for name in ("dt_ms", "window_ms", "sensory_period_ms", "tau_stdp_ms", "init_scale",
                      "teacher_tau_ms"):  # fmt: skip
             check_positive(name, getattr(self, name))
@@ -247,12 +245,8 @@ class HebLLMConfig:
             raise ValueError(f"readout must be 'softmax' or 'laplace', got {self.readout!r}")
         if self.readout_window not in ("gap", "slot"):
             raise ValueError(f"readout_window must be 'gap' or 'slot', got {self.readout_window!r}")
-        if int(self.sleep_every) != self.sleep_every or self.sleep_every < 0:
-            raise ValueError(f"sleep_every must be an integer ≥ 0, got {self.sleep_every!r}")
-        if int(self.calibration_tokens) != self.calibration_tokens or self.calibration_tokens < 1:
-            raise ValueError(
-                f"calibration_tokens must be an integer ≥ 1, got {self.calibration_tokens!r}"
-            )
+        check_int("sleep_every", self.sleep_every, low=0)
+        check_int("calibration_tokens", self.calibration_tokens)
 
     @property
     def window_steps(self) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from neuro_core.sparse import csr_from_edges, gather_ranges
-from neuro_core.validation import check_positive, check_tensor
+from neuro_core.validation import check_int, check_positive, check_tensor
 from neuro_plasticity import Rule
 from neuro_plasticity.rule import Modulator, modulator_value, recipe
 from neuro_plasticity.topology import CSR, Topology
@@ -201,8 +201,7 @@ def teacher_raster(
     """``[T·S, V·k]`` bool: the k neurons of output group ``tokens[t + 1]`` spike at step
     ``(t + 1)·S − 1`` (the last step of slot t) for ``t < T − 1``; nothing else."""
     check_tensor("tokens", tokens, ndim=1, dtype=torch.int64)
-    if int(slot_steps) != slot_steps or slot_steps < 1:
-        raise ValueError(f"slot_steps must be an integer ≥ 1, got {slot_steps!r}")
+    check_int("slot_steps", slot_steps)
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
         raise ValueError(f"tokens must lie in [0, vocab_size={vocab_size})")
     T = tokens.numel()

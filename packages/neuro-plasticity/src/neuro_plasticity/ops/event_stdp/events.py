@@ -36,7 +36,7 @@ import torch
 
 from neuro_core.sparse import csr_from_edges
 from neuro_core.sparse import gather_ranges as _ranges
-from neuro_core.validation import check_tensor
+from neuro_core.validation import check_int, check_tensor
 from neuro_plasticity.ops.event_stdp import native
 from neuro_plasticity.rule import ClipParams, ModulateParams, Modulator, ScaleParams, Transform
 from neuro_plasticity.stdp import PairSTDPParams
@@ -323,8 +323,7 @@ class EventPairSTDP:
         rather than at a spike step (a rounding of the traces; at most once per
         ``REBASE_EXPONENT·τ/dt`` steps).
         """
-        if int(k) != k or k < 1:
-            raise ValueError(f"k must be an integer ≥ 1, got {k!r}")
+        check_int("k", k)
         if engine not in ("auto", "native", "numpy"):
             raise ValueError(f"engine must be 'auto', 'native' or 'numpy', got {engine!r}")
         k = int(k)
