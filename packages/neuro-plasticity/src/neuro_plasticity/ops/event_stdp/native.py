@@ -8,7 +8,7 @@ of the numpy code in the same order and precision (tests compare the two bitwise
 
 Like Brian2's runtime code generation it needs a C compiler at run time: the first use compiles
 the file with ``$CC`` (default ``cc``) into ``$NEURO_CACHE_DIR`` (default
-``~/.cache/neuro``)``/native/``, named by a hash of the source and flags, written to a
+``~/.cache/neuro``)``/native/``, named by a hash of the source, compiler, flags and platform, written to a
 temporary name and renamed (no half-written library is ever loaded), and later uses load it.
 Without a compiler, or with ``NEURO_NATIVE=0``, :func:`load` returns None and the numpy path
 runs (same weights, slower); :func:`status` says why.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -85,7 +86,8 @@ def load() -> ctypes.CDLL | None:
         _why = f"no C compiler ({cc!r} not found; set CC)"
         return None
     src = SOURCE.read_bytes()
-    tag = hashlib.sha256(src + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
+    key = " ".join((cc, *CFLAGS, platform.machine(), platform.system()))
+    tag = hashlib.sha256(src + key.encode()).hexdigest()[:16]
     target = cache_dir() / f"stdp_block-{tag}.so"
     try:
         if not target.exists():
