@@ -419,8 +419,8 @@ def _build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optim
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # The fused (one kernel over all tensors) AdamW: ~4x faster steps than the per-tensor loop
-    # on CPU; kept off under DDP/FSDP, where the parameters may be DTensors.
+    # The fused (one kernel over all tensors) AdamW rather than the per-tensor loop on CPU; kept
+    # off under DDP/FSDP, where the parameters may be DTensors.
     fused = config.parallel == "none" and all(
         p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay
     )
