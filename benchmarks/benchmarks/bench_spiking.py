@@ -7,12 +7,18 @@ only) and the peers ``snntorch`` (``Leaky`` time loop) and ``spikingjelly``
 ``benchmarks/scripts/spiking_targets.py``. Peers raise ``NotImplementedError`` (skipped) when
 they are not installed. ``AdaptiveScan``: the adaptive LIF and multi-bit GIF ops per CPU backend
 (``reference``, ``fused``, ``compile``). ``Network``: 100 ms of the 10k-neuron,
-1 %-connectivity network.
+1 %-connectivity network; ``PlasticNetwork``: the same with event-driven pair STDP on its
+excitatory → excitatory synapses, by hook engine (``native``: the compiled block kernel,
+skipped without a C compiler; ``numpy``: one ``on_spikes`` call per step), the issue-15 ratio
+plastic/static read off the two suites.
 """
 
 try:
     import torch
 
+    from neuro_plasticity import CSR, chain, clip, event_driven, pair_stdp
+    from neuro_plasticity.ops.event_stdp import native
+    from neuro_spiking.network import Network as _Network
     from neuro_spiking.network import PoissonInput, brunel_like
     from neuro_spiking.ops.alif_scan import fused_alif_scan
     from neuro_spiking.ops.gif_scan import fused_gif_scan
@@ -136,3 +142,42 @@ class Network:
 
     def time_100ms(self):
         self.net.run(1000, self.state, inject=self.inp, record=[])
+
+
+class PlasticNetwork:
+    timeout = 600
+    params = (["native", "numpy"],)
+    param_names = ["engine"]
+
+    def setup(self, engine):
+        if torch is None:
+            raise NotImplementedError("neuro_spiking not importable")
+        if engine == "native" and native.load() is None:
+            raise NotImplementedError(native.status())
+        static = brunel_like()
+        pr = static.projections[0]
+        rule = chain(
+            pair_stdp(a_plus=0.005, a_minus=0.00525, dt_ms=0.1), clip(w_min=0.0, w_max=1.0)
+        )
+        hook = event_driven(rule, CSR(pr.crow_indices, pr.col_indices, pr.n_post), backend="events")
+        if engine == "numpy":
+            hook = _StepOnly(hook)
+        self.net = _Network(static.populations, static.projections, dt_ms=0.1, plasticity={0: hook})
+        self.inp = PoissonInput(self.net, rate_hz=10.0, n_sources=100, weight=1.0, seed=1)
+        self.state, _ = self.net.run(100, inject=self.inp)
+
+    def time_100ms(self, engine):
+        self.net.run(1000, self.state, inject=self.inp, record=[])
+
+
+class _StepOnly:
+    """An event hook without its block form: the simulator calls ``on_spikes`` every step."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    def init(self, weight, batch=1):
+        return self.hook.init(weight, batch)
+
+    def on_spikes(self, *args):
+        return self.hook.on_spikes(*args)
