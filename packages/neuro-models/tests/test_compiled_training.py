@@ -1,5 +1,5 @@
-"""The compiled training path: ``causal_attention`` inside ``torch.compile`` on CPU (written-out
-softmax attention) and :class:`~neuro_models.train.CompiledModel` (model and ``loss`` compiled).
+"""The training path: ``causal_attention`` (written-out softmax attention for bf16 on CPU, SDPA
+otherwise; eager and compiled) and :class:`~neuro_models.train.CompiledModel` (model and ``loss`` compiled).
 
 References are written here: attention as an explicit float64 softmax over a causal mask, the
 loss as ``F.cross_entropy`` of the eager model's logits. Forward and every gradient are compared,
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuro_models import Llama, LlamaConfig
+from neuro_models.decoder import functional
 from neuro_models.decoder.functional import causal_attention
 from neuro_models.train import CompiledModel, TrainConfig, compile_model, train
 
@@ -37,7 +38,12 @@ def _attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("compiled", [False, True])
-def test_causal_attention_equals_the_reference_with_gradients(dtype, compiled):
+@pytest.mark.parametrize("written_out", [True, False])  # False: over the size limit, SDPA
+def test_causal_attention_equals_the_reference_with_gradients(
+    dtype, compiled, written_out, monkeypatch
+):
+    if not written_out:
+        monkeypatch.setattr(functional, "CPU_WRITTEN_ATTENTION_MAX_SCORES", 2 * 3 * 19 * 19 - 1)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 19, 12, generator=g).to(dtype).requires_grad_() for _ in range(3))
     grad_out = torch.randn(2, 3, 19, 12, generator=g).to(dtype)

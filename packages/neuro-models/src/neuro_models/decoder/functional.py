@@ -43,20 +43,30 @@ def rotate(
     return tuple(apply_rope(x, cos.to(x.dtype), sin.to(x.dtype)) for x in xs)
 
 
+# Largest score tensor B·H·T·T (elements) that causal_attention writes out on CPU: 64 MB in fp32
+# per layer; longer sequences keep SDPA's memory-efficient kernel.
+CPU_WRITTEN_ATTENTION_MAX_SCORES = 1 << 24
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal softmax attention ``[B, H, T, d_h]`` of ``q``, ``k``, ``v`` (all ``[B, H, T, d_h]``):
 
         o_i = Σ_{j ≤ i} softmax_j(q_i·k_j / √d_h) v_j
 
-    ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, except inside ``torch.compile``
-    on CPU, where the same equation is written out (scores in the input dtype, softmax in fp32):
-    inductor then fuses scale, mask and softmax around two batched matmuls, ~1.7-2x faster
-    forward + backward than SDPA's CPU flash kernel at T 256, d_h 64 (bf16, one thread;
-    ``benchmarks/results/throughput/``).
+    ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, except for bf16/fp16 inputs on
+    CPU with at most :data:`CPU_WRITTEN_ATTENTION_MAX_SCORES` scores, where the same equation is
+    written out (scores in the input dtype, softmax in fp32, as ``transformers``' eager
+    attention): SDPA's CPU flash kernel is ~1.2-1.9x slower there, forward + backward, eager or
+    under ``torch.compile`` (which fuses scale, mask and softmax) at T 256, d_h 64 on one thread;
+    in fp32 it is faster and is kept.
     """
-    if not (torch.compiler.is_compiling() and q.device.type == "cpu"):
+    b, h, t, _ = q.shape
+    if (
+        q.device.type != "cpu"
+        or q.dtype not in (torch.bfloat16, torch.float16)
+        or b * h * t * t > CPU_WRITTEN_ATTENTION_MAX_SCORES
+    ):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    t = q.shape[-2]
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
     scores = scores.masked_fill(~causal, float("-inf"))
