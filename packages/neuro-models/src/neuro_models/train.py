@@ -109,8 +109,8 @@ class TrainConfig:
         precision: ``"bf16-autocast"``, ``"fp32"`` or ``"auto"`` (bf16 autocast where the
             device supports bf16 matmuls — AVX-512-BF16/AMX on CPU, compute capability ≥ 8 on
             CUDA — else fp32). Parameters and optimizer state are always fp32.
-        compile: run the model through ``torch.compile`` (:func:`compile_model`: with its
-            ``loss`` compiled too when it has one).
+        compile: run the model through ``torch.compile`` (on one device :func:`compile_model`:
+            with its ``loss`` compiled too when it has one).
         parallel: ``"none"``, ``"ddp"`` or ``"fsdp"`` (needs ``torchrun``).
         out_dir: run directory: ``metrics.jsonl``, ``eval.jsonl``, ``checkpoints/``, plots.
         ckpt_every: checkpoint every N steps (0: only at the end).
@@ -606,7 +606,10 @@ def train(
         _truncate_jsonl(metrics_path, start)
         _truncate_jsonl(eval_path, start)
         (out_dir / "config.json").write_text(json.dumps(current_meta, indent=1))
-    fwd = compile_model(wrapped) if config.compile else wrapped
+    fwd: nn.Module = wrapped
+    if config.compile:
+        # Under DDP/FSDP the wrapper's forward (and its hooks) must run: compile it as it is.
+        fwd = compile_model(wrapped) if config.parallel == "none" else torch.compile(wrapped)  # type: ignore[assignment]
 
     fpt = flops_per_token(raw, config.seq_len)
     peak: float | None = config.peak_flops
