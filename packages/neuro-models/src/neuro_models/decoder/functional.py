@@ -56,9 +56,11 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, except for bf16/fp16 inputs on
     CPU with at most :data:`CPU_WRITTEN_ATTENTION_MAX_SCORES` scores, where the same equation is
     written out (scores in the input dtype, softmax in fp32, as ``transformers``' eager
-    attention): SDPA's CPU flash kernel is ~1.2-1.9x slower there, forward + backward, eager or
-    under ``torch.compile`` (which fuses scale, mask and softmax) at T 256, d_h 64 on one thread;
-    in fp32 it is faster and is kept.
+    attention): there SDPA's CPU flash kernel took 1.05-1.3x the time forward + backward in
+    eager mode and ~1.6x under ``torch.compile`` (which fuses scale, mask and softmax) at T 256,
+    d_h 64 on one thread, while in fp32 it was faster and is kept
+    (``benchmarks/scripts/models_attention_cpu.py``; raw output
+    ``benchmarks/results/throughput/attention-2026-11-30-cpu-1thread-bf16-fp32.txt``).
     """
     b, h, t, _ = q.shape
     if (
