@@ -39,14 +39,15 @@ def _attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("written_out", [True, False])  # False: over the size limit, SDPA
+@pytest.mark.parametrize("t", [19, 150])  # 150: query blocks of 64, 64 and 22
 def test_causal_attention_equals_the_reference_with_gradients(
-    dtype, compiled, written_out, monkeypatch
+    dtype, compiled, written_out, t, monkeypatch
 ):
     if not written_out:
-        monkeypatch.setattr(functional, "CPU_WRITTEN_ATTENTION_MAX_SCORES", 2 * 3 * 19 * 19 - 1)
+        monkeypatch.setattr(functional, "CPU_WRITTEN_ATTENTION_MAX_SCORES", 2 * 3 * t * t - 1)
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 19, 12, generator=g).to(dtype).requires_grad_() for _ in range(3))
-    grad_out = torch.randn(2, 3, 19, 12, generator=g).to(dtype)
+    q, k, v = (torch.randn(2, 3, t, 12, generator=g).to(dtype).requires_grad_() for _ in range(3))
+    grad_out = torch.randn(2, 3, t, 12, generator=g).to(dtype)
     fn = torch.compile(causal_attention, fullgraph=True) if compiled else causal_attention
     out = fn(q, k, v)
     assert out.dtype == dtype

@@ -46,6 +46,8 @@ def rotate(
 # Largest score tensor B·H·T·T (elements) that causal_attention writes out on CPU: 64 MB in fp32
 # per layer; longer sequences keep SDPA's memory-efficient kernel.
 CPU_WRITTEN_ATTENTION_MAX_SCORES = 1 << 24
+# Smallest query block of the written-out attention (at most 4 blocks per sequence).
+ATTENTION_QUERY_BLOCK = 64
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -56,7 +58,7 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, except for bf16/fp16 inputs on
     CPU with at most :data:`CPU_WRITTEN_ATTENTION_MAX_SCORES` scores, where the same equation is
     written out (scores in the input dtype, softmax in fp32, as ``transformers``' eager
-    attention): there SDPA's CPU flash kernel took 1.05-1.3x the time forward + backward in
+    attention), in query blocks that skip the keys after their last query: there SDPA's CPU flash kernel took 1.05-1.3x the time forward + backward in
     eager mode and ~1.6x under ``torch.compile`` (which fuses scale, mask and softmax) at T 256,
     d_h 64 on one thread, while in fp32 it was faster and is kept
     (``benchmarks/scripts/models_attention_cpu.py``; raw output
@@ -69,10 +71,17 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
         or b * h * t * t > CPU_WRITTEN_ATTENTION_MAX_SCORES
     ):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
-    scores = scores.masked_fill(~causal, float("-inf"))
-    return torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v
+    # Query blocks see only the keys up to their last row: ~(n+1)/2n of the full T x T work.
+    block = max(ATTENTION_QUERY_BLOCK, -(-t // 4))
+    scale = q.shape[-1] ** -0.5
+    outs = []
+    for lo in range(0, t, block):
+        hi = min(lo + block, t)
+        scores = (q[..., lo:hi, :] @ k[..., :hi, :].transpose(-1, -2)) * scale
+        causal = torch.ones(hi - lo, hi, dtype=torch.bool, device=q.device).tril(lo)
+        scores = scores.masked_fill(~causal, float("-inf"))
+        outs.append(torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v[..., :hi, :])
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
