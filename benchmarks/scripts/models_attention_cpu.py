@@ -28,14 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models_throughput as mt
 
-
-def written_out(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The written-out branch of ``causal_attention`` (whatever the dtype)."""
-    t = q.shape[-2]
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
-    scores = scores.masked_fill(~causal, float("-inf"))
-    return torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v
+from neuro_models.decoder.functional import written_out_attention as written_out
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

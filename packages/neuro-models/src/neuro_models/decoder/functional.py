@@ -55,22 +55,29 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
 
         o_i = Σ_{j ≤ i} softmax_j(q_i·k_j / √d_h) v_j
 
-    ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, except for bf16/fp16 inputs on
-    CPU with at most :data:`CPU_WRITTEN_ATTENTION_MAX_SCORES` scores, where the same equation is
-    written out (scores in the input dtype, softmax in fp32, as ``transformers``' eager
-    attention), in query blocks that skip the keys after their last query: there SDPA's CPU flash kernel took 1.05-1.3x the time forward + backward in
-    eager mode and ~1.6x under ``torch.compile`` (which fuses scale, mask and softmax) at T 256,
-    d_h 64 on one thread, while in fp32 it was faster and is kept
-    (``benchmarks/scripts/models_attention_cpu.py``; raw output
-    ``benchmarks/results/throughput/attention-2026-11-30-cpu-1thread-bf16-fp32.txt``).
+    ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, except on CPU with at most
+    :data:`CPU_WRITTEN_ATTENTION_MAX_SCORES` scores for bf16/fp16 inputs, or any dtype inside
+    ``torch.compile``, where the same equation is written out (:func:`written_out_attention`:
+    scores in the input dtype, softmax in fp32, as ``transformers``' eager attention, in query
+    blocks that skip the keys after their last query). There SDPA's CPU flash kernel is slower
+    forward + backward, in bf16 eager or under ``torch.compile`` (which fuses scale, mask and
+    softmax) and in fp32 under ``torch.compile``, at T 256, d_h 64 on one thread, while in fp32
+    eager it is as fast or faster and is kept (``benchmarks/scripts/models_attention_cpu.py``;
+    raw output ``benchmarks/results/throughput/attention-2026-11-30-cpu-1thread-bf16-fp32.txt``).
     """
     b, h, t, _ = q.shape
     if (
         q.device.type != "cpu"
-        or q.dtype not in (torch.bfloat16, torch.float16)
+        or (q.dtype not in (torch.bfloat16, torch.float16) and not torch.compiler.is_compiling())
         or b * h * t * t > CPU_WRITTEN_ATTENTION_MAX_SCORES
     ):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return written_out_attention(q, k, v)
+
+
+def written_out_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The written-out branch of :func:`causal_attention`, for any dtype and device."""
+    t = q.shape[-2]
     # Query blocks see only the keys up to their last row: ~(n+1)/2n of the full T x T work.
     block = max(ATTENTION_QUERY_BLOCK, -(-t // 4))
     scale = q.shape[-1] ** -0.5
