@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from neuro_models.config import LlamaConfig
@@ -78,6 +78,10 @@ def test_small_presets_match_the_peer_benchmark_sizes() -> None:
     vocab=st.integers(2, 300),
     tie=st.booleans(),
 )
+# d_model == vocab_size: the attention projections also map to vocab_size features (they used
+# to be counted as embedding)
+@example(d_heads=(16, 2), kv_div=1, n_layers=1, ffn=8, vocab=16, tie=False)
+@example(d_heads=(32, 4), kv_div=2, n_layers=2, ffn=32, vocab=32, tie=True)
 def test_config_count_equals_module_count(d_heads, kv_div, n_layers, ffn, vocab, tie) -> None:
     d, h = d_heads
     if h % kv_div or (d // h) % 2:

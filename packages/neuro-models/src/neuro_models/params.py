@@ -38,14 +38,24 @@ def _count_config(c: LlamaConfig) -> ParamCount:
     return ParamCount(embedding + non_embedding, embedding, non_embedding)
 
 
+#: Module names of an LM head (the last component of the qualified name).
+HEAD_NAMES = frozenset({"lm_head", "head", "output", "unembed"})
+
+
 def _count_module(model: nn.Module) -> ParamCount:
     vocab_sizes = {m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)}
+    to_vocab = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m.out_features in vocab_sizes
+    ]
+    # a projection inside a block may also map to vocab_size features (d_model == vocab_size):
+    # when the model names its head, only that counts
+    named = [m for name, m in to_vocab if name.rsplit(".", 1)[-1] in HEAD_NAMES]
+    heads = named if named else [m for _, m in to_vocab]
     embedding_ids: set[int] = set()
-    for m in model.modules():
-        if isinstance(m, nn.Embedding) or (
-            isinstance(m, nn.Linear) and m.out_features in vocab_sizes
-        ):
-            embedding_ids.update(id(p) for p in m.parameters(recurse=False) if p.requires_grad)
+    for m in [m for m in model.modules() if isinstance(m, nn.Embedding)] + heads:
+        embedding_ids.update(id(p) for p in m.parameters(recurse=False) if p.requires_grad)
     # model.parameters() yields a shared (tied) tensor once.
     params = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in params)
@@ -56,9 +66,10 @@ def _count_module(model: nn.Module) -> ParamCount:
 def count_parameters(model_or_config: nn.Module | LlamaConfig) -> ParamCount:
     """Exact trainable parameter count of a model, or of a :class:`LlamaConfig` without building it.
 
-    For a module, embedding parameters are those of its ``nn.Embedding`` layers and of any
-    ``nn.Linear`` whose output size equals a vocabulary size (the LM head). Works on the meta
-    device.
+    For a module, embedding parameters are those of its ``nn.Embedding`` layers and of its LM
+    head: the ``nn.Linear`` layers with an output size equal to a vocabulary size that are named
+    like a head (:data:`HEAD_NAMES`, e.g. ``lm_head``), or, when none is, every such layer.
+    Works on the meta device.
 
     Raises:
         ValueError: ``model_or_config`` is neither an ``nn.Module`` nor a ``LlamaConfig``.
