@@ -1,7 +1,7 @@
 """How many characters the iso-parameter Llama of the cpu scale needs to beat the bigram.
 
 One pass over the first N characters of Tiny Shakespeare's train split (first 90 %), batch
-4 × 64, AdamW (weight decay 0.1), linear warmup over 5 % then cosine to 0.1 × the peak rate;
+``--batch`` × 64 (default 4), AdamW (weight decay 0.1), linear warmup over 5 % then cosine to 0.1 × the peak rate;
 held-out NLL on the first 8,192 characters of the validation split; the add-0.01 bigram fitted
 on the whole train split for comparison (the framework's floor tunes its smoothing on dev).
 Not the experiment's protocol (no sweep, one seed): a budget probe. Usage:
@@ -32,9 +32,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--batch", type=int, default=4, help="sequences of 64 characters per step")
     ap.add_argument("budgets", type=int, nargs="+")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    B = args.batch
     text = (Path(args.data_dir) / "tinyshakespeare" / "input.txt").read_text()
     chars = sorted(set(text))
     ids = torch.tensor([chars.index(ch) for ch in text])
@@ -55,15 +57,15 @@ def main() -> None:
         model = Llama(cfg)
         n_params = sum(p.numel() for p in model.parameters())
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
-        steps = n // (4 * 64)
+        steps = n // (B * 64)
         t0 = time.perf_counter()
         for s in range(steps):
             warm = min(1.0, (s + 1) / (0.05 * steps + 1))
             cos = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / steps))
             for g in opt.param_groups:
                 g["lr"] = args.lr * warm * cos
-            start = s * 4 * 65
-            batch = tr[start : start + 4 * 65].reshape(4, 65)
+            start = s * B * 65
+            batch = tr[start : start + B * 65].reshape(B, 65)
             logits = model(batch[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
             opt.zero_grad()
@@ -73,7 +75,7 @@ def main() -> None:
             nll = float(
                 F.cross_entropy(model(va[:, :-1]).reshape(-1, VOCAB), va[:, 1:].reshape(-1))
             )
-        print(f"Llama {n_params:,} parameters, {steps * 256:,} characters, lr {args.lr}: held-out "
+        print(f"Llama {n_params:,} parameters, {steps * B * 64:,} characters, batch {B} x 64, lr {args.lr}: held-out "
               f"NLL {nll:.4f} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
 
 
