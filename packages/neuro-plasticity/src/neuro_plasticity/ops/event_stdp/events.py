@@ -310,8 +310,8 @@ class EventPairSTDP:
             engine: ``"native"`` the compiled kernel (:mod:`.native`; raises when it is
                 unavailable), ``"numpy"`` one :meth:`on_spikes` call per step, ``"auto"`` the
                 kernel when it is available, the chain is ``scale``/``modulate`` then at most
-                one ``clip`` and ``k > 1`` (for one step the kernel call's fixed cost exceeds
-                what it saves: measured on HebLLM's 1-step blocks, 221 vs 245 characters/s).
+                one ``clip`` and ``k > 1`` (for a one-step block the kernel call's fixed cost
+                is not repaid: HebLLM, whose blocks are one step, ran no faster through it).
 
         Returns:
             :class:`BlockUpdate`.
