@@ -1176,9 +1176,7 @@ class Network:
                     m,
                 )
                 idx_np = index.numpy()
-                w.numpy()[idx_np] = _finalizer(None if pruned is None else pruned.numpy())(
-                    idx_np, value.numpy()
-                )
+                w.numpy()[idx_np] = _settle(idx_np, value.numpy(), pruned)
 
     def _place_sent(
         self,
@@ -1208,17 +1206,13 @@ class Network:
         values[pos] = sent if gain == 1.0 else sent * np.float32(gain)
 
 
-def _finalizer(pruned: np.ndarray | None) -> Any:
-    """The simulator's post-processing of a hook's new weights: ``max(w, 0)``, and 0 on pruned
-    synapses."""
-
-    def fin(index: np.ndarray, value: np.ndarray) -> np.ndarray:
-        new = np.maximum(value, 0.0)
-        if pruned is not None:
-            new = np.where(pruned[index], 0.0, new)
-        return new
-
-    return fin
+def _settle(index: np.ndarray, value: np.ndarray, pruned: torch.Tensor | None) -> np.ndarray:
+    """The simulator's post-processing of a hook's new weights ``value`` at ``index``:
+    ``max(w, 0)``, and 0 on pruned synapses."""
+    new = np.maximum(value, 0.0)
+    if pruned is not None:
+        new = np.where(pruned.numpy()[index], 0.0, new)
+    return new
 
 
 def _dead(alive: tuple[torch.Tensor, ...]) -> list[torch.Tensor | None]:
