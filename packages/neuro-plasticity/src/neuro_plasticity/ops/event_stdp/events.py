@@ -323,10 +323,9 @@ class EventPairSTDP:
         rather than at a spike step (a rounding of the traces; at most once per
         ``REBASE_EXPONENT·τ/dt`` steps).
         """
-        check_int("k", k)
+        k = check_int("k", k)
         if engine not in ("auto", "native", "numpy"):
             raise ValueError(f"engine must be 'auto', 'native' or 'numpy', got {engine!r}")
-        k = int(k)
         check_tensor("pre_t", pre_t, ndim=1, dtype=torch.int64)
         check_tensor("pre", pre, shape=tuple(pre_t.shape), dtype=torch.int64)
         check_tensor("post_t", post_t, ndim=1, dtype=torch.int64)
